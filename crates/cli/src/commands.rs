@@ -1,0 +1,698 @@
+//! The commands: each parses its input, calls the engine, prints the result.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use breakglass_core::policy::Policy;
+use breakglass_core::{Clock, PublicKey, RequestId, Span, Status, SystemClock, Timestamp};
+use breakglass_engine::{
+    default_dir, generate, public_key, write_csv, write_jsonl, Actor, Code, Engine, EngineError,
+    ExportFilter, Home, InitOptions, KeyLocation, KeyStoreKind, NewRequest,
+};
+use breakglass_ledger::{verify_bundle, write_bundle, NoteVerifier, VerifyOptions};
+use breakglass_store::Store;
+
+use crate::output::{request_line, status_text};
+use crate::{
+    Cli, Command, ExportArgs, Format, IdentityCmd, LogCmd, PolicyCmd, RequestArgs, SystemKeysArg,
+    VerifyArgs,
+};
+
+/// A failed command: its message (one line unless it lists policy problems) and exit status.
+pub struct Failure {
+    pub exit: u8,
+    pub message: String,
+}
+
+const REFUSED: u8 = 1;
+const USAGE: u8 = 2;
+const VERIFY_FAILED: u8 = 3;
+
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Self {
+        let exit = if e.code() == Code::Tampered {
+            VERIFY_FAILED
+        } else {
+            REFUSED
+        };
+        Failure {
+            exit,
+            message: format!("error: {e}"),
+        }
+    }
+}
+
+fn refused(message: impl Into<String>) -> Failure {
+    Failure {
+        exit: REFUSED,
+        message: format!("error: {}", message.into()),
+    }
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        exit: USAGE,
+        message: format!("error: {}", message.into()),
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+struct Ctx {
+    dir: PathBuf,
+    as_identity: Option<String>,
+    key_file: Option<PathBuf>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Ctx {
+    fn home(&self) -> Result<Home> {
+        Ok(Home::open(&self.dir)?)
+    }
+
+    /// Opens the log and runs a scheduler pass first, so anything overdue (expiry, lapse,
+    /// a grant interrupted by a crash) is handled before the command.
+    async fn engine(&self) -> Result<(Home, Engine)> {
+        let home = self.home()?;
+        let mut engine = home.engine(self.clock.clone()).await?;
+        let report = engine.tick().await?;
+        for f in &report.failures {
+            eprintln!("breakglass: warning: {f}");
+        }
+        Ok((home, engine))
+    }
+
+    fn actor(&self, home: &Home, engine: &Engine) -> Result<Actor> {
+        match &self.key_file {
+            Some(path) => {
+                let key = KeyLocation::File(path.clone())
+                    .load()
+                    .map_err(EngineError::from)?;
+                let pk = public_key(&key);
+                let name = match (&self.as_identity, engine.state().identity_by_key(&pk)) {
+                    (Some(n), _) => n.clone(),
+                    (None, Some(id)) => id.record.name.clone(),
+                    (None, None) => {
+                        return Err(refused(format!(
+                            "the key in {} belongs to no enrolled identity (public key {})",
+                            path.display(),
+                            pk.to_base64()
+                        )))
+                    }
+                };
+                Ok(Actor::new(name, key))
+            }
+            None => {
+                let name = self
+                    .as_identity
+                    .clone()
+                    .unwrap_or_else(|| home.default_identity().to_owned());
+                let key = home
+                    .identity_key(&name)
+                    .load()
+                    .map_err(|e| refused(format!("cannot load the key of {name}: {e}")))?;
+                Ok(Actor::new(name, key))
+            }
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let dir = cli
+        .data_dir
+        .clone()
+        .or_else(default_dir)
+        .ok_or_else(|| usage("no data directory: set --data-dir or BREAKGLASS_HOME"))?;
+    let ctx = Ctx {
+        dir,
+        as_identity: cli.as_identity.clone(),
+        key_file: cli.key_file.clone(),
+        clock: Arc::new(SystemClock),
+    };
+    match cli.command {
+        Command::Init(a) => init(&ctx, &a.name, a.system_keys, a.database).await,
+        Command::Quickstart(a) => quickstart(&ctx, &a.name, a.system_keys).await,
+        Command::Identity(cmd) => identity(&ctx, cmd).await,
+        Command::Policy(cmd) => policy(&ctx, cmd).await,
+        Command::Request(a) => request(&ctx, a).await,
+        Command::Approve { id, comment } => {
+            decide(&ctx, &id, |e, a, id| Box::pin(e.approve(a, id, comment))).await
+        }
+        Command::Deny { id, reason } => {
+            decide(&ctx, &id, |e, a, id| Box::pin(e.deny(a, id, reason))).await
+        }
+        Command::Cancel { id } => decide(&ctx, &id, |e, a, id| Box::pin(e.cancel(a, id))).await,
+        Command::Revoke { id, reason } => {
+            decide(&ctx, &id, |e, a, id| Box::pin(e.revoke(a, id, reason))).await
+        }
+        Command::Review { id, comment } => {
+            decide(&ctx, &id, |e, a, id| Box::pin(e.review(a, id, comment))).await
+        }
+        Command::Status { json, all } => status(&ctx, json, all).await,
+        Command::Log(LogCmd::Verify { json }) => log_verify(&ctx, json).await,
+        Command::Export(a) => export(&ctx, a).await,
+        Command::Verify(a) => verify(a),
+        Command::Broker { interval } => broker(&ctx, &interval).await,
+    }
+}
+
+fn system_keys(arg: SystemKeysArg) -> KeyStoreKind {
+    match arg {
+        SystemKeysArg::Keyring => KeyStoreKind::Keyring,
+        SystemKeysArg::File => KeyStoreKind::File,
+    }
+}
+
+async fn init(ctx: &Ctx, name: &str, keys: SystemKeysArg, database: Option<String>) -> Result<()> {
+    let opts = InitOptions {
+        admin: name.to_owned(),
+        admin_key: ctx.key_file.clone().map(KeyLocation::File),
+        system_keys: system_keys(keys),
+        database,
+    };
+    let (home, engine) = Home::init(&ctx.dir, opts, ctx.clock.clone()).await?;
+    println!(
+        "Initialised {} with log {}\nFirst administrator: {name}\nCheckpoint key: {}\nNext: write a policy and run `breakglass policy apply FILE`.",
+        home.dir().display(),
+        home.origin(),
+        engine.log_verifier().vkey()
+    );
+    Ok(())
+}
+
+/// The sample policy shipped with the CLI, for the guided first run.
+pub const SAMPLE_POLICY: &str = include_str!("../sample-policy.toml");
+
+async fn quickstart(ctx: &Ctx, name: &str, keys: SystemKeysArg) -> Result<()> {
+    if Home::open(&ctx.dir).is_err() {
+        println!(
+            "Welcome to Breakglass. Setting up {} …\n",
+            ctx.dir.display()
+        );
+        init(ctx, name, keys, None).await?;
+    }
+    let (home, mut engine) = ctx.engine().await?;
+    let actor = ctx.actor(&home, &engine)?;
+    if engine.state().policy().is_none() {
+        let source = SAMPLE_POLICY.replace("\"admin\"", &format!("{:?}", actor.name()));
+        let path = home.dir().join("policy.toml");
+        if !path.exists() {
+            fs::write(&path, &source)
+                .map_err(|e| refused(format!("cannot write {}: {e}", path.display())))?;
+        }
+        engine.apply_policy(&actor, &source).await?;
+        println!(
+            "\nApplied the sample policy (saved as {}; edit it and run `breakglass policy apply` to change it).",
+            path.display()
+        );
+    }
+    println!();
+    print!(
+        "{}",
+        status_text(
+            engine.state(),
+            actor.name(),
+            engine.now(),
+            false,
+            engine.size()
+        )
+    );
+    println!(
+        "\nTry:\n  breakglass request --target demo --duration 5m --reason \"try it\" --break-glass\n  breakglass status\n  breakglass log verify\n  breakglass export --format bundle -o audit.bundle && breakglass verify audit.bundle"
+    );
+    Ok(())
+}
+
+async fn identity(ctx: &Ctx, cmd: IdentityCmd) -> Result<()> {
+    match cmd {
+        IdentityCmd::Keygen { out } => {
+            let key = generate();
+            KeyLocation::File(out.clone())
+                .store_new(&key)
+                .map_err(EngineError::from)?;
+            println!("{}", public_key(&key).to_base64());
+            Ok(())
+        }
+        IdentityCmd::List { json } => {
+            let (_, engine) = ctx.engine().await?;
+            let state = engine.state();
+            if json {
+                let list: Vec<_> = state
+                    .identities()
+                    .map(|i| {
+                        serde_json::json!({
+                            "name": i.record.name,
+                            "public_key": i.record.key,
+                            "groups": state.groups_of(&i.record.name),
+                            "enrolled_at": i.enrolled_at,
+                            "enrolled_by": i.enrolled_by,
+                        })
+                    })
+                    .collect();
+                print_json(&list)
+            } else {
+                for i in state.identities() {
+                    let groups: Vec<String> = state.groups_of(&i.record.name).into_iter().collect();
+                    println!(
+                        "{:<20} key {}  groups: {}",
+                        i.record.name,
+                        i.record.key.fingerprint(),
+                        if groups.is_empty() {
+                            "-".into()
+                        } else {
+                            groups.join(", ")
+                        }
+                    );
+                }
+                Ok(())
+            }
+        }
+        IdentityCmd::Add {
+            name,
+            groups,
+            public_key: given,
+            key_out,
+        } => {
+            if let Some(p) = breakglass_core::names::name_problem(&name) {
+                return Err(refused(p));
+            }
+            let (home, mut engine) = ctx.engine().await?;
+            let admin = ctx.actor(&home, &engine)?;
+            let (pk, new_key) = match given {
+                Some(b64) => (PublicKey::from_base64(&b64).map_err(refused)?, None),
+                None => {
+                    let k = generate();
+                    (public_key(&k), Some(k))
+                }
+            };
+            let location = key_out
+                .map(KeyLocation::File)
+                .unwrap_or_else(|| home.identity_key(&name));
+            // Validate against the rules before storing anything, so a refusal leaves no key.
+            if engine.state().identity(&name).is_some() {
+                return Err(refused(format!("identity {name:?} is already enrolled")));
+            }
+            if let Some(k) = &new_key {
+                location.store_new(k).map_err(EngineError::from)?;
+            }
+            if let Err(e) = engine.enrol(&admin, &name, pk, groups).await {
+                if new_key.is_some() {
+                    let _ = location.delete();
+                }
+                return Err(e.into());
+            }
+            match new_key {
+                Some(_) => println!("Enrolled {name}; private key stored in {location}"),
+                None => println!("Enrolled {name} with the given public key"),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_policy(file: &Path) -> Result<String> {
+    let meta = fs::metadata(file).map_err(|e| refused(format!("{}: {e}", file.display())))?;
+    if meta.len() > 1024 * 1024 {
+        return Err(refused(format!("{}: larger than 1 MiB", file.display())));
+    }
+    fs::read_to_string(file).map_err(|e| refused(format!("{}: {e}", file.display())))
+}
+
+fn policy_problems(file: &Path, errs: &breakglass_core::policy::PolicyErrors) -> String {
+    let lines: Vec<String> = errs
+        .0
+        .iter()
+        .map(|p| format!("{}:{}:{}: {}", file.display(), p.line, p.column, p.message))
+        .collect();
+    format!(
+        "error: {} has {} problem(s):\n{}",
+        file.display(),
+        lines.len(),
+        lines.join("\n")
+    )
+}
+
+async fn policy(ctx: &Ctx, cmd: PolicyCmd) -> Result<()> {
+    match cmd {
+        PolicyCmd::Check { file } => {
+            let source = read_policy(&file)?;
+            match Policy::parse(&source) {
+                Ok(p) => {
+                    println!(
+                        "{}: OK (version {}, {} target(s), {} group(s))",
+                        file.display(),
+                        p.version,
+                        p.targets.len(),
+                        p.groups.len()
+                    );
+                    Ok(())
+                }
+                Err(errs) => Err(Failure {
+                    exit: REFUSED,
+                    message: policy_problems(&file, &errs),
+                }),
+            }
+        }
+        PolicyCmd::Apply { file } => {
+            let source = read_policy(&file)?;
+            let errs = Policy::parse(&source).err();
+            if let Some(errs) = errs {
+                return Err(Failure {
+                    exit: REFUSED,
+                    message: policy_problems(&file, &errs),
+                });
+            }
+            let (home, mut engine) = ctx.engine().await?;
+            let admin = ctx.actor(&home, &engine)?;
+            let size = engine.apply_policy(&admin, &source).await?;
+            let version = engine.state().policy().map_or(0, |p| p.policy.version);
+            println!("Applied policy version {version} (log size {size})");
+            Ok(())
+        }
+        PolicyCmd::Show => {
+            let (_, engine) = ctx.engine().await?;
+            match engine.state().policy() {
+                Some(p) => {
+                    print!("{}", p.source);
+                    Ok(())
+                }
+                None => Err(refused("no policy has been applied yet")),
+            }
+        }
+    }
+}
+
+fn parse_id(id: &str) -> Result<RequestId> {
+    RequestId::parse(id).map_err(refused)
+}
+
+async fn request(ctx: &Ctx, a: RequestArgs) -> Result<()> {
+    let duration =
+        Span::parse(&a.duration).map_err(|e| refused(format!("invalid --duration: {e}")))?;
+    let extends = a.extends.as_deref().map(parse_id).transpose()?;
+    let (home, mut engine) = ctx.engine().await?;
+    let actor = ctx.actor(&home, &engine)?;
+    let outcome = engine
+        .request(
+            &actor,
+            NewRequest {
+                target: a.target,
+                role: a.role,
+                duration,
+                reason: a.reason,
+                ticket: a.ticket,
+                break_glass: a.break_glass,
+                extends,
+            },
+        )
+        .await?;
+    if let Some(w) = &outcome.warning {
+        eprintln!("breakglass: warning: {w}");
+    }
+    if a.json {
+        return print_json(&outcome);
+    }
+    let r = engine
+        .state()
+        .request(&outcome.request)
+        .ok_or_else(|| refused("the request vanished"))?;
+    println!("{}", request_line(r, engine.now()));
+    if a.break_glass {
+        println!("Break-glass activated: all approvers are alerted and a review is required.");
+    }
+    Ok(())
+}
+
+type Decide<'e> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = std::result::Result<breakglass_engine::Outcome, EngineError>,
+            > + 'e,
+    >,
+>;
+
+async fn decide<F>(ctx: &Ctx, id: &str, f: F) -> Result<()>
+where
+    F: for<'e> FnOnce(&'e mut Engine, &'e Actor, &'e RequestId) -> Decide<'e>,
+{
+    let id = parse_id(id)?;
+    let (home, mut engine) = ctx.engine().await?;
+    let actor = ctx.actor(&home, &engine)?;
+    let outcome = f(&mut engine, &actor, &id).await?;
+    if let Some(w) = &outcome.warning {
+        eprintln!("breakglass: warning: {w}");
+    }
+    let r = engine
+        .state()
+        .request(&id)
+        .ok_or_else(|| refused("the request vanished"))?;
+    if outcome.unchanged {
+        println!(
+            "{id} had already ended ({}); nothing to do",
+            r.status.as_str()
+        );
+    } else {
+        println!("{}", request_line(r, engine.now()));
+    }
+    Ok(())
+}
+
+async fn status(ctx: &Ctx, json: bool, all: bool) -> Result<()> {
+    let (home, engine) = ctx.engine().await?;
+    let me = ctx
+        .as_identity
+        .clone()
+        .unwrap_or_else(|| home.default_identity().to_owned());
+    let state = engine.state();
+    let now = engine.now();
+    if json {
+        let requests: Vec<_> = state
+            .requests()
+            .filter(|r| all || !r.status.is_final())
+            .collect();
+        return print_json(&serde_json::json!({
+            "now": now,
+            "identity": me,
+            "log_size": engine.size(),
+            "policy_version": state.policy().map(|p| p.policy.version),
+            "requests": requests,
+        }));
+    }
+    print!("{}", status_text(state, &me, now, all, engine.size()));
+    Ok(())
+}
+
+/// Reads the stored log into a bundle, without trusting any of it.
+async fn bundle_bytes(home: &Home) -> Result<Vec<u8>> {
+    let store = Store::open(&home.database())
+        .await
+        .map_err(EngineError::from)?;
+    let size = store.size().await.map_err(EngineError::from)?;
+    let entries = store.entries(0, size).await.map_err(EngineError::from)?;
+    let checkpoint = store
+        .checkpoint(size)
+        .await
+        .map_err(EngineError::from)?
+        .ok_or_else(|| Failure {
+            exit: VERIFY_FAILED,
+            message: format!("error: no signed checkpoint covers the {size} stored entries"),
+        })?;
+    let mut out = Vec::new();
+    write_bundle(
+        &mut out,
+        home.origin(),
+        home.log_key(),
+        entries.iter().map(|e| &e.bytes),
+        size,
+        &checkpoint.note,
+    )
+    .map_err(|e| refused(e.to_string()))?;
+    Ok(out)
+}
+
+async fn log_verify(ctx: &Ctx, json: bool) -> Result<()> {
+    let home = ctx.home()?;
+    let bytes = bundle_bytes(&home).await?;
+    let pinned = NoteVerifier::from_vkey(home.log_key())
+        .map_err(|e| refused(format!("log key in the config: {e}")))?;
+    report_verification(
+        &bytes,
+        &VerifyOptions {
+            log_key: Some(pinned),
+            earlier_checkpoint: None,
+        },
+        json,
+        "local log",
+    )
+}
+
+fn report_verification(bytes: &[u8], opts: &VerifyOptions, json: bool, what: &str) -> Result<()> {
+    match verify_bundle(bytes, opts) {
+        Ok(r) => {
+            if json {
+                print_json(&serde_json::json!({"ok": true, "report": r}))?;
+            } else {
+                println!(
+                    "OK: {what} verified — {} entries, {} identities, {} policy version(s), {} requests ({} granted, {} break-glass, {} review(s) owed); checkpoint {} root {}{}",
+                    r.entries,
+                    r.identities,
+                    r.policy_versions,
+                    r.requests,
+                    r.grants,
+                    r.break_glass,
+                    r.reviews_owed,
+                    r.origin,
+                    r.root,
+                    r.consistent_with
+                        .map(|s| format!("; consistent with the earlier checkpoint of size {s}"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if json {
+                print_json(&serde_json::json!({"ok": false, "error": e.to_string()}))?;
+            }
+            Err(Failure {
+                exit: VERIFY_FAILED,
+                message: format!("verification FAILED: {e}"),
+            })
+        }
+    }
+}
+
+fn parse_time(flag: &str, s: Option<&str>) -> Result<Option<Timestamp>> {
+    s.map(|s| Timestamp::parse_lenient(s).map_err(|e| refused(format!("invalid {flag}: {e}"))))
+        .transpose()
+}
+
+async fn export(ctx: &Ctx, a: ExportArgs) -> Result<()> {
+    let filter = ExportFilter {
+        from: parse_time("--from", a.from.as_deref())?,
+        to: parse_time("--to", a.to.as_deref())?,
+        target: a.target.clone(),
+        requester: a.requester.clone(),
+        state: a
+            .state
+            .as_deref()
+            .map(|s| {
+                Status::parse(s).ok_or_else(|| {
+                    refused(format!(
+                        "invalid --state {s:?}; use pending, approved, active, revoking, expired, revoked, denied, cancelled, lapsed or failed"
+                    ))
+                })
+            })
+            .transpose()?,
+    };
+    if let (Some(f), Some(t)) = (filter.from, filter.to) {
+        if f >= t {
+            return Err(refused("--from must be earlier than --to"));
+        }
+    }
+    let (home, engine) = ctx.engine().await?;
+    let mut buf = Vec::new();
+    let count = match a.format {
+        Format::Csv => write_csv(engine.state(), &filter, &mut buf)?,
+        Format::Jsonl => {
+            let entries = engine.entries(0, engine.size()).await?;
+            write_jsonl(engine.state(), &entries, &filter, &mut buf)?
+        }
+        Format::Bundle => {
+            let scoped = filter.from.is_some()
+                || filter.to.is_some()
+                || filter.target.is_some()
+                || filter.requester.is_some()
+                || filter.state.is_some();
+            if scoped {
+                return Err(refused(
+                    "a bundle always holds the whole log, so that it verifies on its own; filters apply to csv and jsonl",
+                ));
+            }
+            buf = bundle_bytes(&home).await?;
+            usize::try_from(engine.size()).unwrap_or(usize::MAX)
+        }
+    };
+    write_output(&a.output, &buf)?;
+    if a.output.as_os_str() != "-" {
+        eprintln!("Wrote {count} record(s) to {}", a.output.display());
+    }
+    Ok(())
+}
+
+/// Writes to a temporary file beside the target and renames it, so a failed export never
+/// leaves a partial file where a complete one is expected.
+fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
+    if path.as_os_str() == "-" {
+        return io::stdout()
+            .write_all(bytes)
+            .map_err(|e| refused(format!("writing to standard output: {e}")));
+    }
+    let tmp = path.with_extension("partial");
+    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        refused(format!("cannot write {}: {e}", path.display()))
+    })
+}
+
+fn verify(a: VerifyArgs) -> Result<()> {
+    let bytes = fs::read(&a.bundle).map_err(|e| refused(format!("{}: {e}", a.bundle.display())))?;
+    let log_key = a
+        .log_key
+        .as_deref()
+        .map(|k| NoteVerifier::from_vkey(k).map_err(|e| usage(format!("invalid --log-key: {e}"))))
+        .transpose()?;
+    let earlier_checkpoint = a
+        .checkpoint
+        .as_ref()
+        .map(|p| fs::read_to_string(p).map_err(|e| refused(format!("{}: {e}", p.display()))))
+        .transpose()?;
+    report_verification(
+        &bytes,
+        &VerifyOptions {
+            log_key,
+            earlier_checkpoint,
+        },
+        a.json,
+        &a.bundle.display().to_string(),
+    )
+}
+
+async fn broker(ctx: &Ctx, interval: &str) -> Result<()> {
+    let interval = Span::parse(interval).map_err(|e| usage(format!("invalid --interval: {e}")))?;
+    let (_, mut engine) = ctx.engine().await?;
+    eprintln!("breakglass broker: running the expiry scheduler (Ctrl-C to stop)");
+    loop {
+        let report = engine.tick().await?;
+        for id in &report.expired {
+            eprintln!("expired {id}");
+        }
+        for id in &report.lapsed {
+            eprintln!("lapsed {id}");
+        }
+        for f in &report.failures {
+            eprintln!("warning: {f}");
+        }
+        // Sleep until the next deadline, but never longer than the interval, so a wall-clock
+        // jump is noticed within one interval and new work from other processes is picked up.
+        let now = engine.now();
+        let wait_ms = engine
+            .next_due()
+            .map_or(i64::MAX, |t| t.millis_since(now))
+            .clamp(100, interval.as_secs() as i64 * 1000);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| refused(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}

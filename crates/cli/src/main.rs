@@ -1,0 +1,299 @@
+#![forbid(unsafe_code)]
+#![allow(clippy::print_stdout, reason = "a CLI prints its results")]
+//! `breakglass`: request, approve and audit time-boxed access from the command line.
+//!
+//! Exit status: 0 success, 1 refused or failed, 2 usage error, 3 verification failed.
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "breakglass",
+    version,
+    about = "Time-boxed emergency and just-in-time access with a signed, verifiable log"
+)]
+struct Cli {
+    /// Data directory (default: $BREAKGLASS_HOME, else the platform's app-data directory).
+    #[arg(long, global = true, env = "BREAKGLASS_HOME", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Act as this identity (default: the identity created by `init`).
+    #[arg(
+        long = "as",
+        global = true,
+        env = "BREAKGLASS_AS",
+        value_name = "IDENTITY"
+    )]
+    as_identity: Option<String>,
+    /// Use the private key in this 0600 PKCS#8 file instead of the OS keyring.
+    #[arg(long, global = true, env = "BREAKGLASS_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a data directory, its keys and a new log with you as first administrator.
+    Init(InitArgs),
+    /// Guided first run: init if needed, apply a sample policy, show the status.
+    Quickstart(QuickstartArgs),
+    /// Enrol and list identities.
+    #[command(subcommand)]
+    Identity(IdentityCmd),
+    /// Check, apply or show the access policy.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Request access to a target (or, with --break-glass, self-activate it).
+    Request(RequestArgs),
+    /// Approve a pending request.
+    Approve {
+        /// Request id.
+        id: String,
+        /// Comment recorded with the approval.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Deny a pending request (one denial ends it).
+    Deny {
+        /// Request id.
+        id: String,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Withdraw your own pending request.
+    Cancel {
+        /// Request id.
+        id: String,
+    },
+    /// End an active grant now (idempotent).
+    Revoke {
+        /// Request id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Record the mandatory review of a break-glass activation.
+    Review {
+        /// Request id.
+        id: String,
+        /// Findings (required).
+        #[arg(long)]
+        comment: String,
+    },
+    /// Show open requests and active grants with their deadlines.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Include ended requests.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Work with the local log.
+    #[command(subcommand)]
+    Log(LogCmd),
+    /// Export history: CSV (one row per request), JSON Lines (signed events) or a bundle.
+    Export(ExportArgs),
+    /// Verify an exported bundle offline.
+    Verify(VerifyArgs),
+    /// Run the expiry scheduler until interrupted.
+    Broker {
+        /// Longest sleep between passes.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// Name of the first administrator.
+    #[arg(long, default_value = "admin")]
+    name: String,
+    /// Where the log's own keys are kept.
+    #[arg(long, value_enum, default_value_t = SystemKeysArg::Keyring)]
+    system_keys: SystemKeysArg,
+    /// Database URL (default: embedded SQLite in the data directory).
+    #[arg(long)]
+    database: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct QuickstartArgs {
+    /// Name of the first administrator.
+    #[arg(long, default_value = "admin")]
+    name: String,
+    /// Where the log's own keys are kept.
+    #[arg(long, value_enum, default_value_t = SystemKeysArg::Keyring)]
+    system_keys: SystemKeysArg,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum SystemKeysArg {
+    /// The OS keyring.
+    Keyring,
+    /// 0600 files in the data directory.
+    File,
+}
+
+#[derive(Subcommand, Debug)]
+enum IdentityCmd {
+    /// Enrol an identity (admin only). Creates its key unless --public-key is given.
+    Add {
+        /// The identity's name.
+        name: String,
+        /// Groups (declared in the policy, or `admin`).
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// Enrol this existing public key (base64) instead of creating one.
+        #[arg(long, conflicts_with = "key_out")]
+        public_key: Option<String>,
+        /// Write the new private key to this file (0600) instead of the OS keyring.
+        #[arg(long, value_name = "FILE")]
+        key_out: Option<PathBuf>,
+    },
+    /// List enrolled identities.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a key file and print its public key (to send to an administrator).
+    Keygen {
+        /// Where to write the private key (0600).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCmd {
+    /// Report every problem in a policy file, with line and column.
+    Check {
+        /// Policy file (TOML).
+        file: PathBuf,
+    },
+    /// Apply a policy file (admin only); recorded in the log.
+    Apply {
+        /// Policy file (TOML).
+        file: PathBuf,
+    },
+    /// Print the policy in force.
+    Show,
+}
+
+#[derive(Args, Debug)]
+struct RequestArgs {
+    /// Target name from the policy.
+    #[arg(long)]
+    target: String,
+    /// How long, e.g. 30m, 2h, 1h30m.
+    #[arg(long)]
+    duration: String,
+    /// Why you need access.
+    #[arg(long)]
+    reason: String,
+    /// Ticket reference.
+    #[arg(long)]
+    ticket: Option<String>,
+    /// Role on the target (default: its first role).
+    #[arg(long)]
+    role: Option<String>,
+    /// Emergency self-activation: granted at once, alerts approvers, needs a review.
+    #[arg(long)]
+    break_glass: bool,
+    /// Extend this active grant (a new request that needs approval).
+    #[arg(long, value_name = "ID")]
+    extends: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum LogCmd {
+    /// Verify the whole local log: signatures, rules, Merkle root and checkpoint.
+    Verify {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// One row per request (RFC 4180).
+    Csv,
+    /// One signed event per line.
+    Jsonl,
+    /// The whole log with its signed checkpoint, verifiable offline.
+    Bundle,
+}
+
+#[derive(Args, Debug)]
+struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: Format,
+    /// Earliest time (RFC 3339 or YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    from: Option<String>,
+    /// Latest time, exclusive.
+    #[arg(long)]
+    to: Option<String>,
+    /// Only this target.
+    #[arg(long)]
+    target: Option<String>,
+    /// Only this requester.
+    #[arg(long)]
+    requester: Option<String>,
+    /// Only requests now in this state (pending, active, expired, …).
+    #[arg(long)]
+    state: Option<String>,
+    /// Output file (`-` for standard output).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// The bundle file.
+    bundle: PathBuf,
+    /// Require this checkpoint key (C2SP vkey) rather than the one the bundle names.
+    #[arg(long, value_name = "VKEY")]
+    log_key: Option<String>,
+    /// An earlier signed checkpoint (file) the bundle must be consistent with.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("breakglass: error: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("breakglass: {}", failure.message);
+            ExitCode::from(failure.exit)
+        }
+    }
+}

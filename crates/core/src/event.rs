@@ -1,0 +1,238 @@
+//! The events that make up the log.
+//!
+//! Every state change is one of these, signed by its actor. The serialised form is canonical JSON
+//! (see the ledger crate); fields are never skipped when empty, so each event has exactly one
+//! encoding.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::RequestId;
+use crate::identity::IdentityRecord;
+use crate::span::Span;
+use crate::time::Timestamp;
+
+/// Version of the event format written by this build.
+pub const EVENT_FORMAT: u32 = 1;
+
+/// Longest reason, comment or error text accepted, in characters.
+pub const MAX_TEXT_LEN: usize = 1000;
+
+/// Longest time between a grant's start and the event that records it (connector time-outs
+/// are capped well below this).
+pub const MAX_GRANT_RECORD_DELAY_SECS: u64 = 15 * 60;
+
+/// Longest ticket id accepted, in characters.
+pub const MAX_TICKET_LEN: usize = 64;
+
+/// One signed statement in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// Event format version ([`EVENT_FORMAT`]).
+    pub v: u32,
+    /// The origin of the log the event belongs to, so it cannot be replayed into another log.
+    pub log: String,
+    /// When the actor made the statement.
+    pub time: Timestamp,
+    /// The identity that signed the event.
+    pub actor: String,
+    /// What happened.
+    pub body: EventBody,
+}
+
+/// What an event states.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum EventBody {
+    /// The first entry of every log: names the log, its checkpoint key, the first administrator
+    /// (the actor) and the broker identity that executes grants.
+    LogCreated {
+        /// The log's origin, also the name of its checkpoint key.
+        origin: String,
+        /// The checkpoint verifier key, in C2SP `vkey` form.
+        log_key: String,
+        /// The first administrator.
+        admin: IdentityRecord,
+        /// The identity that runs connectors and the expiry scheduler.
+        broker: IdentityRecord,
+    },
+    /// An administrator enrolled an identity.
+    IdentityEnrolled {
+        /// The new identity.
+        identity: IdentityRecord,
+    },
+    /// An administrator applied a policy version.
+    PolicyApplied {
+        /// The policy's version number.
+        version: u64,
+        /// The policy's full TOML source.
+        source: String,
+    },
+    /// Someone asked for access (or, with `break_glass`, self-activated it).
+    AccessRequested {
+        /// The new request's id.
+        request: RequestId,
+        /// The target's name in the policy.
+        target: String,
+        /// The role on the target.
+        role: String,
+        /// How long access should last once granted.
+        duration: Span,
+        /// Why access is needed.
+        reason: String,
+        /// An optional ticket reference.
+        ticket: Option<String>,
+        /// Emergency self-activation under the target's break-glass rule.
+        break_glass: bool,
+        /// The active grant this request would extend.
+        extends: Option<RequestId>,
+        /// The policy version the requester saw.
+        policy_version: u64,
+    },
+    /// An approver approved a pending request.
+    RequestApproved {
+        /// The request.
+        request: RequestId,
+        /// Hex SHA-256 leaf hash of the request's log entry: binds the approval to exactly it.
+        request_digest: String,
+        /// Optional comment.
+        comment: Option<String>,
+    },
+    /// An approver denied a pending request.
+    RequestDenied {
+        /// The request.
+        request: RequestId,
+        /// Hex leaf hash of the request's log entry.
+        request_digest: String,
+        /// Why it was denied.
+        reason: String,
+    },
+    /// The requester withdrew a pending request.
+    RequestCancelled {
+        /// The request.
+        request: RequestId,
+    },
+    /// A pending request outlived its policy's request TTL.
+    RequestLapsed {
+        /// The request.
+        request: RequestId,
+    },
+    /// The broker granted access; the deadline is fixed here and never moves.
+    AccessGranted {
+        /// The request.
+        request: RequestId,
+        /// When the connector was asked to grant: the start of the access window.
+        granted_at: Timestamp,
+        /// The absolute end of access: `granted_at` plus the requested duration.
+        deadline: Timestamp,
+        /// Whether the target itself enforces the deadline.
+        enforced_by_target: bool,
+    },
+    /// The broker could not grant access.
+    GrantFailed {
+        /// The request.
+        request: RequestId,
+        /// What the connector reported.
+        error: String,
+    },
+    /// Someone entitled to ordered an active grant ended early.
+    RevocationOrdered {
+        /// The request whose grant ends.
+        request: RequestId,
+        /// Optional reason.
+        reason: Option<String>,
+    },
+    /// The broker confirmed an ordered revocation with the connector.
+    AccessRevoked {
+        /// The request.
+        request: RequestId,
+    },
+    /// The broker ended a grant at its deadline and the connector confirmed.
+    AccessExpired {
+        /// The request.
+        request: RequestId,
+    },
+    /// The connector failed to revoke; the broker retries until it succeeds.
+    RevokeFailed {
+        /// The request.
+        request: RequestId,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// What the connector reported.
+        error: String,
+    },
+    /// Something people must see at once.
+    Alert {
+        /// The request concerned, if any.
+        request: Option<RequestId>,
+        /// What kind of alert.
+        kind: AlertKind,
+        /// Human-readable text.
+        message: String,
+    },
+    /// The mandatory review after a break-glass activation.
+    ReviewRecorded {
+        /// The break-glass request.
+        request: RequestId,
+        /// The reviewer's findings.
+        comment: String,
+    },
+}
+
+/// Kinds of [`EventBody::Alert`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AlertKind {
+    /// A break-glass rule was used.
+    BreakGlassActivated,
+    /// A grant could not be revoked.
+    RevokeFailing,
+}
+
+impl EventBody {
+    /// The event's type name as serialised (`access_requested`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::LogCreated { .. } => "log_created",
+            EventBody::IdentityEnrolled { .. } => "identity_enrolled",
+            EventBody::PolicyApplied { .. } => "policy_applied",
+            EventBody::AccessRequested { .. } => "access_requested",
+            EventBody::RequestApproved { .. } => "request_approved",
+            EventBody::RequestDenied { .. } => "request_denied",
+            EventBody::RequestCancelled { .. } => "request_cancelled",
+            EventBody::RequestLapsed { .. } => "request_lapsed",
+            EventBody::AccessGranted { .. } => "access_granted",
+            EventBody::GrantFailed { .. } => "grant_failed",
+            EventBody::RevocationOrdered { .. } => "revocation_ordered",
+            EventBody::AccessRevoked { .. } => "access_revoked",
+            EventBody::AccessExpired { .. } => "access_expired",
+            EventBody::RevokeFailed { .. } => "revoke_failed",
+            EventBody::Alert { .. } => "alert",
+            EventBody::ReviewRecorded { .. } => "review_recorded",
+        }
+    }
+
+    /// The request the event concerns, if any.
+    pub fn request(&self) -> Option<&RequestId> {
+        match self {
+            EventBody::AccessRequested { request, .. }
+            | EventBody::RequestApproved { request, .. }
+            | EventBody::RequestDenied { request, .. }
+            | EventBody::RequestCancelled { request }
+            | EventBody::RequestLapsed { request }
+            | EventBody::AccessGranted { request, .. }
+            | EventBody::GrantFailed { request, .. }
+            | EventBody::RevocationOrdered { request, .. }
+            | EventBody::AccessRevoked { request }
+            | EventBody::AccessExpired { request }
+            | EventBody::RevokeFailed { request, .. }
+            | EventBody::ReviewRecorded { request, .. } => Some(request),
+            EventBody::Alert { request, .. } => request.as_ref(),
+            EventBody::LogCreated { .. }
+            | EventBody::IdentityEnrolled { .. }
+            | EventBody::PolicyApplied { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Identities: who may act, with which key, in which groups.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An Ed25519 public key (32 bytes), serialised as standard base64.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PublicKey(pub [u8; 32]);
+
+impl PublicKey {
+    /// The key as standard base64.
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    /// Parses standard base64 of exactly 32 bytes.
+    pub fn from_base64(s: &str) -> Result<Self, String> {
+        let bytes = STANDARD
+            .decode(s)
+            .map_err(|e| format!("public key is not base64: {e}"))?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| format!("public key is {} bytes, expected 32", b.len()))?;
+        Ok(Self(arr))
+    }
+
+    /// A short, stable fingerprint for people to compare: the first 8 bytes of SHA-256, hex.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(self.0);
+        d[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.fingerprint())
+    }
+}
+
+impl Serialize for PublicKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_base64())
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::from_base64(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How an identity's key was vouched for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Binding {
+    /// Enrolled by an administrator of this log, who signed the enrolment.
+    Local,
+}
+
+/// One enrolled identity as recorded in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityRecord {
+    /// The identity's name (see [`crate::names`]).
+    pub name: String,
+    /// The Ed25519 key that signs this identity's events.
+    pub key: PublicKey,
+    /// Groups given at enrolment (in addition to policy-listed memberships).
+    pub groups: BTreeSet<String>,
+    /// Who vouched for the key.
+    pub binding: Binding,
+}

@@ -1,0 +1,347 @@
+//! The access policy: who may request which target, who approves, for how long.
+//!
+//! A policy is a TOML document that an admin applies; the log records its source text, and every
+//! replica re-parses that text, so [`Policy::parse`] is deterministic and strict: it never guesses,
+//! never fills in anything but the documented defaults, and reports every problem it finds at
+//! once, each with its line and column ([`PolicyErrors`]). It takes a `&str`: reading files is
+//! the caller's business.
+//!
+//! # Format
+//!
+//! This is [`SAMPLE_POLICY`], the sample the CLI ships:
+//!
+#![doc = concat!("```toml\n", include_str!("../tests/fixtures/policies/ok_sample.toml"), "```")]
+//!
+//! Keys:
+//!
+//! - `version` (required): an integer ≥ 1; each applied policy must have a higher one.
+//! - `max_auth_age` (default `"15m"`): how fresh a sign-in must be for decisions.
+//! - `[groups]` (optional): group name → array of member identity names, possibly empty. The
+//!   group [`ADMIN_GROUP`] may apply policy and enrol identities.
+//! - `[targets.NAME]` (at least one), with:
+//!   - `description` (default `""`): at most [`MAX_DESCRIPTION_CHARS`] characters, no control
+//!     characters (it is shown on one line).
+//!   - `roles` (default `["default"]`): a non-empty list of distinct role names; the first is
+//!     the default role.
+//!   - `max_duration`, `request_ttl`, `extension_cap` (required): durations (see
+//!     [`Span::parse`]); `extension_cap` ≥ `max_duration`.
+//!   - `requesters` (optional): a non-empty list of groups whose members may request; absent
+//!     means any enrolled identity.
+//!   - `approvers` (required): `groups` (a non-empty list of groups) and `quorum` (≥ 1 distinct
+//!     approvers; the requester never counts). A quorum larger than the approver groups'
+//!     current membership is allowed: members may be enrolled later.
+//!   - `break_glass` (optional): `max_duration`, at most the target's `max_duration`. Absent
+//!     means break-glass is not allowed on the target.
+//!   - `connector` (required): `kind = "command"`, `grant` and `revoke` (argv arrays whose first
+//!     element is an absolute path, `/…` or `C:\…`, judged the same way on every platform), and
+//!     `timeout` (default `"30s"`, at most `"10m"`).
+//!
+//! Every table may be written in standard (`[targets.x.approvers]`), inline
+//! (`approvers = { … }`) or dotted-key (`approvers.quorum = 2`) form, with the same meaning.
+//! Names of groups, members, targets and roles follow [`crate::names`].
+//!
+//! ```
+//! use breakglass_core::policy::Policy;
+//!
+//! let policy = Policy::parse(
+//!     r#"
+//! version = 3
+//! [groups]
+//! admin = ["alice"]
+//! [targets.wiki]
+//! max_duration = "1h"
+//! request_ttl = "15m"
+//! extension_cap = "4h"
+//! approvers = { groups = ["admin"], quorum = 1 }
+//! connector = { kind = "command", grant = ["/bin/grant"], revoke = ["/bin/revoke"] }
+//! "#,
+//! )
+//! .unwrap();
+//! assert_eq!(policy.target("wiki").unwrap().default_role(), "default");
+//!
+//! let errors = Policy::parse("version = 0\n").unwrap_err();
+//! assert_eq!(
+//!     errors.to_string(),
+//!     "1:1: no targets defined; add at least one [targets.NAME] table\n\
+//!      1:11: version must be at least 1; found 0"
+//! );
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::span::Span;
+
+mod parse;
+
+/// The sample policy shipped by the CLI, documented above; it parses.
+pub const SAMPLE_POLICY: &str = include_str!("../tests/fixtures/policies/ok_sample.toml");
+
+/// The reserved group whose members may apply policy and enrol identities.
+pub const ADMIN_GROUP: &str = "admin";
+
+/// The role of a target that lists no `roles`.
+pub const DEFAULT_ROLE: &str = "default";
+
+/// The largest policy source accepted, in bytes (1 MiB).
+pub const MAX_POLICY_BYTES: usize = 1 << 20;
+
+/// The longest target description accepted, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
+
+/// `max_auth_age` when the policy does not set it: 15 minutes.
+pub const DEFAULT_MAX_AUTH_AGE: Span = Span::from_secs(15 * 60);
+
+/// A connector's `timeout` when the policy does not set it: 30 seconds.
+pub const DEFAULT_CONNECTOR_TIMEOUT: Span = Span::from_secs(30);
+
+/// The longest connector `timeout` accepted: 10 minutes.
+pub const MAX_CONNECTOR_TIMEOUT: Span = Span::from_secs(10 * 60);
+
+/// A parsed, validated access policy.
+///
+/// Only [`Policy::parse`] makes one from outside input, so a `Policy` that came from a log
+/// always passed every check below.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// The policy version; each applied policy has a higher one.
+    pub version: u64,
+    /// How fresh a sign-in must be for decisions.
+    pub max_auth_age: Span,
+    /// Group name → member identity names.
+    pub groups: BTreeMap<String, BTreeSet<String>>,
+    /// Target name → its rules. Never empty in a parsed policy.
+    pub targets: BTreeMap<String, TargetPolicy>,
+}
+
+/// The rules for one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetPolicy {
+    /// The target's name (its key under `[targets]`).
+    pub name: String,
+    /// Free text shown to people; empty when not given.
+    pub description: String,
+    /// Roles that may be requested, the default first; never empty in a parsed policy.
+    pub roles: Vec<String>,
+    /// The longest single grant.
+    pub max_duration: Span,
+    /// How long a request may stay pending before it lapses.
+    pub request_ttl: Span,
+    /// The total granted time of a chain (a request and its extensions).
+    pub extension_cap: Span,
+    /// Groups whose members may request; `None` lets any enrolled identity request.
+    pub requesters: Option<BTreeSet<String>>,
+    /// Who approves, and how many.
+    pub approvers: ApproverRule,
+    /// Break-glass rules; `None` means break-glass is not allowed here.
+    pub break_glass: Option<BreakGlassRule>,
+    /// How access is granted and revoked.
+    pub connector: ConnectorSpec,
+}
+
+/// Who may approve requests for a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApproverRule {
+    /// Groups whose members may approve.
+    pub groups: BTreeSet<String>,
+    /// Distinct approvals needed; the requester never counts. At least 1.
+    pub quorum: u32,
+}
+
+/// Break-glass self-activation rules for a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BreakGlassRule {
+    /// The longest break-glass grant; at most the target's `max_duration`.
+    pub max_duration: Span,
+}
+
+/// How a target's access is granted and revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ConnectorSpec {
+    /// Run a program (never a shell), with the grant as JSON on its standard input.
+    Command(CommandSpec),
+}
+
+/// A connector that runs programs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandSpec {
+    /// Argv that grants access; the first element is an absolute path.
+    pub grant: Vec<String>,
+    /// Argv that revokes access; the first element is an absolute path.
+    pub revoke: Vec<String>,
+    /// How long one run may take.
+    pub timeout: Span,
+}
+
+impl Policy {
+    /// Parses and validates a policy's TOML source.
+    ///
+    /// On failure, returns every problem found, in source order. A TOML syntax error stops the
+    /// parse, so it is then the only problem reported.
+    pub fn parse(source: &str) -> Result<Policy, PolicyErrors> {
+        parse::parse(source)
+    }
+
+    /// The members of `group`, if the policy declares it.
+    pub fn members(&self, group: &str) -> Option<&BTreeSet<String>> {
+        self.groups.get(group)
+    }
+
+    /// The rules for the target called `name`, if there is one.
+    pub fn target(&self, name: &str) -> Option<&TargetPolicy> {
+        self.targets.get(name)
+    }
+}
+
+impl TargetPolicy {
+    /// The role used when a request names none: the first listed.
+    pub fn default_role(&self) -> &str {
+        self.roles.first().map_or(DEFAULT_ROLE, String::as_str)
+    }
+
+    /// True when the platform behind the connector ends access by itself at the deadline, so
+    /// a missed revocation cannot outlive the grant. False for [`ConnectorSpec::Command`]: the
+    /// engine must revoke.
+    pub fn enforces_expiry_itself(&self) -> bool {
+        match self.connector {
+            ConnectorSpec::Command(_) => false,
+        }
+    }
+}
+
+/// Every problem found in a policy source, in source order; never empty.
+///
+/// Displays as one `LINE:COL: message` line per problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyErrors(pub Vec<PolicyProblem>);
+
+/// One problem in a policy source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyProblem {
+    /// Line of the problem, from 1.
+    pub line: usize,
+    /// Column of the problem, from 1, counted in characters.
+    pub column: usize,
+    /// What is wrong, and what to do about it.
+    pub message: String,
+}
+
+impl fmt::Display for PolicyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            problem.fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyErrors {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Policy {
+        Policy::parse(SAMPLE_POLICY).expect("the shipped sample parses")
+    }
+
+    #[test]
+    fn sample_reads_as_documented() {
+        let p = sample();
+        assert_eq!(p.version, 1);
+        assert_eq!(p.max_auth_age, DEFAULT_MAX_AUTH_AGE);
+        assert_eq!(
+            p.members(ADMIN_GROUP),
+            Some(&BTreeSet::from(["alice".to_owned()]))
+        );
+        assert_eq!(p.members("sre").map(BTreeSet::len), Some(2));
+        assert_eq!(
+            p.members("nobody"),
+            None,
+            "undeclared groups have no members"
+        );
+
+        let t = p.target("prod-db").expect("prod-db is declared");
+        assert_eq!(t.name, "prod-db");
+        assert_eq!(t.description, "Production PostgreSQL, primary");
+        assert_eq!(
+            t.default_role(),
+            "read",
+            "the first role listed is the default"
+        );
+        assert_eq!(t.max_duration, Span::from_secs(2 * 3600));
+        assert_eq!(t.request_ttl, Span::from_secs(30 * 60));
+        assert_eq!(t.extension_cap, Span::from_secs(6 * 3600));
+        assert_eq!(
+            t.requesters,
+            Some(BTreeSet::from(["engineers".into(), "sre".into()]))
+        );
+        assert_eq!(
+            t.approvers,
+            ApproverRule {
+                groups: BTreeSet::from(["sre".into()]),
+                quorum: 2
+            }
+        );
+        assert_eq!(
+            t.break_glass,
+            Some(BreakGlassRule {
+                max_duration: Span::from_secs(30 * 60)
+            })
+        );
+        let ConnectorSpec::Command(cmd) = &t.connector;
+        assert_eq!(cmd.grant, ["/usr/local/bin/grant-db", "--mode", "grant"]);
+        assert_eq!(cmd.revoke, ["/usr/local/bin/grant-db", "--mode", "revoke"]);
+        assert_eq!(cmd.timeout, DEFAULT_CONNECTOR_TIMEOUT);
+        assert!(
+            !t.enforces_expiry_itself(),
+            "a command connector relies on the engine to revoke"
+        );
+        assert!(p.target("staging-db").is_none());
+    }
+
+    #[test]
+    fn default_role_survives_a_hand_built_target() {
+        let mut t = sample().target("prod-db").cloned().unwrap();
+        t.roles.clear();
+        assert_eq!(t.default_role(), DEFAULT_ROLE);
+    }
+
+    #[test]
+    fn serialises_for_display() {
+        let json = serde_json::to_value(sample()).unwrap();
+        assert_eq!(json["targets"]["prod-db"]["max_duration"], "2h");
+        assert_eq!(json["targets"]["prod-db"]["connector"]["kind"], "command");
+        assert_eq!(json["targets"]["prod-db"]["connector"]["timeout"], "30s");
+    }
+
+    #[test]
+    fn errors_display_one_line_per_problem() {
+        let errors = PolicyErrors(vec![
+            PolicyProblem {
+                line: 1,
+                column: 2,
+                message: "first".into(),
+            },
+            PolicyProblem {
+                line: 3,
+                column: 4,
+                message: "second".into(),
+            },
+        ]);
+        assert_eq!(errors.to_string(), "1:2: first\n3:4: second");
+    }
+}

@@ -1,0 +1,1044 @@
+//! The state of a log, rebuilt by replaying its events, and every rule of the request lifecycle.
+//!
+//! [`LogState::apply`] is the single place where the rules live. The engine calls it on a
+//! candidate event before signing and appending it (so a refused command changes nothing), and
+//! verification calls it while replaying an exported log (so a log that breaks a rule, even one
+//! signed with valid keys, is reported as a violation).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::Refusal;
+use crate::event::{
+    Event, EventBody, EVENT_FORMAT, MAX_GRANT_RECORD_DELAY_SECS, MAX_TEXT_LEN, MAX_TICKET_LEN,
+};
+use crate::id::RequestId;
+use crate::identity::{IdentityRecord, PublicKey};
+use crate::names::name_problem;
+use crate::policy::{Policy, TargetPolicy, ADMIN_GROUP};
+use crate::span::Span;
+use crate::time::Timestamp;
+
+/// An event together with facts established outside the state machine: the key whose
+/// signature over it was verified, and the leaf hash of its log entry.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedEvent<'a> {
+    /// The event.
+    pub event: &'a Event,
+    /// The public key that signed it (signature already checked by the caller).
+    pub signer: &'a PublicKey,
+    /// SHA-256 leaf hash of the entry that carries the event.
+    pub leaf_hash: &'a [u8; 32],
+}
+
+/// Where a request is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for approvals.
+    Pending,
+    /// Quorum met (or break-glass self-activated); waiting for the broker to grant.
+    Approved,
+    /// Access granted; ends at the deadline.
+    Active,
+    /// Revocation ordered; waiting for the connector to confirm.
+    Revoking,
+    /// Ended at its deadline.
+    Expired,
+    /// Ended early by revocation.
+    Revoked,
+    /// Denied by an approver.
+    Denied,
+    /// Withdrawn by the requester.
+    Cancelled,
+    /// Not decided within the request TTL.
+    Lapsed,
+    /// The connector could not grant.
+    Failed,
+}
+
+impl Status {
+    /// True for states a request never leaves.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Expired
+                | Status::Revoked
+                | Status::Denied
+                | Status::Cancelled
+                | Status::Lapsed
+                | Status::Failed
+        )
+    }
+
+    /// The name used in output and filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Active => "active",
+            Status::Revoking => "revoking",
+            Status::Expired => "expired",
+            Status::Revoked => "revoked",
+            Status::Denied => "denied",
+            Status::Cancelled => "cancelled",
+            Status::Lapsed => "lapsed",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// Parses [`Status::as_str`] names.
+    pub fn parse(s: &str) -> Option<Status> {
+        ALL_STATUSES.iter().copied().find(|st| st.as_str() == s)
+    }
+}
+
+const ALL_STATUSES: [Status; 10] = [
+    Status::Pending,
+    Status::Approved,
+    Status::Active,
+    Status::Revoking,
+    Status::Expired,
+    Status::Revoked,
+    Status::Denied,
+    Status::Cancelled,
+    Status::Lapsed,
+    Status::Failed,
+];
+
+/// A decision recorded on a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// Who decided.
+    pub by: String,
+    /// When.
+    pub at: Timestamp,
+    /// True for an approval, false for a denial.
+    pub approved: bool,
+    /// Comment or denial reason.
+    pub comment: Option<String>,
+}
+
+/// Break-glass review state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Review {
+    /// The review is still owed.
+    Required,
+    /// Reviewed.
+    Done {
+        /// Reviewer.
+        by: String,
+        /// When.
+        at: Timestamp,
+        /// Findings.
+        comment: String,
+    },
+}
+
+/// Everything known about one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Request {
+    /// Its id.
+    pub id: RequestId,
+    /// Who asked.
+    pub requester: String,
+    /// Target name.
+    pub target: String,
+    /// Role on the target.
+    pub role: String,
+    /// Requested duration.
+    pub duration: Span,
+    /// Reason given.
+    pub reason: String,
+    /// Ticket reference.
+    pub ticket: Option<String>,
+    /// Break-glass self-activation.
+    pub break_glass: bool,
+    /// The grant this request extends.
+    pub extends: Option<RequestId>,
+    /// First request of the extension chain (itself when not an extension).
+    pub chain: RequestId,
+    /// Policy version in force when requested.
+    pub policy_version: u64,
+    /// When requested.
+    pub requested_at: Timestamp,
+    /// When a pending request lapses.
+    pub lapses_at: Timestamp,
+    /// Hex leaf hash of the request entry (what approvals bind to).
+    pub digest: String,
+    /// Where it is now.
+    pub status: Status,
+    /// Approvals and denials, in order.
+    pub decisions: Vec<Decision>,
+    /// Approvals needed.
+    pub quorum: u32,
+    /// When quorum was reached (or break-glass self-activated).
+    pub approved_at: Option<Timestamp>,
+    /// When access was granted.
+    pub granted_at: Option<Timestamp>,
+    /// When access ends.
+    pub deadline: Option<Timestamp>,
+    /// Whether the target enforces the deadline itself.
+    pub enforced_by_target: Option<bool>,
+    /// When it reached a final state.
+    pub ended_at: Option<Timestamp>,
+    /// Who ordered revocation, if anyone.
+    pub revoked_by: Option<String>,
+    /// Failed revoke attempts so far (reset never; shown loudly).
+    pub revoke_failures: u32,
+    /// Last error from a connector.
+    pub last_error: Option<String>,
+    /// Break-glass review, when one is owed or done.
+    pub review: Option<Review>,
+}
+
+impl Request {
+    /// Distinct approvers so far.
+    pub fn approvals(&self) -> usize {
+        self.decisions.iter().filter(|d| d.approved).count()
+    }
+}
+
+/// One applied policy version.
+#[derive(Clone, Debug)]
+pub struct PolicyVersion {
+    /// Parsed policy.
+    pub policy: Arc<Policy>,
+    /// Its TOML source as recorded.
+    pub source: String,
+    /// When it was applied.
+    pub applied_at: Timestamp,
+}
+
+/// An identity as enrolled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// The record from the enrolment event.
+    pub record: IdentityRecord,
+    /// When enrolled.
+    pub enrolled_at: Timestamp,
+    /// Who enrolled it.
+    pub enrolled_by: String,
+}
+
+/// The state of a log after replaying its events.
+#[derive(Clone, Debug, Default)]
+pub struct LogState {
+    origin: Option<String>,
+    log_key: Option<String>,
+    broker: Option<String>,
+    identities: BTreeMap<String, Identity>,
+    keys: BTreeMap<PublicKey, String>,
+    policies: Vec<PolicyVersion>,
+    requests: BTreeMap<RequestId, Request>,
+    last_time: Option<Timestamp>,
+    events: u64,
+}
+
+impl LogState {
+    /// An empty log's state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The log's origin, once created.
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
+    }
+
+    /// The checkpoint verifier key recorded at creation.
+    pub fn log_key(&self) -> Option<&str> {
+        self.log_key.as_deref()
+    }
+
+    /// The broker identity's name.
+    pub fn broker(&self) -> Option<&str> {
+        self.broker.as_deref()
+    }
+
+    /// Number of events applied.
+    pub fn len(&self) -> u64 {
+        self.events
+    }
+
+    /// True before the first event.
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+
+    /// Time of the newest event.
+    pub fn last_time(&self) -> Option<Timestamp> {
+        self.last_time
+    }
+
+    /// The policy in force, if any was applied.
+    pub fn policy(&self) -> Option<&PolicyVersion> {
+        self.policies.last()
+    }
+
+    /// Every applied policy version, oldest first.
+    pub fn policies(&self) -> &[PolicyVersion] {
+        &self.policies
+    }
+
+    /// An enrolled identity.
+    pub fn identity(&self, name: &str) -> Option<&Identity> {
+        self.identities.get(name)
+    }
+
+    /// Every enrolled identity, by name.
+    pub fn identities(&self) -> impl Iterator<Item = &Identity> {
+        self.identities.values()
+    }
+
+    /// The identity that holds `key`.
+    pub fn identity_by_key(&self, key: &PublicKey) -> Option<&Identity> {
+        self.keys.get(key).and_then(|n| self.identities.get(n))
+    }
+
+    /// A request.
+    pub fn request(&self, id: &RequestId) -> Option<&Request> {
+        self.requests.get(id)
+    }
+
+    /// Every request, by id.
+    pub fn requests(&self) -> impl Iterator<Item = &Request> {
+        self.requests.values()
+    }
+
+    /// The groups `name` belongs to under the policy in force: enrolment groups plus policy
+    /// memberships.
+    pub fn groups_of(&self, name: &str) -> BTreeSet<String> {
+        let mut groups = self
+            .identities
+            .get(name)
+            .map(|i| i.record.groups.clone())
+            .unwrap_or_default();
+        if let Some(p) = self.policy() {
+            for (g, members) in &p.policy.groups {
+                if members.contains(name) {
+                    groups.insert(g.clone());
+                }
+            }
+        }
+        groups
+    }
+
+    /// True when `name` is an administrator.
+    pub fn is_admin(&self, name: &str) -> bool {
+        self.groups_of(name).contains(ADMIN_GROUP)
+    }
+
+    /// True when `name` may approve, deny or review requests on `target` under the policy in
+    /// force.
+    pub fn is_approver_for(&self, name: &str, target: &TargetPolicy) -> bool {
+        let groups = self.groups_of(name);
+        target.approvers.groups.iter().any(|g| groups.contains(g))
+    }
+
+    /// Granted time already used or reserved by the chain `chain` (pending, approved, active or
+    /// ended-after-grant requests count; refused ones do not).
+    pub fn chain_total(&self, chain: &RequestId) -> Span {
+        let secs = self
+            .requests
+            .values()
+            .filter(|r| &r.chain == chain)
+            .filter(|r| {
+                !matches!(
+                    r.status,
+                    Status::Denied | Status::Cancelled | Status::Lapsed | Status::Failed
+                )
+            })
+            .map(|r| r.duration.as_secs())
+            .sum();
+        Span::from_secs(secs)
+    }
+
+    /// Checks `ev` against every rule and, only if all hold, applies it. On error nothing changes.
+    pub fn apply(&mut self, ev: VerifiedEvent<'_>) -> Result<(), Refusal> {
+        let event = ev.event;
+        self.check_envelope(ev)?;
+        match &event.body {
+            EventBody::LogCreated { .. } => self.log_created(ev)?,
+            EventBody::IdentityEnrolled { identity } => self.enrol(event, identity)?,
+            EventBody::PolicyApplied { version, source } => {
+                self.policy_applied(event, *version, source)?
+            }
+            EventBody::AccessRequested { .. } => self.requested(ev)?,
+            EventBody::RequestApproved {
+                request,
+                request_digest,
+                comment,
+            } => self.decided(event, request, request_digest, true, comment.as_deref())?,
+            EventBody::RequestDenied {
+                request,
+                request_digest,
+                reason,
+            } => self.decided(event, request, request_digest, false, Some(reason))?,
+            EventBody::RequestCancelled { request } => {
+                let r = self.request_in(request, &[Status::Pending])?;
+                if r.requester != event.actor {
+                    return Err(Refusal::NotYours {
+                        actor: event.actor.clone(),
+                        request: request.clone(),
+                        action: "cancel",
+                    });
+                }
+                self.finish(request, Status::Cancelled, event.time);
+            }
+            EventBody::RequestLapsed { request } => {
+                self.require_broker(event)?;
+                let r = self.request_in(request, &[Status::Pending])?;
+                if event.time < r.lapses_at {
+                    return Err(Refusal::TooEarly {
+                        request: request.clone(),
+                        what: "lapse",
+                        at: r.lapses_at,
+                    });
+                }
+                self.finish(request, Status::Lapsed, event.time);
+            }
+            EventBody::AccessGranted {
+                request,
+                granted_at,
+                deadline,
+                enforced_by_target,
+            } => {
+                self.require_broker(event)?;
+                let r = self.request_in(request, &[Status::Approved])?;
+                let approved_at = r.approved_at.ok_or(Refusal::Internal)?;
+                let latest = granted_at
+                    .checked_add(Span::from_secs(MAX_GRANT_RECORD_DELAY_SECS))
+                    .ok_or(Refusal::TimeOutOfRange)?;
+                if *granted_at < approved_at || *granted_at > event.time || event.time > latest {
+                    return Err(Refusal::Malformed(format!(
+                        "grant of {request} starts at {granted_at}, which must lie between its approval ({approved_at}) and the grant event ({}), at most {MAX_GRANT_RECORD_DELAY_SECS}s before it",
+                        event.time
+                    )));
+                }
+                let expected = granted_at
+                    .checked_add(r.duration)
+                    .ok_or(Refusal::TimeOutOfRange)?;
+                if *deadline != expected {
+                    return Err(Refusal::WrongDeadline {
+                        request: request.clone(),
+                        stated: *deadline,
+                        expected,
+                    });
+                }
+                let r = self.requests.get_mut(request).ok_or(Refusal::Internal)?;
+                r.status = Status::Active;
+                r.granted_at = Some(*granted_at);
+                r.deadline = Some(*deadline);
+                r.enforced_by_target = Some(*enforced_by_target);
+            }
+            EventBody::GrantFailed { request, error } => {
+                self.require_broker(event)?;
+                check_text("error", error, true)?;
+                self.request_in(request, &[Status::Approved])?;
+                self.finish(request, Status::Failed, event.time);
+                if let Some(r) = self.requests.get_mut(request) {
+                    r.last_error = Some(error.clone());
+                }
+            }
+            EventBody::RevocationOrdered { request, reason } => {
+                if let Some(reason) = reason {
+                    check_text("reason", reason, true)?;
+                }
+                let r = self.request_in(request, &[Status::Active])?;
+                let may = r.requester == event.actor
+                    || self.is_admin(&event.actor)
+                    || self
+                        .policy_target(&r.target)
+                        .is_some_and(|t| self.is_approver_for(&event.actor, t));
+                if !may {
+                    return Err(Refusal::NotPermitted {
+                        actor: event.actor.clone(),
+                        action: format!("revoke {request}"),
+                        why: "only the requester, an approver of the target or an admin may".into(),
+                    });
+                }
+                let r = self.requests.get_mut(request).ok_or(Refusal::Internal)?;
+                r.status = Status::Revoking;
+                r.revoked_by = Some(event.actor.clone());
+            }
+            EventBody::AccessRevoked { request } => {
+                self.require_broker(event)?;
+                self.request_in(request, &[Status::Revoking])?;
+                self.finish(request, Status::Revoked, event.time);
+            }
+            EventBody::AccessExpired { request } => {
+                self.require_broker(event)?;
+                let r = self.request_in(request, &[Status::Active, Status::Revoking])?;
+                let deadline = r.deadline.ok_or(Refusal::Internal)?;
+                if event.time < deadline {
+                    return Err(Refusal::TooEarly {
+                        request: request.clone(),
+                        what: "expire",
+                        at: deadline,
+                    });
+                }
+                self.finish(request, Status::Expired, event.time);
+            }
+            EventBody::RevokeFailed {
+                request,
+                attempt,
+                error,
+            } => {
+                self.require_broker(event)?;
+                check_text("error", error, true)?;
+                let r = self.request_in(request, &[Status::Active, Status::Revoking])?;
+                if *attempt != r.revoke_failures + 1 {
+                    return Err(Refusal::Malformed(format!(
+                        "revoke attempt {attempt} of {request} does not follow attempt {}",
+                        r.revoke_failures
+                    )));
+                }
+                let r = self.requests.get_mut(request).ok_or(Refusal::Internal)?;
+                r.revoke_failures = *attempt;
+                r.last_error = Some(error.clone());
+            }
+            EventBody::Alert {
+                request, message, ..
+            } => {
+                self.require_broker(event)?;
+                check_text("message", message, true)?;
+                if let Some(id) = request {
+                    if !self.requests.contains_key(id) {
+                        return Err(Refusal::UnknownRequest(id.clone()));
+                    }
+                }
+            }
+            EventBody::ReviewRecorded { request, comment } => {
+                check_text("comment", comment, true)?;
+                let r = self
+                    .requests
+                    .get(request)
+                    .ok_or_else(|| Refusal::UnknownRequest(request.clone()))?;
+                if r.review != Some(crate::state::Review::Required) {
+                    return Err(Refusal::NoReviewOwed(request.clone()));
+                }
+                if r.requester == event.actor {
+                    return Err(Refusal::SelfDecision {
+                        actor: event.actor.clone(),
+                        request: request.clone(),
+                    });
+                }
+                let may = self.is_admin(&event.actor)
+                    || self
+                        .policy_target(&r.target)
+                        .is_some_and(|t| self.is_approver_for(&event.actor, t));
+                if !may {
+                    return Err(Refusal::NotPermitted {
+                        actor: event.actor.clone(),
+                        action: format!("review {request}"),
+                        why: "only an approver of the target or an admin may".into(),
+                    });
+                }
+                let r = self.requests.get_mut(request).ok_or(Refusal::Internal)?;
+                r.review = Some(Review::Done {
+                    by: event.actor.clone(),
+                    at: event.time,
+                    comment: comment.clone(),
+                });
+            }
+        }
+        self.last_time = Some(event.time);
+        self.events += 1;
+        Ok(())
+    }
+
+    fn check_envelope(&self, ev: VerifiedEvent<'_>) -> Result<(), Refusal> {
+        let e = ev.event;
+        if e.v != EVENT_FORMAT {
+            return Err(Refusal::Malformed(format!(
+                "event format {} is not supported (this build reads {EVENT_FORMAT})",
+                e.v
+            )));
+        }
+        if let Some(last) = self.last_time {
+            if e.time < last {
+                return Err(Refusal::TimeWentBackwards { time: e.time, last });
+            }
+        }
+        match (&self.origin, &e.body) {
+            (None, EventBody::LogCreated { .. }) => return Ok(()),
+            (None, _) => {
+                return Err(Refusal::Malformed(
+                    "the first event of a log must be log_created".into(),
+                ))
+            }
+            (Some(_), EventBody::LogCreated { .. }) => {
+                return Err(Refusal::Malformed("the log was already created".into()))
+            }
+            (Some(origin), _) if &e.log != origin => {
+                return Err(Refusal::Malformed(format!(
+                    "event is for log {:?}, this is {origin:?}",
+                    e.log
+                )))
+            }
+            _ => {}
+        }
+        let id = self
+            .identities
+            .get(&e.actor)
+            .ok_or_else(|| Refusal::UnknownIdentity(e.actor.clone()))?;
+        if &id.record.key != ev.signer {
+            return Err(Refusal::WrongKey {
+                actor: e.actor.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn log_created(&mut self, ev: VerifiedEvent<'_>) -> Result<(), Refusal> {
+        let e = ev.event;
+        let EventBody::LogCreated {
+            origin,
+            log_key,
+            admin,
+            broker,
+        } = &e.body
+        else {
+            return Err(Refusal::Internal);
+        };
+        if origin.is_empty() || origin.len() > 200 || origin.chars().any(char::is_whitespace) {
+            return Err(Refusal::Malformed(format!(
+                "log origin {origin:?} must be 1-200 characters without spaces"
+            )));
+        }
+        if &e.log != origin {
+            return Err(Refusal::Malformed("log_created names another log".into()));
+        }
+        if e.actor != admin.name || &admin.key != ev.signer {
+            return Err(Refusal::Malformed(
+                "log_created must be signed by the first administrator it names".into(),
+            ));
+        }
+        if !admin.groups.contains(ADMIN_GROUP) || admin.groups.len() != 1 {
+            return Err(Refusal::Malformed(
+                "the first administrator must be in exactly the admin group".into(),
+            ));
+        }
+        if !broker.groups.is_empty() {
+            return Err(Refusal::Malformed("the broker belongs to no group".into()));
+        }
+        for rec in [admin, broker] {
+            if let Some(p) = name_problem(&rec.name) {
+                return Err(Refusal::InvalidName(p));
+            }
+        }
+        if admin.name == broker.name || admin.key == broker.key {
+            return Err(Refusal::Malformed(
+                "the administrator and the broker must have distinct names and keys".into(),
+            ));
+        }
+        self.origin = Some(origin.clone());
+        self.log_key = Some(log_key.clone());
+        self.broker = Some(broker.name.clone());
+        for rec in [admin, broker] {
+            self.insert_identity(rec, e);
+        }
+        Ok(())
+    }
+
+    fn insert_identity(&mut self, rec: &IdentityRecord, e: &Event) {
+        self.keys.insert(rec.key, rec.name.clone());
+        self.identities.insert(
+            rec.name.clone(),
+            Identity {
+                record: rec.clone(),
+                enrolled_at: e.time,
+                enrolled_by: e.actor.clone(),
+            },
+        );
+    }
+
+    fn enrol(&mut self, e: &Event, rec: &IdentityRecord) -> Result<(), Refusal> {
+        self.require_admin(e, "enrol identities")?;
+        if let Some(p) = name_problem(&rec.name) {
+            return Err(Refusal::InvalidName(p));
+        }
+        if self.identities.contains_key(&rec.name) {
+            return Err(Refusal::AlreadyExists(format!(
+                "identity {:?} is already enrolled",
+                rec.name
+            )));
+        }
+        if let Some(holder) = self.keys.get(&rec.key) {
+            return Err(Refusal::AlreadyExists(format!(
+                "that key already belongs to identity {holder:?}; every identity needs its own key"
+            )));
+        }
+        for g in &rec.groups {
+            let declared = g == ADMIN_GROUP
+                || self
+                    .policy()
+                    .is_some_and(|p| p.policy.groups.contains_key(g));
+            if !declared {
+                return Err(Refusal::UnknownGroup(g.clone()));
+            }
+        }
+        self.insert_identity(rec, e);
+        Ok(())
+    }
+
+    fn policy_applied(&mut self, e: &Event, version: u64, source: &str) -> Result<(), Refusal> {
+        self.require_admin(e, "apply a policy")?;
+        let policy =
+            Policy::parse(source).map_err(|errs| Refusal::InvalidPolicy(errs.to_string()))?;
+        if policy.version != version {
+            return Err(Refusal::Malformed(format!(
+                "policy_applied says version {version} but the source says {}",
+                policy.version
+            )));
+        }
+        if let Some(cur) = self.policy() {
+            if version <= cur.policy.version {
+                return Err(Refusal::StalePolicy {
+                    version,
+                    current: cur.policy.version,
+                });
+            }
+        }
+        self.policies.push(PolicyVersion {
+            policy: Arc::new(policy),
+            source: source.to_owned(),
+            applied_at: e.time,
+        });
+        Ok(())
+    }
+
+    fn requested(&mut self, ev: VerifiedEvent<'_>) -> Result<(), Refusal> {
+        let e = ev.event;
+        let EventBody::AccessRequested {
+            request,
+            target,
+            role,
+            duration,
+            reason,
+            ticket,
+            break_glass,
+            extends,
+            policy_version,
+        } = &e.body
+        else {
+            return Err(Refusal::Internal);
+        };
+        if self.broker.as_deref() == Some(e.actor.as_str()) {
+            return Err(Refusal::NotPermitted {
+                actor: e.actor.clone(),
+                action: "request access".into(),
+                why: "the broker never requests access".into(),
+            });
+        }
+        if self.requests.contains_key(request) {
+            return Err(Refusal::AlreadyExists(format!(
+                "request {request} already exists"
+            )));
+        }
+        let pv = self.policy().ok_or(Refusal::NoPolicy)?;
+        if *policy_version != pv.policy.version {
+            return Err(Refusal::StalePolicy {
+                version: *policy_version,
+                current: pv.policy.version,
+            });
+        }
+        let t = pv
+            .policy
+            .target(target)
+            .ok_or_else(|| Refusal::UnknownTarget(target.clone()))?;
+        if !t.roles.iter().any(|r| r == role) {
+            return Err(Refusal::UnknownRole {
+                target: target.clone(),
+                role: role.clone(),
+                roles: t.roles.clone(),
+            });
+        }
+        check_text("reason", reason, true)?;
+        if let Some(ticket) = ticket {
+            check_ticket(ticket)?;
+        }
+        if let Some(allowed) = &t.requesters {
+            let groups = self.groups_of(&e.actor);
+            if !allowed.iter().any(|g| groups.contains(g)) {
+                return Err(Refusal::NotPermitted {
+                    actor: e.actor.clone(),
+                    action: format!("request access to {target}"),
+                    why: format!(
+                        "requesters must be in one of: {}",
+                        allowed.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
+        let cap = if *break_glass {
+            let bg = t
+                .break_glass
+                .as_ref()
+                .ok_or_else(|| Refusal::BreakGlassNotAllowed {
+                    target: target.clone(),
+                })?;
+            if extends.is_some() {
+                return Err(Refusal::Malformed(
+                    "a break-glass activation cannot extend a grant; request a new one".into(),
+                ));
+            }
+            bg.max_duration
+        } else {
+            t.max_duration
+        };
+        if *duration > cap {
+            return Err(Refusal::DurationOverCap {
+                requested: *duration,
+                cap,
+                target: target.clone(),
+                break_glass: *break_glass,
+            });
+        }
+        let chain = match extends {
+            None => request.clone(),
+            Some(prev_id) => {
+                let prev = self
+                    .requests
+                    .get(prev_id)
+                    .ok_or_else(|| Refusal::UnknownRequest(prev_id.clone()))?;
+                if prev.requester != e.actor || prev.target != *target || prev.role != *role {
+                    return Err(Refusal::Malformed(format!(
+                        "an extension must be by the same requester for the same target and role as {prev_id}"
+                    )));
+                }
+                if prev.status != Status::Active {
+                    return Err(Refusal::WrongState {
+                        request: prev_id.clone(),
+                        status: prev.status,
+                        action: "extend",
+                    });
+                }
+                if self.requests.values().any(|r| {
+                    r.chain == prev.chain && matches!(r.status, Status::Pending | Status::Approved)
+                }) {
+                    return Err(Refusal::AlreadyExists(format!(
+                        "an extension of {prev_id} is already pending"
+                    )));
+                }
+                let used = self.chain_total(&prev.chain);
+                let total = used.checked_add(*duration).ok_or(Refusal::TimeOutOfRange)?;
+                if total > t.extension_cap {
+                    return Err(Refusal::ChainOverCap {
+                        target: target.clone(),
+                        used,
+                        requested: *duration,
+                        cap: t.extension_cap,
+                    });
+                }
+                prev.chain.clone()
+            }
+        };
+        let lapses_at = e
+            .time
+            .checked_add(t.request_ttl)
+            .ok_or(Refusal::TimeOutOfRange)?;
+        let quorum = t.approvers.quorum;
+        let (status, review, approved_at) = if *break_glass {
+            (Status::Approved, Some(Review::Required), Some(e.time))
+        } else {
+            (Status::Pending, None, None)
+        };
+        self.requests.insert(
+            request.clone(),
+            Request {
+                id: request.clone(),
+                requester: e.actor.clone(),
+                target: target.clone(),
+                role: role.clone(),
+                duration: *duration,
+                reason: reason.clone(),
+                ticket: ticket.clone(),
+                break_glass: *break_glass,
+                extends: extends.clone(),
+                chain,
+                policy_version: *policy_version,
+                requested_at: e.time,
+                lapses_at,
+                digest: hex(ev.leaf_hash),
+                status,
+                decisions: Vec::new(),
+                quorum,
+                approved_at,
+                granted_at: None,
+                deadline: None,
+                enforced_by_target: None,
+                ended_at: None,
+                revoked_by: None,
+                revoke_failures: 0,
+                last_error: None,
+                review,
+            },
+        );
+        Ok(())
+    }
+
+    fn decided(
+        &mut self,
+        e: &Event,
+        id: &RequestId,
+        digest: &str,
+        approve: bool,
+        comment: Option<&str>,
+    ) -> Result<(), Refusal> {
+        if let Some(c) = comment {
+            check_text(if approve { "comment" } else { "reason" }, c, true)?;
+        }
+        let r = self.request_in(id, &[Status::Pending])?;
+        if r.digest != digest {
+            return Err(Refusal::DigestMismatch(id.clone()));
+        }
+        if e.time >= r.lapses_at {
+            return Err(Refusal::TooLate {
+                request: id.clone(),
+                lapsed_at: r.lapses_at,
+            });
+        }
+        if r.requester == e.actor {
+            return Err(Refusal::SelfDecision {
+                actor: e.actor.clone(),
+                request: id.clone(),
+            });
+        }
+        let target = self
+            .policy_target(&r.target)
+            .ok_or_else(|| Refusal::UnknownTarget(r.target.clone()))?;
+        if !self.is_approver_for(&e.actor, target) {
+            return Err(Refusal::NotApprover {
+                actor: e.actor.clone(),
+                target: r.target.clone(),
+                groups: target.approvers.groups.iter().cloned().collect(),
+            });
+        }
+        if r.decisions.iter().any(|d| d.by == e.actor) {
+            return Err(Refusal::AlreadyDecided {
+                actor: e.actor.clone(),
+                request: id.clone(),
+            });
+        }
+        let r = self.requests.get_mut(id).ok_or(Refusal::Internal)?;
+        r.decisions.push(Decision {
+            by: e.actor.clone(),
+            at: e.time,
+            approved: approve,
+            comment: comment.map(str::to_owned),
+        });
+        if !approve {
+            r.status = Status::Denied;
+            r.ended_at = Some(e.time);
+        } else if r.approvals() >= r.quorum as usize {
+            r.status = Status::Approved;
+            r.approved_at = Some(e.time);
+        }
+        Ok(())
+    }
+
+    fn policy_target(&self, target: &str) -> Option<&TargetPolicy> {
+        self.policy().and_then(|p| p.policy.target(target))
+    }
+
+    fn request_in(&self, id: &RequestId, allowed: &[Status]) -> Result<&Request, Refusal> {
+        let r = self
+            .requests
+            .get(id)
+            .ok_or_else(|| Refusal::UnknownRequest(id.clone()))?;
+        if allowed.contains(&r.status) {
+            Ok(r)
+        } else {
+            Err(Refusal::WrongState {
+                request: id.clone(),
+                status: r.status,
+                action: "change",
+            })
+        }
+    }
+
+    fn finish(&mut self, id: &RequestId, status: Status, at: Timestamp) {
+        if let Some(r) = self.requests.get_mut(id) {
+            r.status = status;
+            r.ended_at = Some(at);
+        }
+    }
+
+    fn require_admin(&self, e: &Event, action: &str) -> Result<(), Refusal> {
+        if self.is_admin(&e.actor) {
+            Ok(())
+        } else {
+            Err(Refusal::NotPermitted {
+                actor: e.actor.clone(),
+                action: action.into(),
+                why: "only members of the admin group may".into(),
+            })
+        }
+    }
+
+    fn require_broker(&self, e: &Event) -> Result<(), Refusal> {
+        if self.broker.as_deref() == Some(e.actor.as_str()) {
+            Ok(())
+        } else {
+            Err(Refusal::NotPermitted {
+                actor: e.actor.clone(),
+                action: e.body.kind().into(),
+                why: "only the broker records grants, expiries and alerts".into(),
+            })
+        }
+    }
+}
+
+/// Lowercase hex of a hash.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn check_text(field: &'static str, text: &str, required: bool) -> Result<(), Refusal> {
+    let len = text.chars().count();
+    if required && text.trim().is_empty() {
+        return Err(Refusal::InvalidText {
+            field,
+            why: "it is empty".into(),
+        });
+    }
+    if len > MAX_TEXT_LEN {
+        return Err(Refusal::InvalidText {
+            field,
+            why: format!("it is {len} characters long; the limit is {MAX_TEXT_LEN}"),
+        });
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(Refusal::InvalidText {
+            field,
+            why: "it contains control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+fn check_ticket(ticket: &str) -> Result<(), Refusal> {
+    let ok = !ticket.is_empty()
+        && ticket.chars().count() <= MAX_TICKET_LEN
+        && ticket
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/#".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::InvalidText {
+            field: "ticket",
+            why: format!(
+                "tickets are 1-{MAX_TICKET_LEN} characters of letters, digits and - _ . : / #"
+            ),
+        })
+    }
+}

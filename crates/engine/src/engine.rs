@@ -1,0 +1,855 @@
+//! The engine: takes commands, checks them against the rules, signs and appends events, runs
+//! connectors and the expiry scheduler.
+
+use std::fmt;
+use std::sync::Arc;
+
+use breakglass_core::policy::Policy;
+use breakglass_core::{
+    AlertKind, Binding, Clock, Event, EventBody, IdentityRecord, LogState, PublicKey, Request,
+    RequestId, Span, Status, Timestamp, VerifiedEvent, EVENT_FORMAT,
+};
+use breakglass_ledger::{replay_onto, Checkpoint, Entry, Frontier, Hash, NoteSigner, NoteVerifier};
+use breakglass_store::{Store, StoredCheckpoint};
+use ed25519_dalek::SigningKey;
+use rand::RngCore;
+use serde::Serialize;
+
+use crate::connector::{connector_for, Action, Instruction};
+use crate::error::EngineError;
+use crate::keys::public_key;
+
+/// An identity ready to sign: its name and its private key.
+pub struct Actor {
+    name: String,
+    key: SigningKey,
+}
+
+impl Actor {
+    /// Pairs a name with its key.
+    pub fn new(name: impl Into<String>, key: SigningKey) -> Self {
+        Actor {
+            name: name.into(),
+            key,
+        }
+    }
+
+    /// The identity's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The identity's public key.
+    pub fn public_key(&self) -> PublicKey {
+        public_key(&self.key)
+    }
+}
+
+impl fmt::Debug for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Actor")
+            .field("name", &self.name)
+            .field("key", &self.public_key())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys of the log itself: the checkpoint key and the broker's signing key.
+pub struct SystemKeys {
+    /// Signs checkpoints; its name is the log's origin.
+    pub log: NoteSigner,
+    /// Signs the broker's events (grants, expiries, alerts).
+    pub broker: SigningKey,
+}
+
+impl fmt::Debug for SystemKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SystemKeys")
+            .field("log", &self.log.name())
+            .field("broker", &public_key(&self.broker))
+            .finish()
+    }
+}
+
+/// What a new request asks for.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// Target name.
+    pub target: String,
+    /// Role; the target's default role when `None`.
+    pub role: Option<String>,
+    /// How long access should last.
+    pub duration: Span,
+    /// Why.
+    pub reason: String,
+    /// Ticket reference.
+    pub ticket: Option<String>,
+    /// Emergency self-activation.
+    pub break_glass: bool,
+    /// The active grant this extends.
+    pub extends: Option<RequestId>,
+}
+
+/// The result of a command that touches a request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The request.
+    pub request: RequestId,
+    /// Its state after the command.
+    pub state: Status,
+    /// Its deadline, once granted.
+    pub deadline: Option<Timestamp>,
+    /// Log size after the command.
+    pub log_size: u64,
+    /// Set when the command found nothing to do (e.g. revoking an ended grant).
+    pub unchanged: bool,
+    /// A connector problem the command ran into after its decision was recorded.
+    pub warning: Option<String>,
+}
+
+/// What one scheduler pass did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TickReport {
+    /// Requests that lapsed.
+    pub lapsed: Vec<RequestId>,
+    /// Approved requests granted.
+    pub granted: Vec<RequestId>,
+    /// Grants that expired.
+    pub expired: Vec<RequestId>,
+    /// Ordered revocations completed.
+    pub revoked: Vec<RequestId>,
+    /// Connector failures (grant or revoke), one line each.
+    pub failures: Vec<String>,
+}
+
+struct Pending<'a> {
+    signer: Signer<'a>,
+    body: EventBody,
+    not_before: Option<Timestamp>,
+}
+
+enum Signer<'a> {
+    Actor(&'a Actor),
+    Broker,
+}
+
+/// One log, opened for commands.
+pub struct Engine {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    keys: SystemKeys,
+    state: LogState,
+    leaves: Vec<Hash>,
+    frontier: Frontier,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.store)
+            .field("size", &self.leaves.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Creates a new log in an empty store: the first entry, signed by `admin`, names the log,
+    /// its checkpoint key, the first administrator and the broker.
+    pub async fn create(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        keys: SystemKeys,
+        admin: &Actor,
+    ) -> Result<Engine, EngineError> {
+        if store.size().await? != 0 {
+            return Err(EngineError::Setup(
+                "the database already holds a log; open it instead of creating one".into(),
+            ));
+        }
+        let origin = keys.log.name().to_owned();
+        let body = EventBody::LogCreated {
+            origin: origin.clone(),
+            log_key: keys.log.verifier().vkey(),
+            admin: IdentityRecord {
+                name: admin.name.clone(),
+                key: admin.public_key(),
+                groups: [breakglass_core::ADMIN_GROUP.to_owned()].into(),
+                binding: Binding::Local,
+            },
+            broker: IdentityRecord {
+                name: "broker".into(),
+                key: public_key(&keys.broker),
+                groups: Default::default(),
+                binding: Binding::Local,
+            },
+        };
+        let mut engine = Engine {
+            store: Arc::new(store),
+            clock,
+            keys,
+            state: LogState::new(),
+            leaves: Vec::new(),
+            frontier: Frontier::new(),
+        };
+        engine
+            .commit(vec![Pending {
+                signer: Signer::Actor(admin),
+                body,
+                not_before: None,
+            }])
+            .await?;
+        Ok(engine)
+    }
+
+    /// Opens an existing log, verifying all of it: every signature, every rule, and the Merkle
+    /// root against the newest checkpoint signed by the log key.
+    pub async fn open(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        keys: SystemKeys,
+    ) -> Result<Engine, EngineError> {
+        let mut engine = Engine {
+            store: Arc::new(store),
+            clock,
+            keys,
+            state: LogState::new(),
+            leaves: Vec::new(),
+            frontier: Frontier::new(),
+        };
+        engine.refresh().await?;
+        if engine.state.is_empty() {
+            return Err(EngineError::Setup(
+                "the database holds no log yet; run `breakglass init` first".into(),
+            ));
+        }
+        if engine.state.log_key() != Some(engine.keys.log.verifier().vkey().as_str()) {
+            return Err(EngineError::Tampered(
+                "the log was created with a different checkpoint key than this data directory holds"
+                    .into(),
+            ));
+        }
+        Ok(engine)
+    }
+
+    /// The replayed state.
+    pub fn state(&self) -> &LogState {
+        &self.state
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Number of entries.
+    pub fn size(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    /// The checkpoint key's verifier.
+    pub fn log_verifier(&self) -> NoteVerifier {
+        self.keys.log.verifier()
+    }
+
+    /// The current time by the engine's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Reads entries appended by other processes and verifies them.
+    pub async fn refresh(&mut self) -> Result<(), EngineError> {
+        let size = self.store.size().await?;
+        let have = self.size();
+        if size < have {
+            return Err(EngineError::Tampered(format!(
+                "the log shrank from {have} to {size} entries"
+            )));
+        }
+        if size > have {
+            let stored = self.store.entries(have, size).await?;
+            self.absorb(have, stored).await?;
+        }
+        Ok(())
+    }
+
+    async fn absorb(
+        &mut self,
+        from: u64,
+        stored: Vec<breakglass_store::StoredEntry>,
+    ) -> Result<(), EngineError> {
+        let mut entries = Vec::with_capacity(stored.len());
+        for (i, s) in stored.into_iter().enumerate() {
+            let index = from + i as u64;
+            if s.index != index {
+                return Err(EngineError::Tampered(format!(
+                    "entry {index} is missing from the store"
+                )));
+            }
+            let e = Entry::decode(&s.bytes)
+                .map_err(|error| breakglass_ledger::Violation::Entry { index, error })?;
+            entries.push(e);
+        }
+        let mut state = self.state.clone();
+        replay_onto(&mut state, &entries, from)?;
+        let mut frontier = self.frontier.clone();
+        let mut leaves = self.leaves.clone();
+        for e in &entries {
+            frontier.push(*e.leaf_hash());
+            leaves.push(*e.leaf_hash());
+        }
+        let size = leaves.len() as u64;
+        let stored_cp = self.store.checkpoint(size).await?.ok_or_else(|| {
+            EngineError::Tampered(format!("no signed checkpoint covers the {size} entries"))
+        })?;
+        let verifier = match state.log_key() {
+            Some(vkey) => NoteVerifier::from_vkey(vkey)
+                .map_err(|e| EngineError::Tampered(format!("log key in entry 0: {e}")))?,
+            None => return Err(EngineError::Tampered("entry 0 names no log key".into())),
+        };
+        let cp = verifier
+            .verify_checkpoint(&stored_cp.note)
+            .map_err(|e| EngineError::Tampered(format!("checkpoint {size}: {e}")))?;
+        if cp.size != size || cp.root != frontier.root() {
+            return Err(EngineError::Tampered(format!(
+                "the entries do not hash to the signed checkpoint of size {size}"
+            )));
+        }
+        self.state = state;
+        self.frontier = frontier;
+        self.leaves = leaves;
+        Ok(())
+    }
+
+    /// Signs and appends events atomically: under the store's writer lock, catches up with
+    /// other writers, applies every event to the state (refusing the batch on the first broken
+    /// rule), signs a checkpoint over the new tree and commits durably.
+    async fn commit(&mut self, pending: Vec<Pending<'_>>) -> Result<u64, EngineError> {
+        let store = Arc::clone(&self.store);
+        let mut tx = store.begin_append().await?;
+        let size = tx.size().await?;
+        if size != self.size() {
+            if size < self.size() {
+                return Err(EngineError::Tampered(format!(
+                    "the log shrank from {} to {size} entries",
+                    self.size()
+                )));
+            }
+            let stored = tx.entries(self.size(), size).await?;
+            self.absorb(self.size(), stored).await?;
+        }
+        let mut state = self.state.clone();
+        let mut frontier = self.frontier.clone();
+        let mut entries = Vec::with_capacity(pending.len());
+        let origin = self.keys.log.name().to_owned();
+        for p in pending {
+            let mut time = self.clock.now();
+            for floor in [state.last_time(), p.not_before].into_iter().flatten() {
+                time = time.max(floor);
+            }
+            let (actor, key) = match p.signer {
+                Signer::Actor(a) => (a.name.clone(), &a.key),
+                Signer::Broker => (
+                    state.broker().unwrap_or("broker").to_owned(),
+                    &self.keys.broker,
+                ),
+            };
+            let event = Event {
+                v: EVENT_FORMAT,
+                log: origin.clone(),
+                time,
+                actor,
+                body: p.body,
+            };
+            let entry = Entry::sign(event, key).map_err(|e| EngineError::Invalid(e.to_string()))?;
+            state.apply(VerifiedEvent {
+                event: entry.event(),
+                signer: entry.key(),
+                leaf_hash: entry.leaf_hash(),
+            })?;
+            frontier.push(*entry.leaf_hash());
+            entries.push(entry);
+        }
+        let new_size = frontier.size();
+        let note = self
+            .keys
+            .log
+            .sign_checkpoint(&Checkpoint {
+                origin,
+                size: new_size,
+                root: frontier.root(),
+                extensions: Vec::new(),
+            })
+            .map_err(|e| EngineError::Setup(format!("cannot sign the checkpoint: {e}")))?;
+        let bytes: Vec<Vec<u8>> = entries.iter().map(|e| e.bytes().to_vec()).collect();
+        tx.append(
+            size,
+            &bytes,
+            &StoredCheckpoint {
+                size: new_size,
+                note,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.state = state;
+        self.frontier = frontier;
+        self.leaves.extend(entries.iter().map(|e| *e.leaf_hash()));
+        Ok(new_size)
+    }
+
+    /// Enrols an identity (admin only).
+    pub async fn enrol(
+        &mut self,
+        admin: &Actor,
+        name: &str,
+        key: PublicKey,
+        groups: impl IntoIterator<Item = String>,
+    ) -> Result<u64, EngineError> {
+        let identity = IdentityRecord {
+            name: name.to_owned(),
+            key,
+            groups: groups.into_iter().collect(),
+            binding: Binding::Local,
+        };
+        self.commit(vec![Pending {
+            signer: Signer::Actor(admin),
+            body: EventBody::IdentityEnrolled { identity },
+            not_before: None,
+        }])
+        .await
+    }
+
+    /// Applies a policy (admin only). The policy's problems are reported with line and column.
+    pub async fn apply_policy(&mut self, admin: &Actor, source: &str) -> Result<u64, EngineError> {
+        let policy = Policy::parse(source).map_err(EngineError::Policy)?;
+        self.commit(vec![Pending {
+            signer: Signer::Actor(admin),
+            body: EventBody::PolicyApplied {
+                version: policy.version,
+                source: source.to_owned(),
+            },
+            not_before: None,
+        }])
+        .await
+    }
+
+    /// Requests access. A break-glass request is granted at once, raises an alert and owes a
+    /// review.
+    pub async fn request(
+        &mut self,
+        actor: &Actor,
+        req: NewRequest,
+    ) -> Result<Outcome, EngineError> {
+        let policy = self
+            .state
+            .policy()
+            .ok_or(breakglass_core::Refusal::NoPolicy)?;
+        let version = policy.policy.version;
+        let target = policy
+            .policy
+            .target(&req.target)
+            .ok_or_else(|| breakglass_core::Refusal::UnknownTarget(req.target.clone()))?;
+        let role = req.role.unwrap_or_else(|| target.default_role().to_owned());
+        let mut random = [0u8; 10];
+        rand::rngs::OsRng.fill_bytes(&mut random);
+        let id = RequestId::from_random(random);
+        let mut batch = vec![Pending {
+            signer: Signer::Actor(actor),
+            body: EventBody::AccessRequested {
+                request: id.clone(),
+                target: req.target.clone(),
+                role,
+                duration: req.duration,
+                reason: req.reason,
+                ticket: req.ticket,
+                break_glass: req.break_glass,
+                extends: req.extends,
+                policy_version: version,
+            },
+            not_before: None,
+        }];
+        if req.break_glass {
+            batch.push(Pending {
+                signer: Signer::Broker,
+                body: EventBody::Alert {
+                    request: Some(id.clone()),
+                    kind: AlertKind::BreakGlassActivated,
+                    message: format!(
+                        "{} activated break-glass access to {} for {}; a review is required",
+                        actor.name, req.target, req.duration
+                    ),
+                },
+                not_before: None,
+            });
+        }
+        self.commit(batch).await?;
+        let warning = self.grant_if_approved(&id).await?;
+        Ok(self.outcome(&id, false, warning))
+    }
+
+    /// Approves a pending request; grants it when quorum is met.
+    pub async fn approve(
+        &mut self,
+        actor: &Actor,
+        id: &RequestId,
+        comment: Option<String>,
+    ) -> Result<Outcome, EngineError> {
+        let digest = self.digest_of(id)?;
+        self.commit(vec![Pending {
+            signer: Signer::Actor(actor),
+            body: EventBody::RequestApproved {
+                request: id.clone(),
+                request_digest: digest,
+                comment,
+            },
+            not_before: None,
+        }])
+        .await?;
+        let warning = self.grant_if_approved(id).await?;
+        Ok(self.outcome(id, false, warning))
+    }
+
+    /// Denies a pending request; one denial ends it.
+    pub async fn deny(
+        &mut self,
+        actor: &Actor,
+        id: &RequestId,
+        reason: String,
+    ) -> Result<Outcome, EngineError> {
+        let digest = self.digest_of(id)?;
+        self.single(
+            actor,
+            EventBody::RequestDenied {
+                request: id.clone(),
+                request_digest: digest,
+                reason,
+            },
+            id,
+        )
+        .await
+    }
+
+    /// Withdraws the actor's own pending request.
+    pub async fn cancel(&mut self, actor: &Actor, id: &RequestId) -> Result<Outcome, EngineError> {
+        self.single(
+            actor,
+            EventBody::RequestCancelled {
+                request: id.clone(),
+            },
+            id,
+        )
+        .await
+    }
+
+    /// Records the mandatory review of a break-glass activation.
+    pub async fn review(
+        &mut self,
+        actor: &Actor,
+        id: &RequestId,
+        comment: String,
+    ) -> Result<Outcome, EngineError> {
+        self.single(
+            actor,
+            EventBody::ReviewRecorded {
+                request: id.clone(),
+                comment,
+            },
+            id,
+        )
+        .await
+    }
+
+    /// Ends an active grant early. Idempotent: revoking an ended grant changes nothing.
+    pub async fn revoke(
+        &mut self,
+        actor: &Actor,
+        id: &RequestId,
+        reason: Option<String>,
+    ) -> Result<Outcome, EngineError> {
+        let r = self
+            .state
+            .request(id)
+            .ok_or_else(|| breakglass_core::Refusal::UnknownRequest(id.clone()))?;
+        match r.status {
+            Status::Expired | Status::Revoked => return Ok(self.outcome(id, true, None)),
+            Status::Revoking => {}
+            _ => {
+                self.commit(vec![Pending {
+                    signer: Signer::Actor(actor),
+                    body: EventBody::RevocationOrdered {
+                        request: id.clone(),
+                        reason,
+                    },
+                    not_before: None,
+                }])
+                .await?;
+            }
+        }
+        let warning = self.end_access(id).await?;
+        Ok(self.outcome(id, false, warning))
+    }
+
+    /// One scheduler pass at the clock's current time: lapses overdue requests, grants approved
+    /// ones, expires grants past their deadline and retries failed revocations. Deadlines are
+    /// absolute, so a pass after downtime ends everything that should already have ended.
+    pub async fn tick(&mut self) -> Result<TickReport, EngineError> {
+        self.refresh().await?;
+        let now = self.clock.now();
+        let mut report = TickReport::default();
+        let due: Vec<(RequestId, Status, bool)> = self
+            .state
+            .requests()
+            .filter(|r| !r.status.is_final())
+            .map(|r| {
+                let past = match r.status {
+                    Status::Pending => now >= r.lapses_at,
+                    _ => r.deadline.is_some_and(|d| now >= d),
+                };
+                (r.id.clone(), r.status, past)
+            })
+            .collect();
+        for (id, status, past) in due {
+            match status {
+                Status::Pending if past => {
+                    self.commit(vec![Pending {
+                        signer: Signer::Broker,
+                        body: EventBody::RequestLapsed {
+                            request: id.clone(),
+                        },
+                        not_before: None,
+                    }])
+                    .await?;
+                    report.lapsed.push(id);
+                }
+                Status::Approved => match self.grant_if_approved(&id).await? {
+                    None => report.granted.push(id),
+                    Some(w) => report.failures.push(w),
+                },
+                Status::Active if past => match self.end_access(&id).await? {
+                    None => report.expired.push(id),
+                    Some(w) => report.failures.push(w),
+                },
+                Status::Revoking => {
+                    let was_past = past;
+                    match self.end_access(&id).await? {
+                        None if was_past => report.expired.push(id),
+                        None => report.revoked.push(id),
+                        Some(w) => report.failures.push(w),
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(report)
+    }
+
+    /// The earliest instant at which [`Engine::tick`] has something to do.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.state
+            .requests()
+            .filter_map(|r| match r.status {
+                Status::Pending => Some(r.lapses_at),
+                Status::Active => r.deadline,
+                Status::Approved | Status::Revoking => Some(self.clock.now()),
+                _ => None,
+            })
+            .min()
+    }
+
+    async fn single(
+        &mut self,
+        actor: &Actor,
+        body: EventBody,
+        id: &RequestId,
+    ) -> Result<Outcome, EngineError> {
+        self.commit(vec![Pending {
+            signer: Signer::Actor(actor),
+            body,
+            not_before: None,
+        }])
+        .await?;
+        Ok(self.outcome(id, false, None))
+    }
+
+    fn digest_of(&self, id: &RequestId) -> Result<String, EngineError> {
+        Ok(self
+            .state
+            .request(id)
+            .ok_or_else(|| breakglass_core::Refusal::UnknownRequest(id.clone()))?
+            .digest
+            .clone())
+    }
+
+    fn outcome(&self, id: &RequestId, unchanged: bool, warning: Option<String>) -> Outcome {
+        let r = self.state.request(id);
+        Outcome {
+            request: id.clone(),
+            state: r.map_or(Status::Pending, |r| r.status),
+            deadline: r.and_then(|r| r.deadline),
+            log_size: self.size(),
+            unchanged,
+            warning,
+        }
+    }
+
+    fn request_and_connector(
+        &self,
+        id: &RequestId,
+    ) -> Result<(Request, Box<dyn crate::connector::Connector>), EngineError> {
+        let r = self
+            .state
+            .request(id)
+            .ok_or_else(|| breakglass_core::Refusal::UnknownRequest(id.clone()))?
+            .clone();
+        let policy = self
+            .state
+            .policy()
+            .ok_or(breakglass_core::Refusal::NoPolicy)?;
+        let target = policy
+            .policy
+            .target(&r.target)
+            .ok_or_else(|| breakglass_core::Refusal::UnknownTarget(r.target.clone()))?;
+        let connector = connector_for(&target.connector).map_err(|e| EngineError::Connector {
+            target: r.target.clone(),
+            error: e.0,
+        })?;
+        Ok((r, connector))
+    }
+
+    /// Grants an approved request: the approval is already durable and covered by a signed
+    /// checkpoint (fail closed), then the connector runs, then the grant (or its failure) is
+    /// recorded. Returns a warning line when the connector failed.
+    async fn grant_if_approved(&mut self, id: &RequestId) -> Result<Option<String>, EngineError> {
+        if self.state.request(id).map(|r| r.status) != Some(Status::Approved) {
+            return Ok(None);
+        }
+        let (r, connector) = self.request_and_connector(id)?;
+        let granted_at = self
+            .clock
+            .now()
+            .max(self.state.last_time().unwrap_or_else(|| self.clock.now()));
+        let deadline = granted_at
+            .checked_add(r.duration)
+            .ok_or(breakglass_core::Refusal::TimeOutOfRange)?;
+        let result = connector
+            .run(&Instruction::new(Action::Grant, &r, granted_at, deadline))
+            .await;
+        let (body, warning) = match result {
+            Ok(()) => (
+                EventBody::AccessGranted {
+                    request: id.clone(),
+                    granted_at,
+                    deadline,
+                    enforced_by_target: connector.enforces_expiry(),
+                },
+                None,
+            ),
+            Err(e) => (
+                EventBody::GrantFailed {
+                    request: id.clone(),
+                    error: e.0.clone(),
+                },
+                Some(format!("grant of {id} on {} failed: {e}", r.target)),
+            ),
+        };
+        self.commit(vec![Pending {
+            signer: Signer::Broker,
+            body,
+            not_before: Some(granted_at),
+        }])
+        .await?;
+        Ok(warning)
+    }
+
+    /// Runs the connector's revoke for an active or revoking grant and records the result:
+    /// expired (deadline passed), revoked (ordered early) or a loud failure to retry.
+    async fn end_access(&mut self, id: &RequestId) -> Result<Option<String>, EngineError> {
+        let (r, connector) = self.request_and_connector(id)?;
+        let (Some(granted_at), Some(deadline)) = (r.granted_at, r.deadline) else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let (body, not_before) = if now >= deadline {
+            (
+                EventBody::AccessExpired {
+                    request: id.clone(),
+                },
+                Some(deadline),
+            )
+        } else if r.status == Status::Revoking {
+            (
+                EventBody::AccessRevoked {
+                    request: id.clone(),
+                },
+                None,
+            )
+        } else {
+            return Ok(None);
+        };
+        let result = connector
+            .run(&Instruction::new(Action::Revoke, &r, granted_at, deadline))
+            .await;
+        match result {
+            Ok(()) => {
+                self.commit(vec![Pending {
+                    signer: Signer::Broker,
+                    body,
+                    not_before,
+                }])
+                .await?;
+                Ok(None)
+            }
+            Err(e) => {
+                let attempt = r.revoke_failures + 1;
+                let message = format!(
+                    "revoking {id} on {} failed (attempt {attempt}): {e}; access may still be live",
+                    r.target
+                );
+                self.commit(vec![
+                    Pending {
+                        signer: Signer::Broker,
+                        body: EventBody::RevokeFailed {
+                            request: id.clone(),
+                            attempt,
+                            error: e.0.clone(),
+                        },
+                        not_before: None,
+                    },
+                    Pending {
+                        signer: Signer::Broker,
+                        body: EventBody::Alert {
+                            request: Some(id.clone()),
+                            kind: AlertKind::RevokeFailing,
+                            message: message.clone(),
+                        },
+                        not_before: None,
+                    },
+                ])
+                .await?;
+                Ok(Some(message))
+            }
+        }
+    }
+
+    /// Raw entries `[from, to)` as stored (verified when the engine opened or refreshed).
+    pub async fn entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, EngineError> {
+        Ok(self
+            .store
+            .entries(from, to.min(self.size()))
+            .await?
+            .into_iter()
+            .map(|e| e.bytes)
+            .collect())
+    }
+
+    /// The newest signed checkpoint.
+    pub async fn latest_checkpoint(&self) -> Result<String, EngineError> {
+        let size = self.size();
+        Ok(self
+            .store
+            .checkpoint(size)
+            .await?
+            .ok_or_else(|| EngineError::Tampered(format!("no checkpoint for size {size}")))?
+            .note)
+    }
+}

@@ -1,0 +1,327 @@
+//! Export bundles: a whole log prefix that verifies with nothing else.
+//!
+//! Format (UTF-8 text, one canonical JSON value per line, `\n` after every line):
+//!
+//! ```text
+//! {"format":"breakglass-bundle","log_key":"<vkey>","origin":"<origin>","size":N,"version":1}
+//! <entry 0 bytes>
+//! …
+//! <entry N-1 bytes>
+//! {"checkpoint":"<C2SP signed note covering exactly N entries>"}
+//! ```
+//!
+//! The verifier recomputes the RFC 6962 root over all N entries and requires the signed
+//! checkpoint to name it, so a dropped, duplicated, reordered or altered entry is detected; it
+//! checks every signature, replays every rule (quorum, caps, no self-approval, …) and requires
+//! the checkpoint key to be the one recorded, signed by the first administrator, in entry 0.
+//! Every line must be byte-for-byte canonical, so no byte of a valid bundle can change without
+//! the bundle failing.
+
+use std::io::{self, Write};
+
+use breakglass_core::LogState;
+use serde::{Deserialize, Serialize};
+
+use crate::canonical::{parse_canonical, to_canonical_vec};
+use crate::entry::{Entry, MAX_ENTRY_LEN};
+use crate::merkle::{root_of, Hash};
+use crate::note::{Checkpoint, NoteVerifier};
+use crate::replay::{replay, Violation};
+
+const FORMAT: &str = "breakglass-bundle";
+const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    format: String,
+    log_key: String,
+    origin: String,
+    size: u64,
+    version: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Trailer {
+    checkpoint: String,
+}
+
+/// Why a bundle failed verification.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// The bundle's structure is broken (truncated, extra data, bad header or trailer).
+    #[error("bundle is malformed at line {line}: {why}")]
+    Malformed {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
+    /// An entry is bad or breaks a rule.
+    #[error("{0}")]
+    Violation(Violation),
+    /// The checkpoint does not verify with the log key.
+    #[error("checkpoint does not verify: {0}")]
+    Checkpoint(String),
+    /// The entries do not hash to the checkpoint's root, or their count differs.
+    #[error("the entries do not match the signed checkpoint: {0}")]
+    RootMismatch(String),
+    /// The log key differs from the one recorded in the log or pinned by the verifier.
+    #[error("log key mismatch: {0}")]
+    KeyMismatch(String),
+    /// A consistency check against an earlier checkpoint failed.
+    #[error("not consistent with the given checkpoint: {0}")]
+    Inconsistent(String),
+    /// Writing the bundle failed.
+    #[error("writing the bundle failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// What a successful verification established.
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleReport {
+    /// The log's origin.
+    pub origin: String,
+    /// The checkpoint key (C2SP vkey).
+    pub log_key: String,
+    /// Entries verified.
+    pub entries: u64,
+    /// Root hash (hex) the checkpoint signs.
+    pub root: String,
+    /// Identities enrolled.
+    pub identities: usize,
+    /// Policy versions applied.
+    pub policy_versions: usize,
+    /// Requests made.
+    pub requests: usize,
+    /// Requests that were granted.
+    pub grants: usize,
+    /// Break-glass activations.
+    pub break_glass: usize,
+    /// Break-glass reviews still owed.
+    pub reviews_owed: usize,
+    /// Size of the earlier checkpoint this bundle was shown consistent with, if one was given.
+    pub consistent_with: Option<u64>,
+}
+
+/// Writes a bundle of `entries` (the whole log prefix of the checkpoint's size).
+pub fn write_bundle<W: Write>(
+    mut out: W,
+    origin: &str,
+    log_key: &str,
+    entries: impl IntoIterator<Item = impl AsRef<[u8]>>,
+    size: u64,
+    checkpoint_note: &str,
+) -> Result<(), BundleError> {
+    let header = Header {
+        format: FORMAT.into(),
+        log_key: log_key.into(),
+        origin: origin.into(),
+        size,
+        version: VERSION,
+    };
+    out.write_all(&canonical_line(&header)?)?;
+    out.write_all(b"\n")?;
+    let mut written = 0u64;
+    for e in entries {
+        out.write_all(e.as_ref())?;
+        out.write_all(b"\n")?;
+        written += 1;
+    }
+    if written != size {
+        return Err(BundleError::RootMismatch(format!(
+            "{written} entries written for a checkpoint of size {size}"
+        )));
+    }
+    out.write_all(&canonical_line(&Trailer {
+        checkpoint: checkpoint_note.into(),
+    })?)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn canonical_line<T: Serialize>(value: &T) -> Result<Vec<u8>, BundleError> {
+    to_canonical_vec(value).map_err(|e| BundleError::Malformed {
+        line: 0,
+        why: e.to_string(),
+    })
+}
+
+/// Options for [`verify_bundle`].
+#[derive(Debug, Default, Clone)]
+pub struct VerifyOptions {
+    /// Require this checkpoint key (an auditor's pinned copy), instead of trusting entry 0's.
+    pub log_key: Option<NoteVerifier>,
+    /// An earlier signed checkpoint the auditor kept: the bundle must extend it.
+    pub earlier_checkpoint: Option<String>,
+}
+
+/// Verifies a bundle completely, needing nothing but its bytes (and optional pins).
+pub fn verify_bundle(bytes: &[u8], opts: &VerifyOptions) -> Result<BundleReport, BundleError> {
+    let malformed = |line: usize, why: String| BundleError::Malformed { line, why };
+    if bytes.is_empty() {
+        return Err(malformed(1, "the file is empty".into()));
+    }
+    if bytes.last() != Some(&b'\n') {
+        return Err(malformed(
+            bytes.split(|b| *b == b'\n').count(),
+            "the file is truncated (its last line is incomplete)".into(),
+        ));
+    }
+    let lines: Vec<&[u8]> = bytes[..bytes.len() - 1].split(|b| *b == b'\n').collect();
+    let header_value =
+        parse_canonical(lines[0], 64 * 1024).map_err(|e| malformed(1, format!("header: {e}")))?;
+    let header: Header =
+        serde_json::from_value(header_value).map_err(|e| malformed(1, format!("header: {e}")))?;
+    if header.format != FORMAT || header.version != VERSION {
+        return Err(malformed(
+            1,
+            format!(
+                "not a breakglass bundle of version {VERSION} (format {:?}, version {})",
+                header.format, header.version
+            ),
+        ));
+    }
+    if to_canonical_vec(&header).ok().as_deref() != Some(lines[0]) {
+        return Err(malformed(1, "header is not in canonical form".into()));
+    }
+    let n = usize::try_from(header.size).map_err(|_| malformed(1, "size too large".into()))?;
+    if lines.len() != n + 2 {
+        return Err(malformed(
+            lines.len().min(n + 2),
+            format!(
+                "the header announces {n} entries but the bundle has {} lines between header and checkpoint (truncated or padded)",
+                lines.len().saturating_sub(2)
+            ),
+        ));
+    }
+    let trailer_line = lines[n + 1];
+    let trailer: Trailer = parse_canonical(trailer_line, 64 * 1024)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .filter(|t: &Trailer| to_canonical_vec(t).ok().as_deref() == Some(trailer_line))
+        .ok_or_else(|| malformed(n + 2, "the last line is not the checkpoint".into()))?;
+
+    let verifier = match &opts.log_key {
+        Some(pinned) => {
+            if pinned.vkey() != header.log_key {
+                return Err(BundleError::KeyMismatch(format!(
+                    "the bundle's log key {} is not the pinned key {}",
+                    header.log_key,
+                    pinned.vkey()
+                )));
+            }
+            pinned.clone()
+        }
+        None => NoteVerifier::from_vkey(&header.log_key)
+            .map_err(|e| malformed(1, format!("log key: {e}")))?,
+    };
+    let checkpoint = verifier
+        .verify_checkpoint(&trailer.checkpoint)
+        .map_err(|e| BundleError::Checkpoint(e.to_string()))?;
+    if checkpoint.origin != header.origin {
+        return Err(BundleError::Checkpoint(format!(
+            "checkpoint origin {:?} is not the bundle's {:?}",
+            checkpoint.origin, header.origin
+        )));
+    }
+    if checkpoint.size != header.size {
+        return Err(BundleError::RootMismatch(format!(
+            "checkpoint covers {} entries, the bundle has {}",
+            checkpoint.size, header.size
+        )));
+    }
+
+    let mut entries = Vec::with_capacity(n);
+    for (i, line) in lines[1..=n].iter().enumerate() {
+        if line.len() > MAX_ENTRY_LEN {
+            return Err(malformed(i + 2, "entry too large".into()));
+        }
+        let entry = Entry::decode(line).map_err(|error| {
+            BundleError::Violation(Violation::Entry {
+                index: i as u64,
+                error,
+            })
+        })?;
+        entries.push(entry);
+    }
+    // Signatures and rules first, so an altered entry is named rather than reported only as a
+    // root mismatch; then the root proves nothing was dropped, added or reordered.
+    let state = replay(&entries).map_err(BundleError::Violation)?;
+    let leaves: Vec<Hash> = entries.iter().map(|e| *e.leaf_hash()).collect();
+    let root = root_of(&leaves);
+    if root != checkpoint.root {
+        return Err(BundleError::RootMismatch(
+            "the Merkle root of the entries is not the root the checkpoint signs".into(),
+        ));
+    }
+    let consistent_with = match &opts.earlier_checkpoint {
+        None => None,
+        Some(note) => Some(check_earlier(&verifier, note, &leaves)?),
+    };
+    check_genesis(&state, &header)?;
+    Ok(report(&state, header, &root, consistent_with))
+}
+
+fn check_earlier(verifier: &NoteVerifier, note: &str, leaves: &[Hash]) -> Result<u64, BundleError> {
+    let earlier: Checkpoint = verifier
+        .verify_checkpoint(note)
+        .map_err(|e| BundleError::Inconsistent(format!("the earlier checkpoint: {e}")))?;
+    let size = usize::try_from(earlier.size).unwrap_or(usize::MAX);
+    if size > leaves.len() {
+        return Err(BundleError::Inconsistent(format!(
+            "the earlier checkpoint covers {} entries, more than the bundle's {} (history was truncated)",
+            earlier.size,
+            leaves.len()
+        )));
+    }
+    if root_of(&leaves[..size]) != earlier.root {
+        return Err(BundleError::Inconsistent(format!(
+            "the first {} entries do not hash to the earlier checkpoint's root (history was rewritten)",
+            earlier.size
+        )));
+    }
+    Ok(earlier.size)
+}
+
+fn check_genesis(state: &LogState, header: &Header) -> Result<(), BundleError> {
+    if state.origin() != Some(header.origin.as_str()) {
+        return Err(BundleError::KeyMismatch(
+            "entry 0 names a different log origin than the bundle header".into(),
+        ));
+    }
+    if state.log_key() != Some(header.log_key.as_str()) {
+        return Err(BundleError::KeyMismatch(
+            "the checkpoint key is not the one recorded in entry 0".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn report(
+    state: &LogState,
+    header: Header,
+    root: &Hash,
+    consistent_with: Option<u64>,
+) -> BundleReport {
+    let requests: Vec<_> = state.requests().collect();
+    BundleReport {
+        origin: header.origin,
+        log_key: header.log_key,
+        entries: header.size,
+        root: breakglass_core::hex(root),
+        identities: state.identities().count(),
+        policy_versions: state.policies().len(),
+        requests: requests.len(),
+        grants: requests.iter().filter(|r| r.granted_at.is_some()).count(),
+        break_glass: requests.iter().filter(|r| r.break_glass).count(),
+        reviews_owed: requests
+            .iter()
+            .filter(|r| r.review == Some(breakglass_core::Review::Required))
+            .count(),
+        consistent_with,
+    }
+}

@@ -1,0 +1,214 @@
+//! Signed log entries: one event, the actor's public key and its Ed25519 signature.
+//!
+//! Wire form (canonical JSON, see [`crate::canonical`]):
+//! `{"event":{…},"key":"<base64 public key>","sig":"<base64 signature>"}`.
+//! The signature covers `breakglass/event/v1\n` followed by the canonical bytes of the event, so a
+//! signature over an event can never be mistaken for a signature over anything else.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use breakglass_core::{Event, PublicKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::canonical::{parse_canonical, to_canonical_vec};
+use crate::merkle::{leaf_hash, Hash};
+
+/// Domain separation prefix of every event signature.
+pub const EVENT_SIGNATURE_CONTEXT: &[u8] = b"breakglass/event/v1\n";
+
+/// Largest entry accepted, in bytes (a policy source may be up to 1 MiB).
+pub const MAX_ENTRY_LEN: usize = 2 * 1024 * 1024;
+
+/// Why an entry was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// The bytes are not canonical JSON of the entry schema.
+    #[error("entry is not canonical JSON of a signed event: {0}")]
+    Malformed(String),
+    /// The public key is not a valid Ed25519 point or is a weak key.
+    #[error("entry carries an invalid public key")]
+    BadKey,
+    /// The signature does not verify.
+    #[error("signature of {actor}'s {kind} event does not verify")]
+    BadSignature {
+        /// The actor named in the event.
+        actor: String,
+        /// The event type.
+        kind: &'static str,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    event: Event,
+    key: PublicKey,
+    sig: String,
+}
+
+/// A signed event as it sits in the log.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    event: Event,
+    key: PublicKey,
+    sig: Signature,
+    bytes: Vec<u8>,
+    leaf: Hash,
+}
+
+impl Entry {
+    /// Signs `event` with `key`.
+    pub fn sign(event: Event, key: &SigningKey) -> Result<Entry, EntryError> {
+        let message = signed_message(&event)?;
+        let sig = key.sign(&message);
+        let wire = Wire {
+            event,
+            key: PublicKey(key.verifying_key().to_bytes()),
+            sig: STANDARD.encode(sig.to_bytes()),
+        };
+        let bytes = to_canonical_vec(&wire).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        Ok(Entry {
+            leaf: leaf_hash(&bytes),
+            event: wire.event,
+            key: wire.key,
+            sig,
+            bytes,
+        })
+    }
+
+    /// Decodes entry bytes, requiring the one canonical encoding. Does not check the signature
+    /// (see [`Entry::verify_signature`] and [`verify_signatures`]).
+    pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
+        let value = parse_canonical(bytes, MAX_ENTRY_LEN)
+            .map_err(|e| EntryError::Malformed(e.to_string()))?;
+        let wire: Wire =
+            serde_json::from_value(value).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        // A typed round trip must give the same bytes: no field may be absent, defaulted or
+        // spelled in a way the schema would not write.
+        let again = to_canonical_vec(&wire).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        if again != bytes {
+            return Err(EntryError::Malformed(
+                "fields differ from the schema's canonical form".into(),
+            ));
+        }
+        let sig_bytes: [u8; 64] = STANDARD
+            .decode(&wire.sig)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| EntryError::Malformed("signature is not 64 bytes of base64".into()))?;
+        Ok(Entry {
+            leaf: leaf_hash(bytes),
+            event: wire.event,
+            key: wire.key,
+            sig: Signature::from_bytes(&sig_bytes),
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// The event.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// The key that claims to have signed it.
+    pub fn key(&self) -> &PublicKey {
+        &self.key
+    }
+
+    /// The Ed25519 signature.
+    pub fn signature(&self) -> &Signature {
+        &self.sig
+    }
+
+    /// The exact bytes the signature covers ([`EVENT_SIGNATURE_CONTEXT`] and the canonical
+    /// event).
+    pub fn signed_message(&self) -> Result<Vec<u8>, EntryError> {
+        signed_message(&self.event)
+    }
+
+    /// The canonical bytes (what the Merkle leaf hashes).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The RFC 6962 leaf hash of the bytes.
+    pub fn leaf_hash(&self) -> &Hash {
+        &self.leaf
+    }
+
+    /// Checks the signature strictly (RFC 8032 with canonical encodings, no weak keys).
+    pub fn verify_signature(&self) -> Result<(), EntryError> {
+        let vk = verifying_key(&self.key)?;
+        let message = signed_message(&self.event)?;
+        vk.verify_strict(&message, &self.sig)
+            .map_err(|_| self.bad_signature())
+    }
+
+    fn bad_signature(&self) -> EntryError {
+        EntryError::BadSignature {
+            actor: self.event.actor.clone(),
+            kind: self.event.body.kind(),
+        }
+    }
+}
+
+fn verifying_key(key: &PublicKey) -> Result<VerifyingKey, EntryError> {
+    let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| EntryError::BadKey)?;
+    if vk.is_weak() {
+        return Err(EntryError::BadKey);
+    }
+    Ok(vk)
+}
+
+fn signed_message(event: &Event) -> Result<Vec<u8>, EntryError> {
+    let body = to_canonical_vec(event).map_err(|e| EntryError::Malformed(e.to_string()))?;
+    let mut m = Vec::with_capacity(EVENT_SIGNATURE_CONTEXT.len() + body.len());
+    m.extend_from_slice(EVENT_SIGNATURE_CONTEXT);
+    m.extend_from_slice(&body);
+    Ok(m)
+}
+
+/// Verifies every entry's signature, in batches spread over all cores. Returns the position of
+/// the first entry whose signature fails, with why.
+///
+/// Batch verification accepts exactly the signatures that individual verification accepts
+/// except for deliberately crafted small-order components; a failing batch is re-checked entry
+/// by entry with [`Entry::verify_signature`], and weak keys are refused up front, so the first
+/// bad entry is always named precisely.
+pub fn verify_signatures(entries: &[Entry]) -> Result<(), (usize, EntryError)> {
+    const CHUNK: usize = 256;
+    let failures: Vec<(usize, EntryError)> = entries
+        .par_chunks(CHUNK)
+        .enumerate()
+        .filter_map(|(chunk_no, chunk)| {
+            let base = chunk_no * CHUNK;
+            match batch(chunk) {
+                Ok(()) => None,
+                Err(()) => chunk
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, e)| e.verify_signature().err().map(|err| (base + i, err))),
+            }
+        })
+        .collect();
+    match failures.into_iter().min_by_key(|(i, _)| *i) {
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
+}
+
+fn batch(chunk: &[Entry]) -> Result<(), ()> {
+    let mut messages = Vec::with_capacity(chunk.len());
+    let mut keys = Vec::with_capacity(chunk.len());
+    let mut sigs = Vec::with_capacity(chunk.len());
+    for e in chunk {
+        messages.push(signed_message(&e.event).map_err(|_| ())?);
+        keys.push(verifying_key(&e.key).map_err(|_| ())?);
+        sigs.push(e.sig);
+    }
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    ed25519_dalek::verify_batch(&refs, &sigs, &keys).map_err(|_| ())
+}

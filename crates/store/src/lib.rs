@@ -1,0 +1,539 @@
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+//! Durable storage of the Breakglass log, on SQLite (embedded mode) or PostgreSQL (team mode).
+//!
+//! **Owns**: persistence of log entries (opaque bytes at contiguous indexes starting at 0) and of
+//! the signed checkpoints covering them; the schema and its migrations; the single-writer lock
+//! that makes "read the head, decide, sign, append" atomic across processes; durability of every
+//! acknowledged append.
+//!
+//! **Never**: interprets, verifies or trusts what it stores. The database is storage, not
+//! authority: whoever can write to it can write anything, so the engine verifies every entry and
+//! checkpoint it reads. What the store does guarantee is that, through its API, an append lands at
+//! exactly the head (no fork: one entry per index), together with the checkpoint for the new size,
+//! and is durable when [`AppendTx::commit`] returns.
+//!
+//! ```
+//! use breakglass_store::{Backend, Store, StoredCheckpoint};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("data/log.db");
+//! let store = Store::open(path.to_str().unwrap()).await?;
+//! assert_eq!(store.backend(), Backend::Sqlite);
+//!
+//! let mut tx = store.begin_append().await?;
+//! let head = tx.size().await?;
+//! let checkpoint = StoredCheckpoint { size: head + 2, note: "example.org/log\n2\n…".into() };
+//! tx.append(head, &[b"first".to_vec(), b"second".to_vec()], &checkpoint).await?;
+//! tx.commit().await?;
+//!
+//! assert_eq!(store.size().await?, 2);
+//! assert_eq!(store.entries(1, 2).await?[0].bytes, b"second");
+//! assert_eq!(store.latest_checkpoint().await?, Some(checkpoint));
+//! store.close().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod location;
+mod postgres;
+mod schema;
+mod sqlite;
+#[cfg(all(feature = "testing", unix))]
+pub mod testing;
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use futures_core::Stream;
+use futures_util::StreamExt;
+
+pub use error::StoreError;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use location::Location;
+
+/// The PostgreSQL `NOTIFY` channel on which every committed append announces the log's new size
+/// (as decimal text), so other apps can sync at once instead of polling.
+pub const LOG_CHANNEL: &str = "breakglass_log";
+
+/// An opened log database.
+///
+/// Cloning is not offered; share it behind an `Arc`. Its `Debug` output never contains a password.
+#[derive(Debug)]
+pub enum Store {
+    /// Embedded mode: one SQLite file.
+    Sqlite(SqliteStore),
+    /// Team mode: a shared PostgreSQL database.
+    Postgres(PgStore),
+}
+
+/// Which database engine a [`Store`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// SQLite, embedded.
+    Sqlite,
+    /// PostgreSQL, shared.
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+/// One log entry as stored: its index and its bytes, uninterpreted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// Position in the log, from 0.
+    pub index: u64,
+    /// The entry's bytes exactly as appended.
+    pub bytes: Vec<u8>,
+}
+
+/// A signed checkpoint as stored: the log size it covers and its signed-note text, uninterpreted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Number of entries the checkpoint covers (at least 1).
+    pub size: u64,
+    /// The signed note, exactly as appended.
+    pub note: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    idx: i64,
+    entry: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CheckpointRow {
+    size: i64,
+    note: String,
+}
+
+impl TryFrom<CheckpointRow> for StoredCheckpoint {
+    type Error = StoreError;
+    fn try_from(row: CheckpointRow) -> Result<Self, StoreError> {
+        Ok(StoredCheckpoint {
+            size: from_db(row.size, "checkpoint size")?,
+            note: row.note,
+        })
+    }
+}
+
+fn from_db(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        detail: format!("negative {what} {value}"),
+    })
+}
+
+fn to_db(from: u64, to: u64) -> Result<(i64, i64), StoreError> {
+    let invalid = || StoreError::InvalidRange { from, to };
+    if from > to {
+        return Err(invalid());
+    }
+    Ok((
+        i64::try_from(from).map_err(|_| invalid())?,
+        i64::try_from(to).map_err(|_| invalid())?,
+    ))
+}
+
+/// Converts rows read for `[from, …)` into entries, checking that they are contiguous: a gap means
+/// a row was removed behind the store's back, and must not be papered over.
+fn contiguous(from: u64, rows: Vec<EntryRow>) -> Result<Vec<StoredEntry>, StoreError> {
+    let mut next = from;
+    rows.into_iter()
+        .map(|row| {
+            let entry = checked_entry(next, row)?;
+            next += 1;
+            Ok(entry)
+        })
+        .collect()
+}
+
+fn checked_entry(expected: u64, row: EntryRow) -> Result<StoredEntry, StoreError> {
+    let index = from_db(row.idx, "entry index")?;
+    if index != expected {
+        return Err(StoreError::Corrupt {
+            detail: format!("entry {expected} is missing (the next stored entry is {index})"),
+        });
+    }
+    Ok(StoredEntry {
+        index,
+        bytes: row.entry,
+    })
+}
+
+const SIZE_SQL: &str = "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries";
+const ENTRIES_SQL: &str =
+    "SELECT idx, entry FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx";
+const STREAM_SQL: &str = "SELECT idx, entry FROM log_entries WHERE idx >= $1 ORDER BY idx";
+const LATEST_CHECKPOINT_SQL: &str = "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1";
+const CHECKPOINT_SQL: &str = "SELECT size, note FROM checkpoints WHERE size = $1";
+const INSERT_CHECKPOINT_SQL: &str = "INSERT INTO checkpoints (size, note) VALUES ($1, $2)";
+
+/// Runs `$body` with `$ex` bound to the executor of whichever backend `$target` holds; the body
+/// is written once and type-checked against each backend.
+macro_rules! on_backend {
+    ($target:expr, $ex:ident => $body:expr) => {
+        match $target {
+            Store::Sqlite(store) => {
+                let $ex = &store.readers;
+                $body
+            }
+            Store::Postgres(store) => {
+                let $ex = &store.pool;
+                $body
+            }
+        }
+    };
+}
+
+macro_rules! on_tx {
+    ($tx:expr, $ex:ident => $body:expr) => {
+        match $tx {
+            Tx::Sqlite(tx) => {
+                let $ex = &mut **tx;
+                $body
+            }
+            Tx::Postgres(tx) => {
+                let $ex = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+
+impl Store {
+    /// Opens (creating if needed) the log at `location` and brings its schema up to date.
+    ///
+    /// `location` is a filesystem path to a SQLite file (the file and its parent directory are
+    /// created, owner-only, if missing), a `sqlite://` URL, or a `postgres://`/`postgresql://` URL
+    /// (its `sslmode` and other parameters are honoured). Several processes may open the same
+    /// fresh database at once: migrations run under a lock, exactly once.
+    ///
+    /// Refuses, with a distinct [`StoreError`] each, a directory that cannot be written, a server
+    /// that cannot be reached, a database that belongs to something else, and a database migrated
+    /// by a newer Breakglass.
+    pub async fn open(location: &str) -> Result<Store, StoreError> {
+        match Location::parse(location)? {
+            Location::Sqlite { url, path } => Ok(Store::Sqlite(
+                SqliteStore::open(url.as_deref(), &path).await?,
+            )),
+            Location::Postgres { url } => Ok(Store::Postgres(PgStore::open(&url).await?)),
+        }
+    }
+
+    /// Which database engine this store uses.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Store::Sqlite(_) => Backend::Sqlite,
+            Store::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Number of entries in the log (one past the highest index).
+    pub async fn size(&self) -> Result<u64, StoreError> {
+        let size: i64 = on_backend!(self, ex => sqlx::query_scalar(SIZE_SQL).fetch_one(ex).await)
+            .map_err(StoreError::db("reading the log size"))?;
+        from_db(size, "log size")
+    }
+
+    /// The entries with indexes in `[from, to)`, in order. Indexes at or past the log's size are
+    /// simply absent, so the result may be shorter than `to - from`.
+    pub async fn entries(&self, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError> {
+        let (lo, hi) = to_db(from, to)?;
+        let rows = on_backend!(self, ex => sqlx::query_as::<_, EntryRow>(ENTRIES_SQL)
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(ex)
+            .await)
+        .map_err(StoreError::db("reading entries"))?;
+        contiguous(from, rows)
+    }
+
+    /// Every entry from index `from` to the end, streamed in order without holding them all in
+    /// memory (for exports of large logs). Holds one database connection until dropped.
+    pub fn stream_entries(
+        &self,
+        from: u64,
+    ) -> impl Stream<Item = Result<StoredEntry, StoreError>> + Send + '_ {
+        let start = i64::try_from(from).unwrap_or(i64::MAX);
+        let rows: futures_core::stream::BoxStream<'_, Result<EntryRow, sqlx::Error>> = on_backend!(self, ex => sqlx::query_as::<_, EntryRow>(STREAM_SQL).bind(start).fetch(ex));
+        let mut next = from;
+        rows.map(move |row| {
+            let entry = checked_entry(next, row.map_err(StoreError::db("streaming entries"))?)?;
+            next += 1;
+            Ok(entry)
+        })
+    }
+
+    /// The checkpoint with the largest size, if any.
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        on_backend!(self, ex => sqlx::query_as::<_, CheckpointRow>(LATEST_CHECKPOINT_SQL)
+            .fetch_optional(ex)
+            .await)
+        .map_err(StoreError::db("reading the latest checkpoint"))?
+        .map(StoredCheckpoint::try_from)
+        .transpose()
+    }
+
+    /// The checkpoint for exactly `size` entries, if one was stored.
+    pub async fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let Ok(size) = i64::try_from(size) else {
+            return Ok(None);
+        };
+        on_backend!(self, ex => sqlx::query_as::<_, CheckpointRow>(CHECKPOINT_SQL)
+            .bind(size)
+            .fetch_optional(ex)
+            .await)
+        .map_err(StoreError::db("reading a checkpoint"))?
+        .map(StoredCheckpoint::try_from)
+        .transpose()
+    }
+
+    /// Takes the log's single-writer lock, across every process using this database, and returns
+    /// the transaction that holds it.
+    ///
+    /// Inside it, reading the head, deciding, signing and appending are atomic: no other writer can
+    /// append in between. SQLite: `BEGIN IMMEDIATE` on the dedicated writer connection (waiting up
+    /// to 30 s for another process). PostgreSQL: a transaction holding
+    /// `pg_advisory_xact_lock`. Dropping the [`AppendTx`] without [`AppendTx::commit`] rolls back
+    /// and releases the lock.
+    pub async fn begin_append(&self) -> Result<AppendTx<'_>, StoreError> {
+        let tx = match self {
+            Store::Sqlite(store) => Tx::Sqlite(
+                store
+                    .writer
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(StoreError::db("taking the write lock"))?,
+            ),
+            Store::Postgres(store) => {
+                let mut tx = store
+                    .pool
+                    .begin()
+                    .await
+                    .map_err(StoreError::db("starting the append transaction"))?;
+                // Durability must not depend on the server's or role's default.
+                sqlx::query("SET LOCAL synchronous_commit TO on")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("starting the append transaction"))?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(postgres::APPEND_LOCK)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("taking the write lock"))?;
+                Tx::Postgres(tx)
+            }
+        };
+        Ok(AppendTx {
+            tx,
+            poisoned: false,
+            _store: PhantomData,
+        })
+    }
+
+    /// Closes every connection, waiting for them to finish.
+    pub async fn close(self) {
+        match self {
+            Store::Sqlite(store) => store.close().await,
+            Store::Postgres(store) => store.close().await,
+        }
+    }
+}
+
+enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// An open append transaction holding the log's single-writer lock. See [`Store::begin_append`].
+#[must_use = "an append transaction rolls back unless committed"]
+pub struct AppendTx<'s> {
+    tx: Tx,
+    /// Set when a call failed part-way, so a half-done append can never be committed.
+    poisoned: bool,
+    _store: PhantomData<&'s Store>,
+}
+
+impl fmt::Debug for AppendTx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = match self.tx {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Postgres(_) => Backend::Postgres,
+        };
+        f.debug_struct("AppendTx")
+            .field("backend", &backend)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+impl AppendTx<'_> {
+    /// The log's size as seen inside the lock: the index the next append must start at.
+    pub async fn size(&mut self) -> Result<u64, StoreError> {
+        self.check()?;
+        let size: i64 =
+            on_tx!(&mut self.tx, ex => sqlx::query_scalar(SIZE_SQL).fetch_one(ex).await)
+                .map_err(StoreError::db("reading the log size"))?;
+        from_db(size, "log size")
+    }
+
+    /// The entries with indexes in `[from, to)` as seen inside the lock, to catch up before
+    /// deciding. Indexes past the log's size are absent.
+    pub async fn entries(&mut self, from: u64, to: u64) -> Result<Vec<StoredEntry>, StoreError> {
+        self.check()?;
+        let (lo, hi) = to_db(from, to)?;
+        let rows = on_tx!(&mut self.tx, ex => sqlx::query_as::<_, EntryRow>(ENTRIES_SQL)
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(ex)
+            .await)
+        .map_err(StoreError::db("reading entries"))?;
+        contiguous(from, rows)
+    }
+
+    /// Appends `entries` at indexes `first_index..`, and `checkpoint`, which must cover exactly
+    /// the log after them.
+    ///
+    /// Refused, with nothing written, when `first_index` is not the current size
+    /// ([`StoreError::NotAtHead`]), when `entries` is empty, or when `checkpoint.size` is not the
+    /// new size ([`StoreError::CheckpointMismatch`]). Nothing is durable until
+    /// [`commit`](Self::commit); if this fails for any other reason the transaction can only be
+    /// rolled back.
+    pub async fn append(
+        &mut self,
+        first_index: u64,
+        entries: &[Vec<u8>],
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        if entries.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        let head = self.size().await?;
+        if first_index != head {
+            return Err(StoreError::NotAtHead {
+                expected: head,
+                actual: first_index,
+            });
+        }
+        let new_size = head
+            .checked_add(entries.len() as u64)
+            .filter(|n| i64::try_from(*n).is_ok())
+            .ok_or(StoreError::InvalidRange {
+                from: head,
+                to: u64::MAX,
+            })?;
+        if checkpoint.size != new_size {
+            return Err(StoreError::CheckpointMismatch {
+                checkpoint: checkpoint.size,
+                new_size,
+            });
+        }
+        // From here on a failure may leave part of the append in the transaction.
+        self.poisoned = true;
+        // Both values were range-checked against i64 above.
+        let (first, size) = to_db(head, new_size)?;
+        match &mut self.tx {
+            Tx::Sqlite(tx) => {
+                for (offset, entry) in (0i64..).zip(entries) {
+                    sqlx::query("INSERT INTO log_entries (idx, entry) VALUES ($1, $2)")
+                        .bind(first + offset)
+                        .bind(entry.as_slice())
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(StoreError::db("appending entries"))?;
+                }
+                sqlx::query(INSERT_CHECKPOINT_SQL)
+                    .bind(size)
+                    .bind(checkpoint.note.as_str())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(StoreError::db("appending the checkpoint"))?;
+            }
+            Tx::Postgres(tx) => {
+                // One round trip for the whole batch.
+                sqlx::query(
+                    "INSERT INTO log_entries (idx, entry) \
+                     SELECT $1 + ord - 1, e FROM UNNEST($2::bytea[]) WITH ORDINALITY AS t(e, ord)",
+                )
+                .bind(first)
+                .bind(entries)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::db("appending entries"))?;
+                sqlx::query(INSERT_CHECKPOINT_SQL)
+                    .bind(size)
+                    .bind(checkpoint.note.as_str())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(StoreError::db("appending the checkpoint"))?;
+                // Delivered only if and when the transaction commits.
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(LOG_CHANNEL)
+                    .bind(size.to_string())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(StoreError::db("notifying listeners"))?;
+            }
+        }
+        self.poisoned = false;
+        Ok(())
+    }
+
+    /// Commits, releasing the lock. On `Ok` the append is durable (SQLite: WAL with
+    /// `synchronous=FULL`; PostgreSQL: `synchronous_commit=on`). On `Err` it may or may not have
+    /// been stored: read the head again before retrying.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.check()?;
+        match self.tx {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+        .map_err(StoreError::db("committing the append"))
+    }
+
+    /// Rolls back explicitly (dropping does the same, without waiting).
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self.tx {
+            Tx::Sqlite(tx) => tx.rollback().await,
+            Tx::Postgres(tx) => tx.rollback().await,
+        }
+        .map_err(StoreError::db("rolling back the append"))
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.poisoned {
+            Err(StoreError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine shares one store between tasks and holds an append across `.await`s.
+    #[test]
+    fn handles_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Store>();
+        send_sync::<StoreError>();
+        send::<AppendTx<'static>>();
+    }
+}

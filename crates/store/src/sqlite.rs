@@ -1,0 +1,185 @@
+//! The embedded backend: one SQLite file.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, Sqlite};
+
+use crate::schema::{self, Applied};
+use crate::StoreError;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a connection waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A log kept in one SQLite file (WAL mode, `synchronous=FULL`).
+///
+/// Reads go through a small pool; appends go through one dedicated writer connection, so appends
+/// from this process queue in memory and only appends from other processes wait on SQLite's lock.
+pub struct SqliteStore {
+    pub(crate) readers: SqlitePool,
+    pub(crate) writer: SqlitePool,
+    path: PathBuf,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    pub(crate) async fn open(url: Option<&str>, path: &Path) -> Result<SqliteStore, StoreError> {
+        let options = match url {
+            Some(url) => {
+                SqliteConnectOptions::from_str(url).map_err(|e| StoreError::InvalidLocation {
+                    location: url.to_owned(),
+                    reason: e.to_string(),
+                })?
+            }
+            None => SqliteConnectOptions::new().filename(path),
+        };
+        prepare_file(path)?;
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+
+        let connect_error = |source: sqlx::Error| map_open_error(path, source);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(120))
+            .connect_with(options.clone())
+            .await
+            .map_err(connect_error)?;
+        migrate(&writer, path).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_lazy_with(options);
+        Ok(SqliteStore {
+            readers,
+            writer,
+            path: path.to_owned(),
+        })
+    }
+
+    pub(crate) async fn close(self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// Creates the file's parent directory (0700) and the file itself (0600) if missing, so the log
+/// is never world-readable and so a missing or read-only directory is reported as such.
+fn prepare_file(path: &Path) -> Result<(), StoreError> {
+    let unwritable = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StoreError::Unwritable { path, source }
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(parent).map_err(unwritable(parent))?;
+        }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(unwritable(path)(e)),
+    }
+}
+
+fn map_open_error(path: &Path, source: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &source {
+        // Primary result codes: SQLITE_READONLY 8, SQLITE_CANTOPEN 14, SQLITE_NOTADB 26,
+        // SQLITE_PERM 3, SQLITE_IOERR 10.
+        let primary = db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .map(|c| c & 0xff);
+        match primary {
+            Some(8 | 14 | 3 | 10) => {
+                return StoreError::Unwritable {
+                    path: path.to_owned(),
+                    source: io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        db.message().to_owned(),
+                    ),
+                }
+            }
+            Some(26) => {
+                return StoreError::NotBreakglass {
+                    location: path.display().to_string(),
+                    reason: "the file is not a SQLite database".to_owned(),
+                }
+            }
+            _ => {}
+        }
+    }
+    StoreError::Database {
+        operation: "opening the SQLite database",
+        source,
+    }
+}
+
+/// Brings the schema up to date. `BEGIN IMMEDIATE` takes SQLite's write lock first, so when several
+/// processes open a fresh file at once one migrates and the others wait, then find nothing to do.
+async fn migrate(writer: &SqlitePool, path: &Path) -> Result<(), StoreError> {
+    let location = path.display().to_string();
+    let mut conn = writer
+        .acquire()
+        .await
+        .map_err(|e| map_open_error(path, e))?;
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| map_open_error(path, e))?;
+
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| map_open_error(path, e))?;
+    let applied = if tables.iter().any(|t| t == schema::MIGRATIONS_TABLE) {
+        Some(
+            sqlx::query_as::<Sqlite, Applied>(schema::APPLIED_QUERY)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::db("reading the schema version"))?,
+        )
+    } else {
+        None
+    };
+    schema::check(&MIGRATOR, &location, &tables, applied.as_deref())?;
+
+    // `run_direct` rather than `run`: `run`'s `Acquire` bound makes this future non-`Send`
+    // (sqlx's own documented workaround).
+    MIGRATOR
+        .run_direct(&mut *tx)
+        .await
+        .map_err(|e| schema::map_migrate_error(&MIGRATOR, &location, e))?;
+    tx.commit()
+        .await
+        .map_err(StoreError::db("committing the schema migration"))
+}
