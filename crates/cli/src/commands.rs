@@ -462,10 +462,13 @@ where
 
 async fn status(ctx: &Ctx, json: bool, all: bool) -> Result<()> {
     let (home, engine) = ctx.engine().await?;
-    let me = ctx
-        .as_identity
-        .clone()
-        .unwrap_or_else(|| home.default_identity().to_owned());
+    let me = match &ctx.key_file {
+        Some(_) => ctx.actor(&home, &engine)?.name().to_owned(),
+        None => ctx
+            .as_identity
+            .clone()
+            .unwrap_or_else(|| home.default_identity().to_owned()),
+    };
     let state = engine.state();
     let now = engine.now();
     if json {

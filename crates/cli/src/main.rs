@@ -277,8 +277,43 @@ struct VerifyArgs {
     json: bool,
 }
 
+/// Clap's error as one line: the README promises one clear line on stderr for every failure,
+/// so the usage block and the `--help` hint clap adds are dropped and the rest is joined.
+fn one_line_usage_error(rendered: &str) -> String {
+    let mut line = String::new();
+    for part in rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+    {
+        if !line.is_empty() {
+            let glue = line.ends_with(':') || part.starts_with('[');
+            line.push_str(if glue { " " } else { "; " });
+        }
+        line.push_str(part);
+    }
+    format!("{line} (see --help)")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version (stdout, exit 0), and a bare `breakglass` (help on stderr).
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!(
+                "breakglass: {}",
+                one_line_usage_error(&e.render().to_string())
+            );
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -28,34 +28,38 @@ pub const MAX_TICKET_LEN: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
-    /// Event format version ([`EVENT_FORMAT`]).
-    pub v: u32,
-    /// The origin of the log the event belongs to, so it cannot be replayed into another log.
-    pub log: String,
-    /// When the actor made the statement.
-    pub time: Timestamp,
+    // Fields are declared in byte order of their names, so plain serde_json output is already
+    // canonical JSON (the ledger relies on this for fast checks and debug-asserts it).
     /// The identity that signed the event.
     pub actor: String,
     /// What happened.
     pub body: EventBody,
+    /// The origin of the log the event belongs to, so it cannot be replayed into another log.
+    pub log: String,
+    /// When the actor made the statement.
+    pub time: Timestamp,
+    /// Event format version ([`EVENT_FORMAT`]).
+    pub v: u32,
 }
 
 /// What an event states.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+/// Serialised externally tagged, `{"access_requested":{…}}`; each variant's fields are declared
+/// in byte order of their names (see [`Event`]).
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum EventBody {
     /// The first entry of every log: names the log, its checkpoint key, the first administrator
     /// (the actor) and the broker identity that executes grants.
     LogCreated {
-        /// The log's origin, also the name of its checkpoint key.
-        origin: String,
-        /// The checkpoint verifier key, in C2SP `vkey` form.
-        log_key: String,
         /// The first administrator.
         admin: IdentityRecord,
         /// The identity that runs connectors and the expiry scheduler.
         broker: IdentityRecord,
+        /// The checkpoint verifier key, in C2SP `vkey` form.
+        log_key: String,
+        /// The log's origin, also the name of its checkpoint key.
+        origin: String,
     },
     /// An administrator enrolled an identity.
     IdentityEnrolled {
@@ -64,49 +68,49 @@ pub enum EventBody {
     },
     /// An administrator applied a policy version.
     PolicyApplied {
-        /// The policy's version number.
-        version: u64,
         /// The policy's full TOML source.
         source: String,
+        /// The policy's version number.
+        version: u64,
     },
     /// Someone asked for access (or, with `break_glass`, self-activated it).
     AccessRequested {
-        /// The new request's id.
-        request: RequestId,
-        /// The target's name in the policy.
-        target: String,
-        /// The role on the target.
-        role: String,
-        /// How long access should last once granted.
-        duration: Span,
-        /// Why access is needed.
-        reason: String,
-        /// An optional ticket reference.
-        ticket: Option<String>,
         /// Emergency self-activation under the target's break-glass rule.
         break_glass: bool,
+        /// How long access should last once granted.
+        duration: Span,
         /// The active grant this request would extend.
         extends: Option<RequestId>,
         /// The policy version the requester saw.
         policy_version: u64,
+        /// Why access is needed.
+        reason: String,
+        /// The new request's id.
+        request: RequestId,
+        /// The role on the target.
+        role: String,
+        /// The target's name in the policy.
+        target: String,
+        /// An optional ticket reference.
+        ticket: Option<String>,
     },
     /// An approver approved a pending request.
     RequestApproved {
+        /// Optional comment.
+        comment: Option<String>,
         /// The request.
         request: RequestId,
         /// Hex SHA-256 leaf hash of the request's log entry: binds the approval to exactly it.
         request_digest: String,
-        /// Optional comment.
-        comment: Option<String>,
     },
     /// An approver denied a pending request.
     RequestDenied {
+        /// Why it was denied.
+        reason: String,
         /// The request.
         request: RequestId,
         /// Hex leaf hash of the request's log entry.
         request_digest: String,
-        /// Why it was denied.
-        reason: String,
     },
     /// The requester withdrew a pending request.
     RequestCancelled {
@@ -120,28 +124,28 @@ pub enum EventBody {
     },
     /// The broker granted access; the deadline is fixed here and never moves.
     AccessGranted {
-        /// The request.
-        request: RequestId,
-        /// When the connector was asked to grant: the start of the access window.
-        granted_at: Timestamp,
         /// The absolute end of access: `granted_at` plus the requested duration.
         deadline: Timestamp,
         /// Whether the target itself enforces the deadline.
         enforced_by_target: bool,
+        /// When the connector was asked to grant: the start of the access window.
+        granted_at: Timestamp,
+        /// The request.
+        request: RequestId,
     },
     /// The broker could not grant access.
     GrantFailed {
-        /// The request.
-        request: RequestId,
         /// What the connector reported.
         error: String,
+        /// The request.
+        request: RequestId,
     },
     /// Someone entitled to ordered an active grant ended early.
     RevocationOrdered {
-        /// The request whose grant ends.
-        request: RequestId,
         /// Optional reason.
         reason: Option<String>,
+        /// The request whose grant ends.
+        request: RequestId,
     },
     /// The broker confirmed an ordered revocation with the connector.
     AccessRevoked {
@@ -155,28 +159,28 @@ pub enum EventBody {
     },
     /// The connector failed to revoke; the broker retries until it succeeds.
     RevokeFailed {
-        /// The request.
-        request: RequestId,
         /// Attempt number, from 1.
         attempt: u32,
         /// What the connector reported.
         error: String,
+        /// The request.
+        request: RequestId,
     },
     /// Something people must see at once.
     Alert {
-        /// The request concerned, if any.
-        request: Option<RequestId>,
         /// What kind of alert.
         kind: AlertKind,
         /// Human-readable text.
         message: String,
+        /// The request concerned, if any.
+        request: Option<RequestId>,
     },
     /// The mandatory review after a break-glass activation.
     ReviewRecorded {
-        /// The break-glass request.
-        request: RequestId,
         /// The reviewer's findings.
         comment: String,
+        /// The break-glass request.
+        request: RequestId,
     },
 }
 

@@ -67,12 +67,13 @@ pub enum Binding {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityRecord {
-    /// The identity's name (see [`crate::names`]).
-    pub name: String,
-    /// The Ed25519 key that signs this identity's events.
-    pub key: PublicKey,
-    /// Groups given at enrolment (in addition to policy-listed memberships).
-    pub groups: BTreeSet<String>,
+    // Fields in byte order of their names (see [`crate::Event`]).
     /// Who vouched for the key.
     pub binding: Binding,
+    /// Groups given at enrolment (in addition to policy-listed memberships).
+    pub groups: BTreeSet<String>,
+    /// The Ed25519 key that signs this identity's events.
+    pub key: PublicKey,
+    /// The identity's name (see [`crate::names`]).
+    pub name: String,
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::span::Span;
@@ -66,22 +66,106 @@ impl Timestamp {
             .ok_or_else(|| format!("{s:?} is outside the years 2000 to 9999"))
     }
 
+    /// Parses exactly `YYYY-MM-DDTHH:MM:SS.mmmZ`, the only form written. Fixed positions, so the
+    /// form is canonical by construction (no offsets, no other precision, no leap seconds).
     fn parse_canonical(s: &str) -> Option<Self> {
-        let dt = DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc);
-        let ts = Self::from_unix_millis(dt.timestamp_millis())?;
-        (ts.to_string() == s).then_some(ts)
+        let b = s.as_bytes();
+        if b.len() != 24 {
+            return None;
+        }
+        for (i, sep) in [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (23, b'Z'),
+        ] {
+            if b[i] != sep {
+                return None;
+            }
+        }
+        let num = |from: usize, to: usize| -> Option<i64> {
+            b[from..to].iter().try_fold(0i64, |acc, c| {
+                c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+            })
+        };
+        let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+        let (hour, minute, second, milli) =
+            (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 23)?);
+        if !(1..=12).contains(&month)
+            || day < 1
+            || day > days_in_month(year, month)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
+            return None;
+        }
+        let days = days_from_civil(year, month, day);
+        let millis = ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + milli;
+        Self::from_unix_millis(millis)
     }
+}
 
-    fn datetime(self) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(self.0)
-            .single()
-            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
     }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day number since 1970-01-01 (inverse of [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.datetime().to_rfc3339_opts(SecondsFormat::Millis, true))
+        let (days, ms) = (self.0.div_euclid(86_400_000), self.0.rem_euclid(86_400_000));
+        let (year, month, day) = civil_from_days(days);
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut v: i64| {
+            for i in (0..width).rev() {
+                out[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, ms / 3_600_000);
+        put(14, 2, ms / 60_000 % 60);
+        put(17, 2, ms / 1000 % 60);
+        put(20, 3, ms % 1000);
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -173,6 +257,49 @@ mod tests {
                 "{other} is a second encoding of a signed instant"
             );
         }
+    }
+
+    #[test]
+    fn fast_format_and_parse_agree_with_chrono_everywhere() {
+        // Every day boundary of four centuries plus odd instants, against chrono's formatting.
+        let mut ms = MIN_MILLIS;
+        while ms < 13_000_000_000_000 {
+            for t in [ms, ms + 1, ms + 86_399_999, ms + 45_296_789] {
+                let ts = Timestamp::from_unix_millis(t).unwrap();
+                let expected = Utc
+                    .timestamp_millis_opt(t)
+                    .unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                assert_eq!(ts.to_string(), expected, "formatting {t}");
+                assert_eq!(
+                    Timestamp::parse_canonical(&expected),
+                    Some(ts),
+                    "parsing {expected}"
+                );
+            }
+            ms += 86_400_000 * 7 + 3_600_000;
+        }
+    }
+
+    #[test]
+    fn impossible_dates_are_refused() {
+        for s in [
+            "2026-02-29T00:00:00.000Z",
+            "2026-13-01T00:00:00.000Z",
+            "2026-04-31T00:00:00.000Z",
+            "2026-01-01T24:00:00.000Z",
+            "2026-01-01T00:60:00.000Z",
+            "2026-01-01T00:00:60.000Z",
+            "2026-01-01T00:00:00.000+",
+            "+026-01-01T00:00:00.000Z",
+        ] {
+            assert_eq!(
+                Timestamp::parse_canonical(s),
+                None,
+                "{s} is not a valid instant"
+            );
+        }
+        assert!(Timestamp::parse_canonical("2024-02-29T23:59:59.999Z").is_some());
     }
 
     #[test]

@@ -9,7 +9,9 @@ use breakglass_core::{
     AlertKind, Binding, Clock, Event, EventBody, IdentityRecord, LogState, PublicKey, Request,
     RequestId, Span, Status, Timestamp, VerifiedEvent, EVENT_FORMAT,
 };
-use breakglass_ledger::{replay_onto, Checkpoint, Entry, Frontier, Hash, NoteSigner, NoteVerifier};
+use breakglass_ledger::{
+    decode_all, replay_onto, Checkpoint, Entry, Frontier, Hash, NoteSigner, NoteVerifier,
+};
 use breakglass_store::{Store, StoredCheckpoint};
 use ed25519_dalek::SigningKey;
 use rand::RngCore;
@@ -251,9 +253,11 @@ impl Engine {
         self.keys.log.verifier()
     }
 
-    /// The current time by the engine's clock.
+    /// The current time: the clock's, but never earlier than the newest event in the log, so a
+    /// wall clock that jumps backwards cannot postpone an expiry or back-date an event.
     pub fn now(&self) -> Timestamp {
-        self.clock.now()
+        let now = self.clock.now();
+        self.state.last_time().map_or(now, |last| now.max(last))
     }
 
     /// Reads entries appended by other processes and verifies them.
@@ -277,18 +281,20 @@ impl Engine {
         from: u64,
         stored: Vec<breakglass_store::StoredEntry>,
     ) -> Result<(), EngineError> {
-        let mut entries = Vec::with_capacity(stored.len());
-        for (i, s) in stored.into_iter().enumerate() {
+        for (i, s) in stored.iter().enumerate() {
             let index = from + i as u64;
             if s.index != index {
                 return Err(EngineError::Tampered(format!(
                     "entry {index} is missing from the store"
                 )));
             }
-            let e = Entry::decode(&s.bytes)
-                .map_err(|error| breakglass_ledger::Violation::Entry { index, error })?;
-            entries.push(e);
         }
+        let bytes: Vec<&[u8]> = stored.iter().map(|s| s.bytes.as_slice()).collect();
+        let entries =
+            decode_all(&bytes).map_err(|(i, error)| breakglass_ledger::Violation::Entry {
+                index: from + i as u64,
+                error,
+            })?;
         let mut state = self.state.clone();
         replay_onto(&mut state, &entries, from)?;
         let mut frontier = self.frontier.clone();
@@ -343,6 +349,7 @@ impl Engine {
         let origin = self.keys.log.name().to_owned();
         for p in pending {
             let mut time = self.clock.now();
+            // The state's own last time, not self.now(): `state` may already hold this batch.
             for floor in [state.last_time(), p.not_before].into_iter().flatten() {
                 time = time.max(floor);
             }
@@ -594,7 +601,7 @@ impl Engine {
     /// absolute, so a pass after downtime ends everything that should already have ended.
     pub async fn tick(&mut self) -> Result<TickReport, EngineError> {
         self.refresh().await?;
-        let now = self.clock.now();
+        let now = self.now();
         let mut report = TickReport::default();
         let due: Vec<(RequestId, Status, bool)> = self
             .state
@@ -650,7 +657,7 @@ impl Engine {
             .filter_map(|r| match r.status {
                 Status::Pending => Some(r.lapses_at),
                 Status::Active => r.deadline,
-                Status::Approved | Status::Revoking => Some(self.clock.now()),
+                Status::Approved | Status::Revoking => Some(self.now()),
                 _ => None,
             })
             .min()
@@ -724,10 +731,7 @@ impl Engine {
             return Ok(None);
         }
         let (r, connector) = self.request_and_connector(id)?;
-        let granted_at = self
-            .clock
-            .now()
-            .max(self.state.last_time().unwrap_or_else(|| self.clock.now()));
+        let granted_at = self.now();
         let deadline = granted_at
             .checked_add(r.duration)
             .ok_or(breakglass_core::Refusal::TimeOutOfRange)?;
@@ -768,7 +772,7 @@ impl Engine {
         let (Some(granted_at), Some(deadline)) = (r.granted_at, r.deadline) else {
             return Ok(None);
         };
-        let now = self.clock.now();
+        let now = self.now();
         let (body, not_before) = if now >= deadline {
             (
                 EventBody::AccessExpired {

@@ -77,7 +77,10 @@ async fn crash_child() {
             )
             .await
             .unwrap();
-        #[allow(clippy::print_stdout, reason = "the parent reads acknowledgements from stdout")]
+        #[allow(
+            clippy::print_stdout,
+            reason = "the parent reads acknowledgements from stdout"
+        )]
         {
             println!("ok {}", out.request);
         }

@@ -23,7 +23,7 @@ use breakglass_core::LogState;
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::{parse_canonical, to_canonical_vec};
-use crate::entry::{Entry, MAX_ENTRY_LEN};
+use crate::entry::decode_all;
 use crate::merkle::{root_of, Hash};
 use crate::note::{Checkpoint, NoteVerifier};
 use crate::replay::{replay, Violation};
@@ -235,19 +235,12 @@ pub fn verify_bundle(bytes: &[u8], opts: &VerifyOptions) -> Result<BundleReport,
         )));
     }
 
-    let mut entries = Vec::with_capacity(n);
-    for (i, line) in lines[1..=n].iter().enumerate() {
-        if line.len() > MAX_ENTRY_LEN {
-            return Err(malformed(i + 2, "entry too large".into()));
-        }
-        let entry = Entry::decode(line).map_err(|error| {
-            BundleError::Violation(Violation::Entry {
-                index: i as u64,
-                error,
-            })
-        })?;
-        entries.push(entry);
-    }
+    let entries = decode_all(&lines[1..=n]).map_err(|(i, error)| {
+        BundleError::Violation(Violation::Entry {
+            index: i as u64,
+            error,
+        })
+    })?;
     // Signatures and rules first, so an altered entry is named rather than reported only as a
     // root mismatch; then the root proves nothing was dropped, added or reordered.
     let state = replay(&entries).map_err(BundleError::Violation)?;

@@ -6,13 +6,15 @@
 //! signature over an event can never be mistaken for a signature over anything else.
 
 use base64::engine::general_purpose::STANDARD;
+use std::collections::HashMap;
+
 use base64::Engine as _;
 use breakglass_core::{Event, PublicKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::canonical::{parse_canonical, to_canonical_vec};
+use crate::canonical::to_canonical_vec;
 use crate::merkle::{leaf_hash, Hash};
 
 /// Domain separation prefix of every event signature.
@@ -57,6 +59,29 @@ pub struct Entry {
     sig: Signature,
     bytes: Vec<u8>,
     leaf: Hash,
+    /// End of the event's canonical bytes inside `bytes` (they start after `{"event":`).
+    event_end: usize,
+}
+
+const EVENT_PREFIX: &[u8] = b"{\"event\":";
+const KEY_MARKER: &[u8] = b",\"key\":\"";
+/// `,"key":"` + 44 base64 characters + `","sig":"` + 88 base64 characters + `"}`.
+const TRAILER_LEN: usize = KEY_MARKER.len() + 44 + 9 + 88 + 2;
+
+/// Where the event ends inside canonical entry bytes: the canonical layout is
+/// `{"event":<event>,"key":"<44>","sig":"<88>"}`, so the event is everything between the fixed
+/// prefix and the fixed-length trailer. Only called on bytes already proven canonical.
+fn event_end(bytes: &[u8]) -> Result<usize, EntryError> {
+    let end = bytes
+        .len()
+        .checked_sub(TRAILER_LEN)
+        .filter(|e| *e > EVENT_PREFIX.len());
+    match end {
+        Some(end) if bytes.starts_with(EVENT_PREFIX) && bytes[end..].starts_with(KEY_MARKER) => {
+            Ok(end)
+        }
+        _ => Err(EntryError::Malformed("unexpected entry layout".into())),
+    }
 }
 
 impl Entry {
@@ -70,41 +95,66 @@ impl Entry {
             sig: STANDARD.encode(sig.to_bytes()),
         };
         let bytes = to_canonical_vec(&wire).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        debug_assert_eq!(
+            serde_json::to_vec(&wire).ok().as_deref(),
+            Some(bytes.as_slice()),
+            "entry types must declare their fields in byte order: decode relies on it"
+        );
+        let event_end = event_end(&bytes)?;
+        debug_assert_eq!(
+            &message[EVENT_SIGNATURE_CONTEXT.len()..],
+            &bytes[EVENT_PREFIX.len()..event_end]
+        );
         Ok(Entry {
             leaf: leaf_hash(&bytes),
             event: wire.event,
             key: wire.key,
             sig,
             bytes,
+            event_end,
         })
     }
 
     /// Decodes entry bytes, requiring the one canonical encoding. Does not check the signature
     /// (see [`Entry::verify_signature`] and [`verify_signatures`]).
     pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
-        let value = parse_canonical(bytes, MAX_ENTRY_LEN)
-            .map_err(|e| EntryError::Malformed(e.to_string()))?;
+        if bytes.len() > MAX_ENTRY_LEN {
+            return Err(EntryError::Malformed(format!(
+                "{} bytes, more than the {MAX_ENTRY_LEN} allowed",
+                bytes.len()
+            )));
+        }
         let wire: Wire =
-            serde_json::from_value(value).map_err(|e| EntryError::Malformed(e.to_string()))?;
-        // A typed round trip must give the same bytes: no field may be absent, defaulted or
-        // spelled in a way the schema would not write.
-        let again = to_canonical_vec(&wire).map_err(|e| EntryError::Malformed(e.to_string()))?;
+            serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        // Re-encoding what was read must give back exactly the input: this rejects whitespace,
+        // reordered, duplicate, defaulted or absent fields, needless escapes and every other
+        // second spelling of a signed record.
+        // Plain serde_json output is canonical for these types (fields are declared in byte
+        // order; `Entry::sign` debug-asserts it), which makes this check cheap.
+        let again = serde_json::to_vec(&wire).map_err(|e| EntryError::Malformed(e.to_string()))?;
         if again != bytes {
-            return Err(EntryError::Malformed(
-                "fields differ from the schema's canonical form".into(),
-            ));
+            let offset = again
+                .iter()
+                .zip(bytes)
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| again.len().min(bytes.len()));
+            return Err(EntryError::Malformed(format!(
+                "not in canonical form (first difference at byte {offset})"
+            )));
         }
         let sig_bytes: [u8; 64] = STANDARD
             .decode(&wire.sig)
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| EntryError::Malformed("signature is not 64 bytes of base64".into()))?;
+        let event_end = event_end(bytes)?;
         Ok(Entry {
             leaf: leaf_hash(bytes),
             event: wire.event,
             key: wire.key,
             sig: Signature::from_bytes(&sig_bytes),
             bytes: bytes.to_vec(),
+            event_end,
         })
     }
 
@@ -125,8 +175,12 @@ impl Entry {
 
     /// The exact bytes the signature covers ([`EVENT_SIGNATURE_CONTEXT`] and the canonical
     /// event).
-    pub fn signed_message(&self) -> Result<Vec<u8>, EntryError> {
-        signed_message(&self.event)
+    pub fn signed_message(&self) -> Vec<u8> {
+        let event = &self.bytes[EVENT_PREFIX.len()..self.event_end];
+        let mut m = Vec::with_capacity(EVENT_SIGNATURE_CONTEXT.len() + event.len());
+        m.extend_from_slice(EVENT_SIGNATURE_CONTEXT);
+        m.extend_from_slice(event);
+        m
     }
 
     /// The canonical bytes (what the Merkle leaf hashes).
@@ -142,8 +196,7 @@ impl Entry {
     /// Checks the signature strictly (RFC 8032 with canonical encodings, no weak keys).
     pub fn verify_signature(&self) -> Result<(), EntryError> {
         let vk = verifying_key(&self.key)?;
-        let message = signed_message(&self.event)?;
-        vk.verify_strict(&message, &self.sig)
+        vk.verify_strict(&self.signed_message(), &self.sig)
             .map_err(|_| self.bad_signature())
     }
 
@@ -171,6 +224,19 @@ fn signed_message(event: &Event) -> Result<Vec<u8>, EntryError> {
     Ok(m)
 }
 
+/// Decodes many entries on every core. Returns the position of the first bad one, with why.
+pub fn decode_all<B: AsRef<[u8]> + Sync>(lines: &[B]) -> Result<Vec<Entry>, (usize, EntryError)> {
+    let decoded: Vec<Result<Entry, EntryError>> = lines
+        .par_iter()
+        .map(|l| Entry::decode(l.as_ref()))
+        .collect();
+    let mut entries = Vec::with_capacity(decoded.len());
+    for (i, d) in decoded.into_iter().enumerate() {
+        entries.push(d.map_err(|e| (i, e))?);
+    }
+    Ok(entries)
+}
+
 /// Verifies every entry's signature, in batches spread over all cores. Returns the position of
 /// the first entry whose signature fails, with why.
 ///
@@ -180,12 +246,18 @@ fn signed_message(event: &Event) -> Result<Vec<u8>, EntryError> {
 /// bad entry is always named precisely.
 pub fn verify_signatures(entries: &[Entry]) -> Result<(), (usize, EntryError)> {
     const CHUNK: usize = 256;
+    // A log has few distinct signers: decompress each key once, not once per entry.
+    let mut keys: HashMap<PublicKey, Option<VerifyingKey>> = HashMap::new();
+    for e in entries {
+        keys.entry(e.key)
+            .or_insert_with(|| verifying_key(&e.key).ok());
+    }
     let failures: Vec<(usize, EntryError)> = entries
         .par_chunks(CHUNK)
         .enumerate()
         .filter_map(|(chunk_no, chunk)| {
             let base = chunk_no * CHUNK;
-            match batch(chunk) {
+            match batch(chunk, &keys) {
                 Ok(()) => None,
                 Err(()) => chunk
                     .iter()
@@ -200,15 +272,15 @@ pub fn verify_signatures(entries: &[Entry]) -> Result<(), (usize, EntryError)> {
     }
 }
 
-fn batch(chunk: &[Entry]) -> Result<(), ()> {
+fn batch(chunk: &[Entry], keys: &HashMap<PublicKey, Option<VerifyingKey>>) -> Result<(), ()> {
     let mut messages = Vec::with_capacity(chunk.len());
-    let mut keys = Vec::with_capacity(chunk.len());
+    let mut vks = Vec::with_capacity(chunk.len());
     let mut sigs = Vec::with_capacity(chunk.len());
     for e in chunk {
-        messages.push(signed_message(&e.event).map_err(|_| ())?);
-        keys.push(verifying_key(&e.key).map_err(|_| ())?);
+        messages.push(e.signed_message());
+        vks.push(keys.get(&e.key).copied().flatten().ok_or(())?);
         sigs.push(e.sig);
     }
     let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    ed25519_dalek::verify_batch(&refs, &sigs, &keys).map_err(|_| ())
+    ed25519_dalek::verify_batch(&refs, &sigs, &vks).map_err(|_| ())
 }

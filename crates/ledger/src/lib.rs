@@ -38,7 +38,9 @@ pub use bundle::{verify_bundle, write_bundle, BundleError, BundleReport, VerifyO
 pub use canonical::{
     parse_canonical, to_canonical_value, to_canonical_vec, CanonicalError, MAX_JSON_DEPTH,
 };
-pub use entry::{verify_signatures, Entry, EntryError, EVENT_SIGNATURE_CONTEXT, MAX_ENTRY_LEN};
+pub use entry::{
+    decode_all, verify_signatures, Entry, EntryError, EVENT_SIGNATURE_CONTEXT, MAX_ENTRY_LEN,
+};
 pub use merkle::{
     consistency_proof, empty_root, hash_from_slice, inclusion_proof, leaf_hash, node_hash, root_of,
     verify_consistency, verify_inclusion, Frontier, Hash, ProofError,

@@ -47,30 +47,48 @@ pub fn replay(entries: &[Entry]) -> Result<LogState, Violation> {
 }
 
 /// Like [`replay`], continuing from `state`, where `entries[0]` sits at `first_index`.
-/// On error `state` holds the events before the offending one.
+/// On error `state` is unspecified (it may hold events up to a rule failure); callers discard it.
 pub fn replay_onto(
     state: &mut LogState,
     entries: &[Entry],
     first_index: u64,
 ) -> Result<(), Violation> {
-    let sig_failure = verify_signatures(entries).err();
-    for (i, entry) in entries.iter().enumerate() {
-        let index = first_index + i as u64;
-        if let Some((bad, error)) = &sig_failure {
-            if *bad == i {
-                return Err(Violation::Entry {
-                    index,
-                    error: error.clone(),
-                });
-            }
+    // Signatures (on the worker threads) and rules (sequential) run at the same time; the
+    // earliest failure of either is the one reported. Before that index every signature held,
+    // so a rule failure there is genuine, and `state` stops just before the offending entry.
+    let (sig_failure, rule_failure) = rayon::join(
+        || verify_signatures(entries).err(),
+        || apply_all(state, entries, first_index).err(),
+    );
+    match (sig_failure, rule_failure) {
+        (None, None) => Ok(()),
+        (Some((i, error)), rule)
+            if rule
+                .as_ref()
+                .is_none_or(|r| first_index + i as u64 <= r.index()) =>
+        {
+            Err(Violation::Entry {
+                index: first_index + i as u64,
+                error,
+            })
         }
+        (_, Some(rule)) => Err(rule),
+        (Some((i, error)), None) => Err(Violation::Entry {
+            index: first_index + i as u64,
+            error,
+        }),
+    }
+}
+
+fn apply_all(state: &mut LogState, entries: &[Entry], first_index: u64) -> Result<(), Violation> {
+    for (i, entry) in entries.iter().enumerate() {
         let ev = VerifiedEvent {
             event: entry.event(),
             signer: entry.key(),
             leaf_hash: entry.leaf_hash(),
         };
         state.apply(ev).map_err(|refusal| Violation::Rule {
-            index,
+            index: first_index + i as u64,
             kind: entry.event().body.kind(),
             actor: entry.event().actor.clone(),
             refusal: Box::new(refusal),
