@@ -470,6 +470,11 @@ async fn status(ctx: &Ctx, json: bool, all: bool) -> Result<()> {
             .unwrap_or_else(|| home.default_identity().to_owned()),
     };
     let state = engine.state();
+    if state.identity(&me).is_none() {
+        return Err(refused(format!(
+            "identity {me:?} is not enrolled in this log"
+        )));
+    }
     let now = engine.now();
     if json {
         let requests: Vec<_> = state

@@ -465,6 +465,13 @@ fn bad_key_files_are_refused() {
         &["not bob's"],
         "dave's key used --as bob",
     );
+    w.rejects(
+        None,
+        &["--as", "ghost", "status"],
+        REFUSED,
+        &["ghost", "not enrolled"],
+        "status for a name that is not enrolled",
+    );
 }
 
 #[test]

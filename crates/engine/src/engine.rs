@@ -185,14 +185,7 @@ impl Engine {
                 binding: Binding::Local,
             },
         };
-        let mut engine = Engine {
-            store: Arc::new(store),
-            clock,
-            keys,
-            state: LogState::new(),
-            leaves: Vec::new(),
-            frontier: Frontier::new(),
-        };
+        let mut engine = Engine::unloaded(store, clock, keys);
         engine
             .commit(vec![Pending {
                 signer: Signer::Actor(admin),
@@ -203,6 +196,17 @@ impl Engine {
         Ok(engine)
     }
 
+    fn unloaded(store: Store, clock: Arc<dyn Clock>, keys: SystemKeys) -> Engine {
+        Engine {
+            store: Arc::new(store),
+            clock,
+            keys,
+            state: LogState::new(),
+            leaves: Vec::new(),
+            frontier: Frontier::new(),
+        }
+    }
+
     /// Opens an existing log, verifying all of it: every signature, every rule, and the Merkle
     /// root against the newest checkpoint signed by the log key.
     pub async fn open(
@@ -210,14 +214,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         keys: SystemKeys,
     ) -> Result<Engine, EngineError> {
-        let mut engine = Engine {
-            store: Arc::new(store),
-            clock,
-            keys,
-            state: LogState::new(),
-            leaves: Vec::new(),
-            frontier: Frontier::new(),
-        };
+        let mut engine = Engine::unloaded(store, clock, keys);
         engine.refresh().await?;
         if engine.state.is_empty() {
             return Err(EngineError::Setup(

@@ -90,12 +90,9 @@ pub fn parse_canonical(bytes: &[u8], max_len: usize) -> Result<Value, CanonicalE
     let value: Value = serde_json::from_slice(bytes).map_err(CanonicalError::Parse)?;
     let canonical = to_canonical_value(&value)?;
     if canonical != bytes {
-        let offset = canonical
-            .iter()
-            .zip(bytes)
-            .position(|(a, b)| a != b)
-            .unwrap_or_else(|| canonical.len().min(bytes.len()));
-        return Err(CanonicalError::NotCanonical { offset });
+        return Err(CanonicalError::NotCanonical {
+            offset: first_difference(&canonical, bytes),
+        });
     }
     Ok(value)
 }
@@ -194,6 +191,14 @@ fn write_string(out: &mut Vec<u8>, s: &str) {
     if serde_json::to_writer(&mut *out, s).is_err() {
         debug_assert!(false, "serialising a string into memory cannot fail");
     }
+}
+
+/// Offset of the first byte where `a` and `b` differ (the shorter length if one is a prefix).
+pub(crate) fn first_difference(a: &[u8], b: &[u8]) -> usize {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or_else(|| a.len().min(b.len()))
 }
 
 #[cfg(test)]

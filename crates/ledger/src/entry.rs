@@ -14,7 +14,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::canonical::to_canonical_vec;
+use crate::canonical::{first_difference, to_canonical_vec};
 use crate::merkle::{leaf_hash, Hash};
 
 /// Domain separation prefix of every event signature.
@@ -133,13 +133,9 @@ impl Entry {
         // order; `Entry::sign` debug-asserts it), which makes this check cheap.
         let again = serde_json::to_vec(&wire).map_err(|e| EntryError::Malformed(e.to_string()))?;
         if again != bytes {
-            let offset = again
-                .iter()
-                .zip(bytes)
-                .position(|(a, b)| a != b)
-                .unwrap_or_else(|| again.len().min(bytes.len()));
             return Err(EntryError::Malformed(format!(
-                "not in canonical form (first difference at byte {offset})"
+                "not in canonical form (first difference at byte {})",
+                first_difference(&again, bytes)
             )));
         }
         let sig_bytes: [u8; 64] = STANDARD
