@@ -64,7 +64,7 @@ impl fmt::Debug for RequestId {
 
 impl<'de> Deserialize<'de> for RequestId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+        crate::text::from_str_with(d, "a request id", Self::parse)
     }
 }
 

@@ -50,7 +50,7 @@ impl Serialize for PublicKey {
 
 impl<'de> Deserialize<'de> for PublicKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::from_base64(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+        crate::text::from_str_with(d, "a base64 Ed25519 public key", Self::from_base64)
     }
 }
 

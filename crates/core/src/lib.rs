@@ -14,6 +14,7 @@ pub mod names;
 pub mod policy;
 pub mod span;
 mod state;
+mod text;
 mod time;
 
 pub use error::Refusal;

@@ -327,16 +327,33 @@ impl LogState {
         groups
     }
 
+    /// True when `name` is in `group`, by enrolment or by the policy in force (the same
+    /// membership as [`LogState::groups_of`], without building the set).
+    pub fn in_group(&self, name: &str, group: &str) -> bool {
+        self.identities
+            .get(name)
+            .is_some_and(|i| i.record.groups.contains(group))
+            || self.policy().is_some_and(|p| {
+                p.policy
+                    .groups
+                    .get(group)
+                    .is_some_and(|members| members.contains(name))
+            })
+    }
+
     /// True when `name` is an administrator.
     pub fn is_admin(&self, name: &str) -> bool {
-        self.groups_of(name).contains(ADMIN_GROUP)
+        self.in_group(name, ADMIN_GROUP)
     }
 
     /// True when `name` may approve, deny or review requests on `target` under the policy in
     /// force.
     pub fn is_approver_for(&self, name: &str, target: &TargetPolicy) -> bool {
-        let groups = self.groups_of(name);
-        target.approvers.groups.iter().any(|g| groups.contains(g))
+        target
+            .approvers
+            .groups
+            .iter()
+            .any(|g| self.in_group(name, g))
     }
 
     /// Granted time already used or reserved by the chain `chain` (pending, approved, active or
@@ -763,8 +780,7 @@ impl LogState {
             check_ticket(ticket)?;
         }
         if let Some(allowed) = &t.requesters {
-            let groups = self.groups_of(&e.actor);
-            if !allowed.iter().any(|g| groups.contains(g)) {
+            if !allowed.iter().any(|g| self.in_group(&e.actor, g)) {
                 return Err(Refusal::NotPermitted {
                     actor: e.actor.clone(),
                     action: format!("request access to {target}"),
@@ -996,7 +1012,13 @@ impl LogState {
 
 /// Lowercase hex of a hash.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 fn check_text(field: &'static str, text: &str, required: bool) -> Result<(), Refusal> {
@@ -1040,5 +1062,16 @@ fn check_ticket(ticket: &str) -> Result<(), Refusal> {
                 "tickets are 1-{MAX_TICKET_LEN} characters of letters, digits and - _ . : / #"
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hex;
+
+    #[test]
+    fn hex_is_lowercase_and_two_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
     }
 }

@@ -183,11 +183,10 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Self::parse_canonical(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "{s:?} is not a canonical UTC time like 2026-11-23T20:40:00.000Z"
-            ))
+        crate::text::from_str_with(d, "a UTC time like 2026-11-23T20:40:00.000Z", |s| {
+            Self::parse_canonical(s).ok_or_else(|| {
+                format!("{s:?} is not a canonical UTC time like 2026-11-23T20:40:00.000Z")
+            })
         })
     }
 }

@@ -48,7 +48,68 @@ pub enum EntryError {
 struct Wire {
     event: Event,
     key: PublicKey,
-    sig: String,
+    sig: Sig,
+}
+
+/// An Ed25519 signature written as standard base64 (88 characters).
+struct Sig([u8; 64]);
+
+impl Serialize for Sig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Sig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SigVisitor;
+
+        impl serde::de::Visitor<'_> for SigVisitor {
+            type Value = Sig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a base64 Ed25519 signature")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Sig, E> {
+                let mut out = [0u8; 64];
+                match STANDARD.decode_slice(v, &mut out) {
+                    Ok(64) => Ok(Sig(out)),
+                    _ => Err(E::custom("signature is not 64 bytes of base64")),
+                }
+            }
+        }
+
+        d.deserialize_str(SigVisitor)
+    }
+}
+
+/// An `io::Write` that compares what is written with `expected` instead of storing it.
+struct SameBytes<'a> {
+    expected: &'a [u8],
+    pos: usize,
+    differs_at: Option<usize>,
+}
+
+impl std::io::Write for SameBytes<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.differs_at.is_none() {
+            let end = self.pos + buf.len();
+            match self.expected.get(self.pos..end) {
+                Some(exp) if exp == buf => {}
+                _ => {
+                    let tail = self.expected.get(self.pos..).unwrap_or(&[]);
+                    self.differs_at = Some(self.pos + first_difference(buf, tail));
+                }
+            }
+        }
+        self.pos += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A signed event as it sits in the log.
@@ -92,7 +153,7 @@ impl Entry {
         let wire = Wire {
             event,
             key: PublicKey(key.verifying_key().to_bytes()),
-            sig: STANDARD.encode(sig.to_bytes()),
+            sig: Sig(sig.to_bytes()),
         };
         let bytes = to_canonical_vec(&wire).map_err(|e| EntryError::Malformed(e.to_string()))?;
         debug_assert_eq!(
@@ -130,25 +191,32 @@ impl Entry {
         // reordered, duplicate, defaulted or absent fields, needless escapes and every other
         // second spelling of a signed record.
         // Plain serde_json output is canonical for these types (fields are declared in byte
-        // order; `Entry::sign` debug-asserts it), which makes this check cheap.
-        let again = serde_json::to_vec(&wire).map_err(|e| EntryError::Malformed(e.to_string()))?;
-        if again != bytes {
+        // order; `Entry::sign` debug-asserts it), so writing what was read must reproduce the
+        // input exactly: this rejects whitespace, reordered, duplicate, defaulted or absent
+        // fields, needless escapes and every other second spelling of a signed record.
+        let mut same = SameBytes {
+            expected: bytes,
+            pos: 0,
+            differs_at: None,
+        };
+        serde_json::to_writer(&mut same, &wire)
+            .map_err(|e| EntryError::Malformed(e.to_string()))?;
+        let differs_at = match same.differs_at {
+            Some(at) => Some(at),
+            None if same.pos != bytes.len() => Some(same.pos),
+            None => None,
+        };
+        if let Some(at) = differs_at {
             return Err(EntryError::Malformed(format!(
-                "not in canonical form (first difference at byte {})",
-                first_difference(&again, bytes)
+                "not in canonical form (first difference at byte {at})"
             )));
         }
-        let sig_bytes: [u8; 64] = STANDARD
-            .decode(&wire.sig)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| EntryError::Malformed("signature is not 64 bytes of base64".into()))?;
         let event_end = event_end(bytes)?;
         Ok(Entry {
             leaf: leaf_hash(bytes),
             event: wire.event,
             key: wire.key,
-            sig: Signature::from_bytes(&sig_bytes),
+            sig: Signature::from_bytes(&wire.sig.0),
             bytes: bytes.to_vec(),
             event_end,
         })
