@@ -133,7 +133,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         clock: Arc::new(SystemClock),
     };
     match cli.command {
-        Command::Init(a) => init(&ctx, &a.name, a.system_keys, a.database).await,
+        Command::Init(a) => init(&ctx, &a.name, a.system_keys, a.database, true).await,
         Command::Quickstart(a) => quickstart(&ctx, &a.name, a.system_keys).await,
         Command::Identity(cmd) => identity(&ctx, cmd).await,
         Command::Policy(cmd) => policy(&ctx, cmd).await,
@@ -166,7 +166,13 @@ fn system_keys(arg: SystemKeysArg) -> KeyStoreKind {
     }
 }
 
-async fn init(ctx: &Ctx, name: &str, keys: SystemKeysArg, database: Option<String>) -> Result<()> {
+async fn init(
+    ctx: &Ctx,
+    name: &str,
+    keys: SystemKeysArg,
+    database: Option<String>,
+    say_next: bool,
+) -> Result<()> {
     let opts = InitOptions {
         admin: name.to_owned(),
         admin_key: ctx.key_file.clone().map(KeyLocation::File),
@@ -175,11 +181,14 @@ async fn init(ctx: &Ctx, name: &str, keys: SystemKeysArg, database: Option<Strin
     };
     let (home, engine) = Home::init(&ctx.dir, opts, ctx.clock.clone()).await?;
     println!(
-        "Initialised {} with log {}\nFirst administrator: {name}\nCheckpoint key: {}\nNext: write a policy and run `breakglass policy apply FILE`.",
+        "Initialised {} with log {}\nFirst administrator: {name}\nCheckpoint key: {}",
         home.dir().display(),
         home.origin(),
         engine.log_verifier().vkey()
     );
+    if say_next {
+        println!("Next: write a policy and run `breakglass policy apply FILE`.");
+    }
     Ok(())
 }
 
@@ -192,7 +201,7 @@ async fn quickstart(ctx: &Ctx, name: &str, keys: SystemKeysArg) -> Result<()> {
             "Welcome to Breakglass. Setting up {} …\n",
             ctx.dir.display()
         );
-        init(ctx, name, keys, None).await?;
+        init(ctx, name, keys, None, false).await?;
     }
     let (home, mut engine) = ctx.engine().await?;
     let actor = ctx.actor(&home, &engine)?;
