@@ -172,7 +172,14 @@ pub fn verify_bundle(bytes: &[u8], opts: &VerifyOptions) -> Result<BundleReport,
             "the file is truncated (its last line is incomplete)".into(),
         ));
     }
-    let lines: Vec<&[u8]> = bytes[..bytes.len() - 1].split(|b| *b == b'\n').collect();
+    let body = &bytes[..bytes.len() - 1];
+    let mut lines: Vec<&[u8]> = Vec::new();
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', body) {
+        lines.push(&body[start..nl]);
+        start = nl + 1;
+    }
+    lines.push(&body[start..]);
     let header_value =
         parse_canonical(lines[0], 64 * 1024).map_err(|e| malformed(1, format!("header: {e}")))?;
     let header: Header =
