@@ -221,12 +221,6 @@ impl Engine {
                 "the database holds no log yet; run `breakglass init` first".into(),
             ));
         }
-        if engine.state.log_key() != Some(engine.keys.log.verifier().vkey().as_str()) {
-            return Err(EngineError::Tampered(
-                "the log was created with a different checkpoint key than this data directory holds"
-                    .into(),
-            ));
-        }
         Ok(engine)
     }
 
@@ -273,7 +267,29 @@ impl Engine {
         Ok(())
     }
 
+    /// Drops the in-memory copy of the log after a failure that may have left it ahead of the
+    /// store; the next refresh or commit re-reads and re-verifies everything.
+    fn forget(&mut self) {
+        self.state = LogState::new();
+        self.leaves.clear();
+        self.frontier = Frontier::new();
+    }
+
+    /// Verifies and applies entries other writers appended. On any failure the in-memory copy
+    /// is dropped rather than left half-updated.
     async fn absorb(
+        &mut self,
+        from: u64,
+        stored: Vec<breakglass_store::StoredEntry>,
+    ) -> Result<(), EngineError> {
+        let result = self.absorb_verified(from, stored).await;
+        if result.is_err() {
+            self.forget();
+        }
+        result
+    }
+
+    async fn absorb_verified(
         &mut self,
         from: u64,
         stored: Vec<breakglass_store::StoredEntry>,
@@ -292,40 +308,40 @@ impl Engine {
                 index: from + i as u64,
                 error,
             })?;
-        let mut state = self.state.clone();
-        replay_onto(&mut state, &entries, from)?;
-        let mut frontier = self.frontier.clone();
-        let mut leaves = self.leaves.clone();
+        replay_onto(&mut self.state, &entries, from)?;
         for e in &entries {
-            frontier.push(*e.leaf_hash());
-            leaves.push(*e.leaf_hash());
+            self.frontier.push(*e.leaf_hash());
+            self.leaves.push(*e.leaf_hash());
         }
-        let size = leaves.len() as u64;
+        let size = self.size();
         let stored_cp = self.store.checkpoint(size).await?.ok_or_else(|| {
             EngineError::Tampered(format!("no signed checkpoint covers the {size} entries"))
         })?;
-        let verifier = match state.log_key() {
-            Some(vkey) => NoteVerifier::from_vkey(vkey)
-                .map_err(|e| EngineError::Tampered(format!("log key in entry 0: {e}")))?,
-            None => return Err(EngineError::Tampered("entry 0 names no log key".into())),
-        };
+        // Checkpoints are checked with this engine's own log key, never with a key the
+        // database names: a database swapped for a forged log with its own genesis and key
+        // must fail here, on every (re)read, not only when the engine is opened.
+        let verifier = self.keys.log.verifier();
+        if self.state.log_key() != Some(verifier.vkey().as_str()) {
+            return Err(EngineError::Tampered(
+                "the log was created with a different checkpoint key than this data directory holds"
+                    .into(),
+            ));
+        }
         let cp = verifier
             .verify_checkpoint(&stored_cp.note)
             .map_err(|e| EngineError::Tampered(format!("checkpoint {size}: {e}")))?;
-        if cp.size != size || cp.root != frontier.root() {
+        if cp.size != size || cp.root != self.frontier.root() {
             return Err(EngineError::Tampered(format!(
                 "the entries do not hash to the signed checkpoint of size {size}"
             )));
         }
-        self.state = state;
-        self.frontier = frontier;
-        self.leaves = leaves;
         Ok(())
     }
 
     /// Signs and appends events atomically: under the store's writer lock, catches up with
     /// other writers, applies every event to the state (refusing the batch on the first broken
-    /// rule), signs a checkpoint over the new tree and commits durably.
+    /// rule), signs a checkpoint over the new tree and commits durably. A refused first event
+    /// changes nothing; any later failure drops the in-memory copy (see [`Engine::forget`]).
     async fn commit(&mut self, pending: Vec<Pending<'_>>) -> Result<u64, EngineError> {
         let store = Arc::clone(&self.store);
         let mut tx = store.begin_append().await?;
@@ -340,20 +356,32 @@ impl Engine {
             let stored = tx.entries(self.size(), size).await?;
             self.absorb(self.size(), stored).await?;
         }
-        let mut state = self.state.clone();
-        let mut frontier = self.frontier.clone();
-        let mut entries = Vec::with_capacity(pending.len());
+        let mut touched = false;
+        let result = self.append_batch(tx, size, pending, &mut touched).await;
+        if result.is_err() && touched {
+            self.forget();
+        }
+        result
+    }
+
+    async fn append_batch(
+        &mut self,
+        mut tx: breakglass_store::AppendTx<'_>,
+        size: u64,
+        pending: Vec<Pending<'_>>,
+        touched: &mut bool,
+    ) -> Result<u64, EngineError> {
+        let mut bytes = Vec::with_capacity(pending.len());
         let origin = self.keys.log.name().to_owned();
         for p in pending {
             let mut time = self.clock.now();
-            // The state's own last time, not self.now(): `state` may already hold this batch.
-            for floor in [state.last_time(), p.not_before].into_iter().flatten() {
+            for floor in [self.state.last_time(), p.not_before].into_iter().flatten() {
                 time = time.max(floor);
             }
             let (actor, key) = match p.signer {
                 Signer::Actor(a) => (a.name.clone(), &a.key),
                 Signer::Broker => (
-                    state.broker().unwrap_or("broker").to_owned(),
+                    self.state.broker().unwrap_or("broker").to_owned(),
                     &self.keys.broker,
                 ),
             };
@@ -365,26 +393,27 @@ impl Engine {
                 body: p.body,
             };
             let entry = Entry::sign(event, key).map_err(|e| EngineError::Invalid(e.to_string()))?;
-            state.apply(VerifiedEvent {
+            self.state.apply(VerifiedEvent {
                 event: entry.event(),
                 signer: entry.key(),
                 leaf_hash: entry.leaf_hash(),
             })?;
-            frontier.push(*entry.leaf_hash());
-            entries.push(entry);
+            *touched = true;
+            self.frontier.push(*entry.leaf_hash());
+            self.leaves.push(*entry.leaf_hash());
+            bytes.push(entry.bytes().to_vec());
         }
-        let new_size = frontier.size();
+        let new_size = self.size();
         let note = self
             .keys
             .log
             .sign_checkpoint(&Checkpoint {
                 origin,
                 size: new_size,
-                root: frontier.root(),
+                root: self.frontier.root(),
                 extensions: Vec::new(),
             })
             .map_err(|e| EngineError::Setup(format!("cannot sign the checkpoint: {e}")))?;
-        let bytes: Vec<Vec<u8>> = entries.iter().map(|e| e.bytes().to_vec()).collect();
         tx.append(
             size,
             &bytes,
@@ -395,9 +424,6 @@ impl Engine {
         )
         .await?;
         tx.commit().await?;
-        self.state = state;
-        self.frontier = frontier;
-        self.leaves.extend(entries.iter().map(|e| *e.leaf_hash()));
         Ok(new_size)
     }
 
