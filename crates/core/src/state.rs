@@ -396,7 +396,7 @@ impl LogState {
                 reason,
             } => self.decided(event, request, request_digest, false, Some(reason))?,
             EventBody::RequestCancelled { request } => {
-                let r = self.request_in(request, &[Status::Pending])?;
+                let r = self.request_in(request, &[Status::Pending], "be cancelled")?;
                 if r.requester != event.actor {
                     return Err(Refusal::NotYours {
                         actor: event.actor.clone(),
@@ -408,7 +408,7 @@ impl LogState {
             }
             EventBody::RequestLapsed { request } => {
                 self.require_broker(event)?;
-                let r = self.request_in(request, &[Status::Pending])?;
+                let r = self.request_in(request, &[Status::Pending], "lapse")?;
                 if event.time < r.lapses_at {
                     return Err(Refusal::TooEarly {
                         request: request.clone(),
@@ -425,7 +425,7 @@ impl LogState {
                 enforced_by_target,
             } => {
                 self.require_broker(event)?;
-                let r = self.request_in(request, &[Status::Approved])?;
+                let r = self.request_in(request, &[Status::Approved], "be granted")?;
                 let approved_at = r.approved_at.ok_or(Refusal::Internal)?;
                 let latest = granted_at
                     .checked_add(Span::from_secs(MAX_GRANT_RECORD_DELAY_SECS))
@@ -455,7 +455,7 @@ impl LogState {
             EventBody::GrantFailed { request, error } => {
                 self.require_broker(event)?;
                 check_text("error", error, true)?;
-                self.request_in(request, &[Status::Approved])?;
+                self.request_in(request, &[Status::Approved], "fail to be granted")?;
                 self.finish(request, Status::Failed, event.time);
                 if let Some(r) = self.requests.get_mut(request) {
                     r.last_error = Some(error.clone());
@@ -465,7 +465,7 @@ impl LogState {
                 if let Some(reason) = reason {
                     check_text("reason", reason, true)?;
                 }
-                let r = self.request_in(request, &[Status::Active])?;
+                let r = self.request_in(request, &[Status::Active], "be revoked")?;
                 let may = r.requester == event.actor
                     || self.is_admin(&event.actor)
                     || self
@@ -484,12 +484,12 @@ impl LogState {
             }
             EventBody::AccessRevoked { request } => {
                 self.require_broker(event)?;
-                self.request_in(request, &[Status::Revoking])?;
+                self.request_in(request, &[Status::Revoking], "be marked revoked")?;
                 self.finish(request, Status::Revoked, event.time);
             }
             EventBody::AccessExpired { request } => {
                 self.require_broker(event)?;
-                let r = self.request_in(request, &[Status::Active, Status::Revoking])?;
+                let r = self.request_in(request, &[Status::Active, Status::Revoking], "expire")?;
                 let deadline = r.deadline.ok_or(Refusal::Internal)?;
                 if event.time < deadline {
                     return Err(Refusal::TooEarly {
@@ -507,7 +507,11 @@ impl LogState {
             } => {
                 self.require_broker(event)?;
                 check_text("error", error, true)?;
-                let r = self.request_in(request, &[Status::Active, Status::Revoking])?;
+                let r = self.request_in(
+                    request,
+                    &[Status::Active, Status::Revoking],
+                    "record a failed revoke",
+                )?;
                 if *attempt != r.revoke_failures + 1 {
                     return Err(Refusal::Malformed(format!(
                         "revoke attempt {attempt} of {request} does not follow attempt {}",
@@ -831,7 +835,7 @@ impl LogState {
                     return Err(Refusal::WrongState {
                         request: prev_id.clone(),
                         status: prev.status,
-                        action: "extend",
+                        action: "be extended",
                     });
                 }
                 if self.requests.values().any(|r| {
@@ -909,7 +913,11 @@ impl LogState {
         if let Some(c) = comment {
             check_text(if approve { "comment" } else { "reason" }, c, true)?;
         }
-        let r = self.request_in(id, &[Status::Pending])?;
+        let r = self.request_in(
+            id,
+            &[Status::Pending],
+            if approve { "be approved" } else { "be denied" },
+        )?;
         if r.digest != digest {
             return Err(Refusal::DigestMismatch(id.clone()));
         }
@@ -962,7 +970,12 @@ impl LogState {
         self.policy().and_then(|p| p.policy.target(target))
     }
 
-    fn request_in(&self, id: &RequestId, allowed: &[Status]) -> Result<&Request, Refusal> {
+    fn request_in(
+        &self,
+        id: &RequestId,
+        allowed: &[Status],
+        action: &'static str,
+    ) -> Result<&Request, Refusal> {
         let r = self
             .requests
             .get(id)
@@ -973,7 +986,7 @@ impl LogState {
             Err(Refusal::WrongState {
                 request: id.clone(),
                 status: r.status,
-                action: "change",
+                action,
             })
         }
     }
