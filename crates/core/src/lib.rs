@@ -5,6 +5,21 @@
 //! Owns the policy format, identities, the events of the log and the rules of the request
 //! lifecycle ([`LogState::apply`]). It never reads the clock (callers pass a [`Clock`]), the
 //! disk or the network, and never decides anything the state machine has not checked.
+//!
+//! ```
+//! use breakglass_core::policy::{Policy, SAMPLE_POLICY};
+//! use breakglass_core::Span;
+//!
+//! let policy = Policy::parse(SAMPLE_POLICY)?;
+//! let db = policy.target("prod-db").expect("the sample names prod-db");
+//! assert_eq!(db.max_duration, Span::parse("2h")?);
+//! // Caps are compared, never trimmed: a 3h request is refused with the 2h cap named.
+//! assert!(Span::parse("3h")? > db.max_duration);
+//!
+//! let problems = Policy::parse("version = 0\n").unwrap_err();
+//! assert!(problems.to_string().starts_with("1:"), "every problem carries line:column");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod error;
 mod event;

@@ -8,7 +8,8 @@
 //!
 //! # Format
 //!
-//! This is [`SAMPLE_POLICY`], the sample the CLI ships:
+//! This is [`SAMPLE_POLICY`], the documented example (the CLI's guided first run applies a
+//! smaller demo policy of the same form):
 //!
 #![doc = concat!("```toml\n", include_str!("../tests/fixtures/policies/ok_sample.toml"), "```")]
 //!
