@@ -322,7 +322,7 @@ fn verify_bench(n: usize) -> bool {
     );
     let met = ratio >= 0.8;
     println!(
-        "    ratio raw/full = {ratio:.2} (target >= 0.80): {}",
+        "    ratio raw/full = {ratio:.3} (target >= 0.800): {}",
         if met { "met" } else { "MISSED" }
     );
     met
@@ -445,7 +445,7 @@ async fn append_bench(n: usize) -> bool {
     );
     let met = ratio >= 0.5;
     println!(
-        "    ratio engine/raw = {ratio:.2} (target >= 0.50): {}",
+        "    ratio engine/raw = {ratio:.3} (target >= 0.500): {}",
         if met { "met" } else { "MISSED" }
     );
     met
