@@ -10,7 +10,7 @@ use breakglass_core::{
     RequestId, Span, Status, Timestamp, VerifiedEvent, EVENT_FORMAT,
 };
 use breakglass_ledger::{
-    decode_all, replay_onto, Checkpoint, Entry, Frontier, Hash, NoteSigner, NoteVerifier,
+    decode_all, replay_onto, Checkpoint, Entry, Frontier, NoteSigner, NoteVerifier,
 };
 use breakglass_store::{Store, StoredCheckpoint};
 use ed25519_dalek::SigningKey;
@@ -141,7 +141,9 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     keys: SystemKeys,
     state: LogState,
-    leaves: Vec<Hash>,
+    /// The largest log size ever verified here. Unlike the in-memory copy it survives
+    /// [`Engine::forget`], so a store that later holds fewer entries is caught as truncated.
+    verified: u64,
     frontier: Frontier,
 }
 
@@ -149,7 +151,7 @@ impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
             .field("store", &self.store)
-            .field("size", &self.leaves.len())
+            .field("size", &self.size())
             .finish_non_exhaustive()
     }
 }
@@ -202,7 +204,7 @@ impl Engine {
             clock,
             keys,
             state: LogState::new(),
-            leaves: Vec::new(),
+            verified: 0,
             frontier: Frontier::new(),
         }
     }
@@ -236,7 +238,7 @@ impl Engine {
 
     /// Number of entries.
     pub fn size(&self) -> u64 {
-        self.leaves.len() as u64
+        self.frontier.size()
     }
 
     /// The checkpoint key's verifier.
@@ -254,15 +256,21 @@ impl Engine {
     /// Reads entries appended by other processes and verifies them.
     pub async fn refresh(&mut self) -> Result<(), EngineError> {
         let size = self.store.size().await?;
+        self.check_not_shrunk(size)?;
         let have = self.size();
-        if size < have {
-            return Err(EngineError::Tampered(format!(
-                "the log shrank from {have} to {size} entries"
-            )));
-        }
         if size > have {
             let stored = self.store.entries(have, size).await?;
             self.absorb(have, stored).await?;
+        }
+        Ok(())
+    }
+
+    fn check_not_shrunk(&self, stored_size: u64) -> Result<(), EngineError> {
+        if stored_size < self.verified {
+            return Err(EngineError::Tampered(format!(
+                "the log shrank from {} to {stored_size} entries",
+                self.verified
+            )));
         }
         Ok(())
     }
@@ -271,7 +279,6 @@ impl Engine {
     /// store; the next refresh or commit re-reads and re-verifies everything.
     fn forget(&mut self) {
         self.state = LogState::new();
-        self.leaves.clear();
         self.frontier = Frontier::new();
     }
 
@@ -283,8 +290,9 @@ impl Engine {
         stored: Vec<breakglass_store::StoredEntry>,
     ) -> Result<(), EngineError> {
         let result = self.absorb_verified(from, stored).await;
-        if result.is_err() {
-            self.forget();
+        match result {
+            Ok(()) => self.verified = self.verified.max(self.size()),
+            Err(_) => self.forget(),
         }
         result
     }
@@ -311,7 +319,6 @@ impl Engine {
         replay_onto(&mut self.state, &entries, from)?;
         for e in &entries {
             self.frontier.push(*e.leaf_hash());
-            self.leaves.push(*e.leaf_hash());
         }
         let size = self.size();
         let stored_cp = self.store.checkpoint(size).await?.ok_or_else(|| {
@@ -346,20 +353,17 @@ impl Engine {
         let store = Arc::clone(&self.store);
         let mut tx = store.begin_append().await?;
         let size = tx.size().await?;
-        if size != self.size() {
-            if size < self.size() {
-                return Err(EngineError::Tampered(format!(
-                    "the log shrank from {} to {size} entries",
-                    self.size()
-                )));
-            }
+        self.check_not_shrunk(size)?;
+        if size > self.size() {
             let stored = tx.entries(self.size(), size).await?;
             self.absorb(self.size(), stored).await?;
         }
         let mut touched = false;
         let result = self.append_batch(tx, size, pending, &mut touched).await;
-        if result.is_err() && touched {
-            self.forget();
+        match &result {
+            Ok(new_size) => self.verified = self.verified.max(*new_size),
+            Err(_) if touched => self.forget(),
+            Err(_) => {}
         }
         result
     }
@@ -400,7 +404,6 @@ impl Engine {
             })?;
             *touched = true;
             self.frontier.push(*entry.leaf_hash());
-            self.leaves.push(*entry.leaf_hash());
             bytes.push(entry.bytes().to_vec());
         }
         let new_size = self.size();

@@ -122,7 +122,9 @@ async fn raw_insert(db: &Path, index: u64, entry: &[u8], checkpoint: Option<(u64
     conn.close().await.unwrap();
 }
 
-async fn all_leaves(log: &Log, extra: &Entry) -> Vec<[u8; 32]> {
+/// A checkpoint over the log plus `extra`, signed by `signer`: what a writer with direct
+/// database access would add to make an inserted row look covered.
+async fn checkpoint_with(log: &Log, extra: &Entry, signer: &NoteSigner) -> (u64, String) {
     let mut leaves: Vec<[u8; 32]> = log
         .engine
         .entries(0, log.engine.size())
@@ -132,7 +134,25 @@ async fn all_leaves(log: &Log, extra: &Entry) -> Vec<[u8; 32]> {
         .map(|b| breakglass_ledger::leaf_hash(b))
         .collect();
     leaves.push(*extra.leaf_hash());
-    leaves
+    let size = leaves.len() as u64;
+    let note = signer
+        .sign_checkpoint(&Checkpoint {
+            origin: ORIGIN.into(),
+            size,
+            root: root_of(&leaves),
+            extensions: Vec::new(),
+        })
+        .unwrap();
+    (size, note)
+}
+
+async fn reopen(db: &Path, log: &Log) -> Result<Engine, EngineError> {
+    Engine::open(
+        Store::open(&db.display().to_string()).await.unwrap(),
+        Arc::new(log.clock.clone()),
+        keys(&log.log_key, &log.broker_key),
+    )
+    .await
 }
 
 fn assert_tampered(result: Result<impl std::fmt::Debug, EngineError>, why: &str) {
@@ -183,13 +203,50 @@ async fn rows_inserted_behind_the_engines_back_are_refused() {
         "the engine forgot its unverifiable copy"
     );
     assert_tampered(
-        Engine::open(
-            Store::open(&db.display().to_string()).await.unwrap(),
-            Arc::new(log.clock.clone()),
-            keys(&log.log_key, &log.broker_key),
-        )
-        .await,
+        reopen(&db, &log).await,
         "reopening does not launder the row",
+    );
+}
+
+#[tokio::test]
+async fn a_log_truncated_after_a_failed_read_is_still_caught() {
+    // After a failure the engine drops its in-memory copy and re-reads everything; a log cut
+    // back to an older, validly checkpointed prefix in the meantime must still be caught.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("log.db");
+    let mut log = new_log(&db).await;
+    let size = log.engine.size();
+    let entry = forged_request(&log);
+    raw_insert(&db, size, entry.bytes(), None).await;
+    assert_tampered(log.engine.tick().await, "an uncovered row is refused");
+
+    let mut conn = SqliteConnectOptions::new()
+        .filename(&db)
+        .connect()
+        .await
+        .unwrap();
+    for sql in [
+        "DROP TRIGGER log_entries_no_delete",
+        "DROP TRIGGER checkpoints_no_delete",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    sqlx::query("DELETE FROM log_entries WHERE idx >= ?")
+        .bind(size as i64 - 1)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM checkpoints WHERE size >= ?")
+        .bind(size as i64)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let err = log.engine.tick().await.unwrap_err();
+    assert!(
+        err.to_string().contains("shrank"),
+        "the store now holds fewer entries than this engine once verified: {err}"
     );
 }
 
@@ -200,17 +257,9 @@ async fn a_checkpoint_signed_by_another_key_is_refused() {
     let mut log = new_log(&db).await;
     let size = log.engine.size();
     let entry = forged_request(&log);
-    let leaves = all_leaves(&log, &entry).await;
     let intruder = NoteSigner::new(ORIGIN, generate()).unwrap();
-    let note = intruder
-        .sign_checkpoint(&Checkpoint {
-            origin: ORIGIN.into(),
-            size: size + 1,
-            root: root_of(&leaves),
-            extensions: Vec::new(),
-        })
-        .unwrap();
-    raw_insert(&db, size, entry.bytes(), Some((size + 1, note))).await;
+    let checkpoint = checkpoint_with(&log, &entry, &intruder).await;
+    raw_insert(&db, size, entry.bytes(), Some(checkpoint)).await;
     assert_tampered(
         log.engine.tick().await,
         "a checkpoint not signed by this log's key proves nothing",
@@ -261,17 +310,9 @@ async fn a_signed_event_that_breaks_a_rule_is_refused_even_with_a_good_checkpoin
         &log.dave,
     )
     .unwrap();
-    let leaves = all_leaves(&log, &approval).await;
-    let note = NoteSigner::new(ORIGIN, SigningKey::from_bytes(&log.log_key))
-        .unwrap()
-        .sign_checkpoint(&Checkpoint {
-            origin: ORIGIN.into(),
-            size: size + 1,
-            root: root_of(&leaves),
-            extensions: Vec::new(),
-        })
-        .unwrap();
-    raw_insert(&db, size, approval.bytes(), Some((size + 1, note))).await;
+    let log_signer = NoteSigner::new(ORIGIN, SigningKey::from_bytes(&log.log_key)).unwrap();
+    let checkpoint = checkpoint_with(&log, &approval, &log_signer).await;
+    raw_insert(&db, size, approval.bytes(), Some(checkpoint)).await;
     let err = log.engine.tick().await.unwrap_err();
     assert!(
         matches!(err, EngineError::Violation(_)),
