@@ -10,7 +10,7 @@ use std::path::Path;
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row};
-use support::{block_on, run_binary, Output, World, REFUSED, USAGE, VERIFY_FAILED};
+use support::{block_on, request_args, run_binary, Output, World, REFUSED, USAGE, VERIFY_FAILED};
 
 /// Rows in the SQLite file's `log_entries` table, read directly (not through the CLI).
 fn sqlite_rows(db: &Path) -> i64 {
@@ -72,18 +72,6 @@ impl World {
         );
         out
     }
-}
-
-fn request_args<'a>(target: &'a str, duration: &'a str, reason: &'a str) -> Vec<&'a str> {
-    vec![
-        "request",
-        "--target",
-        target,
-        "--duration",
-        duration,
-        "--reason",
-        reason,
-    ]
 }
 
 #[test]

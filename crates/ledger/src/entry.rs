@@ -187,9 +187,6 @@ impl Entry {
         }
         let wire: Wire =
             serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
-        // Re-encoding what was read must give back exactly the input: this rejects whitespace,
-        // reordered, duplicate, defaulted or absent fields, needless escapes and every other
-        // second spelling of a signed record.
         // Plain serde_json output is canonical for these types (fields are declared in byte
         // order; `Entry::sign` debug-asserts it), so writing what was read must reproduce the
         // input exactly: this rejects whitespace, reordered, duplicate, defaulted or absent

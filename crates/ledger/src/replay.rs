@@ -62,21 +62,14 @@ pub fn replay_onto(
     );
     match (sig_failure, rule_failure) {
         (None, None) => Ok(()),
-        (Some((i, error)), rule)
-            if rule
-                .as_ref()
-                .is_none_or(|r| first_index + i as u64 <= r.index()) =>
-        {
-            Err(Violation::Entry {
-                index: first_index + i as u64,
-                error,
-            })
+        (None, Some(rule)) => Err(rule),
+        (Some((i, error)), rule) => {
+            let index = first_index + i as u64;
+            match rule {
+                Some(rule) if rule.index() < index => Err(rule),
+                _ => Err(Violation::Entry { index, error }),
+            }
         }
-        (_, Some(rule)) => Err(rule),
-        (Some((i, error)), None) => Err(Violation::Entry {
-            index: first_index + i as u64,
-            error,
-        }),
     }
 }
 

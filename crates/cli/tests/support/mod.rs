@@ -291,19 +291,9 @@ impl World {
     /// Files a request as dave and returns its id; asserts the JSON answer's shape.
     #[track_caller]
     pub fn request(&self, target: &str, duration: &str, reason: &str) -> String {
-        let out = self.by(
-            &self.dave,
-            &[
-                "request",
-                "--target",
-                target,
-                "--duration",
-                duration,
-                "--reason",
-                reason,
-                "--json",
-            ],
-        );
+        let mut args = request_args(target, duration, reason);
+        args.push("--json");
+        let out = self.by(&self.dave, &args);
         out.ok("dave is enrolled and the request is within policy");
         let v = out.json();
         assert_eq!(
@@ -409,4 +399,17 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .expect("a tokio runtime")
         .block_on(f)
+}
+
+/// The arguments of `breakglass request` for a target, duration and reason.
+pub fn request_args<'a>(target: &'a str, duration: &'a str, reason: &'a str) -> Vec<&'a str> {
+    vec![
+        "request",
+        "--target",
+        target,
+        "--duration",
+        duration,
+        "--reason",
+        reason,
+    ]
 }
