@@ -2,17 +2,19 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Identifies one access request (and the grant that follows it): `req_` and 16 characters of
 /// lowercase Crockford base32 (80 random bits), chosen by whoever creates the request.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct RequestId(String);
+///
+/// Held inline (ids are in every request event and every lookup), always valid ASCII.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId([u8; TEXT_LEN]);
 
 const PREFIX: &str = "req_";
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 const LEN: usize = 16;
+const TEXT_LEN: usize = PREFIX.len() + LEN;
 
 impl RequestId {
     /// Builds an id from 10 random bytes (the caller owns the randomness).
@@ -21,44 +23,48 @@ impl RequestId {
         for b in bytes {
             bits = (bits << 8) | u128::from(b);
         }
-        let mut s = String::with_capacity(PREFIX.len() + LEN);
-        s.push_str(PREFIX);
-        for i in (0..LEN).rev() {
-            s.push(ALPHABET[((bits >> (i * 5)) & 31) as usize] as char);
+        let mut text = [0u8; TEXT_LEN];
+        text[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+        for (i, c) in text[PREFIX.len()..].iter_mut().enumerate() {
+            *c = ALPHABET[((bits >> ((LEN - 1 - i) * 5)) & 31) as usize];
         }
-        Self(s)
+        Self(text)
     }
 
     /// Parses an id, saying what is wrong with it.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let ok = s.len() == PREFIX.len() + LEN
-            && s.starts_with(PREFIX)
-            && s[PREFIX.len()..].bytes().all(|c| ALPHABET.contains(&c));
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(format!(
+        let ok = s.starts_with(PREFIX) && s[PREFIX.len()..].bytes().all(|c| ALPHABET.contains(&c));
+        match <[u8; TEXT_LEN]>::try_from(s.as_bytes()) {
+            Ok(text) if ok => Ok(Self(text)),
+            _ => Err(format!(
                 "{:?} is not a request id (ids look like req_7k2m9x4p1q3r5s6t)",
                 s.chars().take(40).collect::<String>()
-            ))
+            )),
         }
     }
 
     /// The id's text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ASCII from the alphabet is ever stored, so this never falls back.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -89,6 +95,8 @@ mod tests {
             "req_zzzzzzzzzzzzzzz",
             "REQ_zzzzzzzzzzzzzzzz",
             "req_zzzzzzzzzzzzzzzu",
+            "req_zzzzzzzzzzzzzzzzz",
+            "req_zzzzzzzzzzzzzz\u{e9}",
         ] {
             assert!(RequestId::parse(s).is_err(), "{s:?} is not an id");
         }

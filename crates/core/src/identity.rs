@@ -19,13 +19,20 @@ impl PublicKey {
 
     /// Parses standard base64 of exactly 32 bytes.
     pub fn from_base64(s: &str) -> Result<Self, String> {
-        let bytes = STANDARD
-            .decode(s)
-            .map_err(|e| format!("public key is not base64: {e}"))?;
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| format!("public key is {} bytes, expected 32", b.len()))?;
-        Ok(Self(arr))
+        // 32 bytes are 44 characters of padded base64; checking the length first also keeps
+        // the decoder's output within the fixed buffer.
+        if s.len() != 44 {
+            return Err(format!(
+                "public key is {} characters of base64, expected 44 (32 bytes)",
+                s.len()
+            ));
+        }
+        let mut out = [0u8; 32];
+        match STANDARD.decode_slice(s, &mut out) {
+            Ok(32) => Ok(Self(out)),
+            Ok(n) => Err(format!("public key is {n} bytes, expected 32")),
+            Err(e) => Err(format!("public key is not base64: {e}")),
+        }
     }
 
     /// A short, stable fingerprint for people to compare: the first 8 bytes of SHA-256, hex.
@@ -44,7 +51,12 @@ impl fmt::Debug for PublicKey {
 
 impl Serialize for PublicKey {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_base64())
+        let mut buf = [0u8; 44];
+        let n = STANDARD
+            .encode_slice(self.0, &mut buf)
+            .map_err(serde::ser::Error::custom)?;
+        let text = std::str::from_utf8(&buf[..n]).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(text)
     }
 }
 

@@ -400,7 +400,7 @@ impl LogState {
                 if r.requester != event.actor {
                     return Err(Refusal::NotYours {
                         actor: event.actor.clone(),
-                        request: request.clone(),
+                        request: *request,
                         action: "cancel",
                     });
                 }
@@ -411,7 +411,7 @@ impl LogState {
                 let r = self.request_in(request, &[Status::Pending], "lapse")?;
                 if event.time < r.lapses_at {
                     return Err(Refusal::TooEarly {
-                        request: request.clone(),
+                        request: *request,
                         what: "lapse",
                         at: r.lapses_at,
                     });
@@ -441,7 +441,7 @@ impl LogState {
                     .ok_or(Refusal::TimeOutOfRange)?;
                 if *deadline != expected {
                     return Err(Refusal::WrongDeadline {
-                        request: request.clone(),
+                        request: *request,
                         stated: *deadline,
                         expected,
                     });
@@ -493,7 +493,7 @@ impl LogState {
                 let deadline = r.deadline.ok_or(Refusal::Internal)?;
                 if event.time < deadline {
                     return Err(Refusal::TooEarly {
-                        request: request.clone(),
+                        request: *request,
                         what: "expire",
                         at: deadline,
                     });
@@ -529,7 +529,7 @@ impl LogState {
                 check_text("message", message, true)?;
                 if let Some(id) = request {
                     if !self.requests.contains_key(id) {
-                        return Err(Refusal::UnknownRequest(id.clone()));
+                        return Err(Refusal::UnknownRequest(*id));
                     }
                 }
             }
@@ -538,14 +538,14 @@ impl LogState {
                 let r = self
                     .requests
                     .get(request)
-                    .ok_or_else(|| Refusal::UnknownRequest(request.clone()))?;
+                    .ok_or(Refusal::UnknownRequest(*request))?;
                 if r.review != Some(crate::state::Review::Required) {
-                    return Err(Refusal::NoReviewOwed(request.clone()));
+                    return Err(Refusal::NoReviewOwed(*request));
                 }
                 if r.requester == event.actor {
                     return Err(Refusal::SelfDecision {
                         actor: event.actor.clone(),
-                        request: request.clone(),
+                        request: *request,
                     });
                 }
                 let may = self.is_admin(&event.actor)
@@ -820,12 +820,12 @@ impl LogState {
             });
         }
         let chain = match extends {
-            None => request.clone(),
+            None => *request,
             Some(prev_id) => {
                 let prev = self
                     .requests
                     .get(prev_id)
-                    .ok_or_else(|| Refusal::UnknownRequest(prev_id.clone()))?;
+                    .ok_or(Refusal::UnknownRequest(*prev_id))?;
                 if prev.requester != e.actor || prev.target != *target || prev.role != *role {
                     return Err(Refusal::Malformed(format!(
                         "an extension must be by the same requester for the same target and role as {prev_id}"
@@ -833,7 +833,7 @@ impl LogState {
                 }
                 if prev.status != Status::Active {
                     return Err(Refusal::WrongState {
-                        request: prev_id.clone(),
+                        request: *prev_id,
                         status: prev.status,
                         action: "be extended",
                     });
@@ -855,7 +855,7 @@ impl LogState {
                         cap: t.extension_cap,
                     });
                 }
-                prev.chain.clone()
+                prev.chain
             }
         };
         let lapses_at = e
@@ -869,9 +869,9 @@ impl LogState {
             (Status::Pending, None, None)
         };
         self.requests.insert(
-            request.clone(),
+            *request,
             Request {
-                id: request.clone(),
+                id: *request,
                 requester: e.actor.clone(),
                 target: target.clone(),
                 role: role.clone(),
@@ -879,7 +879,7 @@ impl LogState {
                 reason: reason.clone(),
                 ticket: ticket.clone(),
                 break_glass: *break_glass,
-                extends: extends.clone(),
+                extends: *extends,
                 chain,
                 policy_version: *policy_version,
                 requested_at: e.time,
@@ -919,18 +919,18 @@ impl LogState {
             if approve { "be approved" } else { "be denied" },
         )?;
         if r.digest != digest {
-            return Err(Refusal::DigestMismatch(id.clone()));
+            return Err(Refusal::DigestMismatch(*id));
         }
         if e.time >= r.lapses_at {
             return Err(Refusal::TooLate {
-                request: id.clone(),
+                request: *id,
                 lapsed_at: r.lapses_at,
             });
         }
         if r.requester == e.actor {
             return Err(Refusal::SelfDecision {
                 actor: e.actor.clone(),
-                request: id.clone(),
+                request: *id,
             });
         }
         let target = self
@@ -946,7 +946,7 @@ impl LogState {
         if r.decisions.iter().any(|d| d.by == e.actor) {
             return Err(Refusal::AlreadyDecided {
                 actor: e.actor.clone(),
-                request: id.clone(),
+                request: *id,
             });
         }
         let r = self.requests.get_mut(id).ok_or(Refusal::Internal)?;
@@ -976,15 +976,12 @@ impl LogState {
         allowed: &[Status],
         action: &'static str,
     ) -> Result<&Request, Refusal> {
-        let r = self
-            .requests
-            .get(id)
-            .ok_or_else(|| Refusal::UnknownRequest(id.clone()))?;
+        let r = self.requests.get(id).ok_or(Refusal::UnknownRequest(*id))?;
         if allowed.contains(&r.status) {
             Ok(r)
         } else {
             Err(Refusal::WrongState {
-                request: id.clone(),
+                request: *id,
                 status: r.status,
                 action,
             })

@@ -147,8 +147,9 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Timestamp {
+    /// The canonical text, `YYYY-MM-DDTHH:MM:SS.mmmZ`, as fixed-size ASCII.
+    fn canonical_bytes(self) -> [u8; 24] {
         let (days, ms) = (self.0.div_euclid(86_400_000), self.0.rem_euclid(86_400_000));
         let (year, month, day) = civil_from_days(days);
         let mut out = *b"0000-00-00T00:00:00.000Z";
@@ -165,6 +166,13 @@ impl fmt::Display for Timestamp {
         put(14, 2, ms / 60_000 % 60);
         put(17, 2, ms / 1000 % 60);
         put(20, 3, ms % 1000);
+        out
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let out = self.canonical_bytes();
         f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
@@ -177,7 +185,8 @@ impl fmt::Debug for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let out = self.canonical_bytes();
+        s.serialize_str(std::str::from_utf8(&out).map_err(serde::ser::Error::custom)?)
     }
 }
 

@@ -489,7 +489,7 @@ impl Engine {
         let mut batch = vec![Pending {
             signer: Signer::Actor(actor),
             body: EventBody::AccessRequested {
-                request: id.clone(),
+                request: id,
                 target: req.target.clone(),
                 role,
                 duration: req.duration,
@@ -505,7 +505,7 @@ impl Engine {
             batch.push(Pending {
                 signer: Signer::Broker,
                 body: EventBody::Alert {
-                    request: Some(id.clone()),
+                    request: Some(id),
                     kind: AlertKind::BreakGlassActivated,
                     message: format!(
                         "{} activated break-glass access to {} for {}; a review is required",
@@ -531,7 +531,7 @@ impl Engine {
         self.commit(vec![Pending {
             signer: Signer::Actor(actor),
             body: EventBody::RequestApproved {
-                request: id.clone(),
+                request: *id,
                 request_digest: digest,
                 comment,
             },
@@ -553,7 +553,7 @@ impl Engine {
         self.single(
             actor,
             EventBody::RequestDenied {
-                request: id.clone(),
+                request: *id,
                 request_digest: digest,
                 reason,
             },
@@ -564,14 +564,8 @@ impl Engine {
 
     /// Withdraws the actor's own pending request.
     pub async fn cancel(&mut self, actor: &Actor, id: &RequestId) -> Result<Outcome, EngineError> {
-        self.single(
-            actor,
-            EventBody::RequestCancelled {
-                request: id.clone(),
-            },
-            id,
-        )
-        .await
+        self.single(actor, EventBody::RequestCancelled { request: *id }, id)
+            .await
     }
 
     /// Records the mandatory review of a break-glass activation.
@@ -584,7 +578,7 @@ impl Engine {
         self.single(
             actor,
             EventBody::ReviewRecorded {
-                request: id.clone(),
+                request: *id,
                 comment,
             },
             id,
@@ -602,7 +596,7 @@ impl Engine {
         let r = self
             .state
             .request(id)
-            .ok_or_else(|| breakglass_core::Refusal::UnknownRequest(id.clone()))?;
+            .ok_or(breakglass_core::Refusal::UnknownRequest(*id))?;
         match r.status {
             Status::Expired | Status::Revoked => return Ok(self.outcome(id, true, None)),
             Status::Revoking => {}
@@ -610,7 +604,7 @@ impl Engine {
                 self.commit(vec![Pending {
                     signer: Signer::Actor(actor),
                     body: EventBody::RevocationOrdered {
-                        request: id.clone(),
+                        request: *id,
                         reason,
                     },
                     not_before: None,
@@ -638,7 +632,7 @@ impl Engine {
                     Status::Pending => now >= r.lapses_at,
                     _ => r.deadline.is_some_and(|d| now >= d),
                 };
-                (r.id.clone(), r.status, past)
+                (r.id, r.status, past)
             })
             .collect();
         for (id, status, past) in due {
@@ -646,9 +640,7 @@ impl Engine {
                 Status::Pending if past => {
                     self.commit(vec![Pending {
                         signer: Signer::Broker,
-                        body: EventBody::RequestLapsed {
-                            request: id.clone(),
-                        },
+                        body: EventBody::RequestLapsed { request: id },
                         not_before: None,
                     }])
                     .await?;
@@ -708,7 +700,7 @@ impl Engine {
         Ok(self
             .state
             .request(id)
-            .ok_or_else(|| breakglass_core::Refusal::UnknownRequest(id.clone()))?
+            .ok_or(breakglass_core::Refusal::UnknownRequest(*id))?
             .digest
             .clone())
     }
@@ -716,7 +708,7 @@ impl Engine {
     fn outcome(&self, id: &RequestId, unchanged: bool, warning: Option<String>) -> Outcome {
         let r = self.state.request(id);
         Outcome {
-            request: id.clone(),
+            request: *id,
             state: r.map_or(Status::Pending, |r| r.status),
             deadline: r.and_then(|r| r.deadline),
             log_size: self.size(),
@@ -732,7 +724,7 @@ impl Engine {
         let r = self
             .state
             .request(id)
-            .ok_or_else(|| breakglass_core::Refusal::UnknownRequest(id.clone()))?
+            .ok_or(breakglass_core::Refusal::UnknownRequest(*id))?
             .clone();
         let policy = self
             .state
@@ -767,7 +759,7 @@ impl Engine {
         let (body, warning) = match result {
             Ok(()) => (
                 EventBody::AccessGranted {
-                    request: id.clone(),
+                    request: *id,
                     granted_at,
                     deadline,
                     enforced_by_target: connector.enforces_expiry(),
@@ -776,7 +768,7 @@ impl Engine {
             ),
             Err(e) => (
                 EventBody::GrantFailed {
-                    request: id.clone(),
+                    request: *id,
                     error: e.0.clone(),
                 },
                 Some(format!("grant of {id} on {} failed: {e}", r.target)),
@@ -800,19 +792,9 @@ impl Engine {
         };
         let now = self.now();
         let (body, not_before) = if now >= deadline {
-            (
-                EventBody::AccessExpired {
-                    request: id.clone(),
-                },
-                Some(deadline),
-            )
+            (EventBody::AccessExpired { request: *id }, Some(deadline))
         } else if r.status == Status::Revoking {
-            (
-                EventBody::AccessRevoked {
-                    request: id.clone(),
-                },
-                None,
-            )
+            (EventBody::AccessRevoked { request: *id }, None)
         } else {
             return Ok(None);
         };
@@ -839,7 +821,7 @@ impl Engine {
                     Pending {
                         signer: Signer::Broker,
                         body: EventBody::RevokeFailed {
-                            request: id.clone(),
+                            request: *id,
                             attempt,
                             error: e.0.clone(),
                         },
@@ -848,7 +830,7 @@ impl Engine {
                     Pending {
                         signer: Signer::Broker,
                         body: EventBody::Alert {
-                            request: Some(id.clone()),
+                            request: Some(*id),
                             kind: AlertKind::RevokeFailing,
                             message: message.clone(),
                         },

@@ -226,7 +226,7 @@ async fn story(location: impl FnOnce(&Path) -> String) {
     assert!(r.expired.is_empty(), "one minute remains");
     w.clock.advance(Span::parse("1m").unwrap());
     let r = w.engine.tick().await.unwrap();
-    assert_eq!(r.expired, vec![id.clone()]);
+    assert_eq!(r.expired, vec![id]);
     assert_eq!(status(&w, &id), Status::Expired);
     assert_eq!(calls(&w).last().unwrap()["action"], "revoke");
     let again = w.engine.revoke(&w.dave, &id, None).await.unwrap();
@@ -300,7 +300,7 @@ async fn story(location: impl FnOnce(&Path) -> String) {
         .request;
     w.clock.advance(Span::parse("30m").unwrap());
     let r = w.engine.tick().await.unwrap();
-    assert_eq!(r.lapsed, vec![lapsing.clone()]);
+    assert_eq!(r.lapsed, vec![lapsing]);
     assert!(w.engine.approve(&w.bob, &lapsing, None).await.is_err());
 
     // Extension: a new, linked request, approved again, within the chain cap.
@@ -314,14 +314,14 @@ async fn story(location: impl FnOnce(&Path) -> String) {
     w.engine.approve(&w.carol, &base, None).await.unwrap();
     let base_deadline = w.engine.state().request(&base).unwrap().deadline;
     let mut too_long = ask("prod-db", "1h30m");
-    too_long.extends = Some(base.clone());
+    too_long.extends = Some(base);
     let e = w.engine.request(&w.dave, too_long).await.unwrap_err();
     assert!(
         matches!(refusal(e), Refusal::ChainOverCap { .. }),
         "2h + 1h30m > 3h"
     );
     let mut ext = ask("prod-db", "1h");
-    ext.extends = Some(base.clone());
+    ext.extends = Some(base);
     let ext = w.engine.request(&w.dave, ext).await.unwrap().request;
     assert_eq!(
         status(&w, &ext),
@@ -401,7 +401,7 @@ async fn story(location: impl FnOnce(&Path) -> String) {
     );
     std::fs::remove_file(w.dir.join("fail-revoke")).unwrap();
     let r = w.engine.tick().await.unwrap();
-    assert_eq!(r.expired, vec![out.request.clone()]);
+    assert_eq!(r.expired, vec![out.request]);
 
     // A wall clock that jumps back never extends a grant or back-dates the log.
     let staging = w
@@ -427,7 +427,7 @@ async fn story(location: impl FnOnce(&Path) -> String) {
     );
     w.clock.set(deadline);
     let r = w.engine.tick().await.unwrap();
-    assert_eq!(r.expired, vec![staging.clone()]);
+    assert_eq!(r.expired, vec![staging]);
     assert!(w.engine.state().last_time().unwrap() >= before);
 
     // Policy changes are admin-only and versioned.
@@ -454,7 +454,7 @@ async fn story(location: impl FnOnce(&Path) -> String) {
         .engine
         .state()
         .requests()
-        .map(|r| (r.id.clone(), r.status, r.deadline))
+        .map(|r| (r.id, r.status, r.deadline))
         .collect();
     assert!(w.engine.size() > 40, "the story wrote a real history");
     let reopened = Engine::open(
@@ -467,7 +467,7 @@ async fn story(location: impl FnOnce(&Path) -> String) {
     let after: BTreeSet<_> = reopened
         .state()
         .requests()
-        .map(|r| (r.id.clone(), r.status, r.deadline))
+        .map(|r| (r.id, r.status, r.deadline))
         .collect();
     assert_eq!(before, after);
     assert_eq!(reopened.size(), w.engine.size());

@@ -300,7 +300,7 @@ async fn a_signed_event_that_breaks_a_rule_is_refused_even_with_a_good_checkpoin
             actor: "dave".into(),
             body: EventBody::RequestApproved {
                 comment: None,
-                request: id.clone(),
+                request: id,
                 request_digest: digest,
             },
             log: ORIGIN.into(),

@@ -84,41 +84,19 @@ impl<'de> Deserialize<'de> for Sig {
     }
 }
 
-/// An `io::Write` that compares what is written with `expected` instead of storing it.
-struct SameBytes<'a> {
-    expected: &'a [u8],
-    pos: usize,
-    differs_at: Option<usize>,
+thread_local! {
+    /// Scratch space for re-encoding decoded entries, reused so decoding allocates no buffer.
+    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl std::io::Write for SameBytes<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.differs_at.is_none() {
-            let end = self.pos + buf.len();
-            match self.expected.get(self.pos..end) {
-                Some(exp) if exp == buf => {}
-                _ => {
-                    let tail = self.expected.get(self.pos..).unwrap_or(&[]);
-                    self.differs_at = Some(self.pos + first_difference(buf, tail));
-                }
-            }
-        }
-        self.pos += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A signed event as it sits in the log.
+/// A signed event as it sits in the log. `B` holds the canonical bytes: owned by default,
+/// borrowed (`&[u8]`) when decoding a buffer that outlives the entries, such as a bundle.
 #[derive(Clone, Debug)]
-pub struct Entry {
+pub struct Entry<B = Vec<u8>> {
     event: Event,
     key: PublicKey,
     sig: Signature,
-    bytes: Vec<u8>,
+    bytes: B,
     leaf: Hash,
     /// End of the event's canonical bytes inside `bytes` (they start after `{"event":`).
     event_end: usize,
@@ -126,8 +104,9 @@ pub struct Entry {
 
 const EVENT_PREFIX: &[u8] = b"{\"event\":";
 const KEY_MARKER: &[u8] = b",\"key\":\"";
+const SIG_MARKER: &[u8] = b"\",\"sig\":\"";
 /// `,"key":"` + 44 base64 characters + `","sig":"` + 88 base64 characters + `"}`.
-const TRAILER_LEN: usize = KEY_MARKER.len() + 44 + 9 + 88 + 2;
+const TRAILER_LEN: usize = KEY_MARKER.len() + 44 + SIG_MARKER.len() + 88 + 2;
 
 /// Where the event ends inside canonical entry bytes: the canonical layout is
 /// `{"event":<event>,"key":"<44>","sig":"<88>"}`, so the event is everything between the fixed
@@ -179,46 +158,99 @@ impl Entry {
     /// Decodes entry bytes, requiring the one canonical encoding. Does not check the signature
     /// (see [`Entry::verify_signature`] and [`verify_signatures`]).
     pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
+        let borrowed = Entry::decode_borrowed(bytes)?;
+        Ok(Entry {
+            event: borrowed.event,
+            key: borrowed.key,
+            sig: borrowed.sig,
+            bytes: bytes.to_vec(),
+            leaf: borrowed.leaf,
+            event_end: borrowed.event_end,
+        })
+    }
+}
+
+impl<'a> Entry<&'a [u8]> {
+    /// Like [`Entry::decode`], keeping a reference to `bytes` instead of a copy.
+    pub fn decode_borrowed(bytes: &'a [u8]) -> Result<Self, EntryError> {
         if bytes.len() > MAX_ENTRY_LEN {
             return Err(EntryError::Malformed(format!(
                 "{} bytes, more than the {MAX_ENTRY_LEN} allowed",
                 bytes.len()
             )));
         }
-        let wire: Wire =
-            serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
-        // Plain serde_json output is canonical for these types (fields are declared in byte
-        // order; `Entry::sign` debug-asserts it), so writing what was read must reproduce the
-        // input exactly: this rejects whitespace, reordered, duplicate, defaulted or absent
-        // fields, needless escapes and every other second spelling of a signed record.
-        let mut same = SameBytes {
-            expected: bytes,
-            pos: 0,
-            differs_at: None,
+        let Some((event_end, key, sig)) = split_canonical_trailer(bytes) else {
+            return Err(not_canonical_entry(bytes));
         };
-        serde_json::to_writer(&mut same, &wire)
+        let event_bytes = &bytes[EVENT_PREFIX.len()..event_end];
+        let event: Event = serde_json::from_slice(event_bytes)
             .map_err(|e| EntryError::Malformed(e.to_string()))?;
-        let differs_at = match same.differs_at {
-            Some(at) => Some(at),
-            None if same.pos != bytes.len() => Some(same.pos),
-            None => None,
-        };
-        if let Some(at) = differs_at {
-            return Err(EntryError::Malformed(format!(
-                "not in canonical form (first difference at byte {at})"
-            )));
-        }
-        let event_end = event_end(bytes)?;
+        // Plain serde_json output is canonical for the event types (fields are declared in
+        // byte order; `Entry::sign` debug-asserts it), so writing what was read must reproduce
+        // the input exactly: this rejects whitespace, reordered, duplicate, defaulted or absent
+        // fields, needless escapes and every other second spelling of a signed record. With
+        // the fixed prefix and the trailer checked above, the whole entry is then exactly its
+        // canonical encoding.
+        ENCODE_BUFFER.with_borrow_mut(|buf| {
+            buf.clear();
+            serde_json::to_writer(&mut *buf, &event)
+                .map_err(|e| EntryError::Malformed(e.to_string()))?;
+            if buf.as_slice() == event_bytes {
+                Ok(())
+            } else {
+                Err(EntryError::Malformed(format!(
+                    "not in canonical form (first difference at byte {})",
+                    EVENT_PREFIX.len() + first_difference(buf, event_bytes)
+                )))
+            }
+        })?;
         Ok(Entry {
             leaf: leaf_hash(bytes),
-            event: wire.event,
-            key: wire.key,
-            sig: Signature::from_bytes(&wire.sig.0),
-            bytes: bytes.to_vec(),
+            event,
+            key,
+            sig: Signature::from_bytes(&sig.0),
+            bytes,
             event_end,
         })
     }
+}
 
+/// Splits canonical entry bytes `{"event":<event>,"key":"<44>","sig":"<88>"}` at the fixed-length
+/// trailer, decoding the key and signature. `None` unless the prefix, the separators and both
+/// base64 texts are exactly canonical (padded standard base64 with zero trailing bits, which is
+/// the only spelling the encoder produces).
+fn split_canonical_trailer(bytes: &[u8]) -> Option<(usize, PublicKey, Sig)> {
+    let end = event_end(bytes).ok()?;
+    let trailer = &bytes[end + KEY_MARKER.len()..];
+    let (key_text, rest) = trailer.split_at(44);
+    let rest = rest.strip_prefix(SIG_MARKER)?;
+    let (sig_text, close) = rest.split_at(88);
+    if close != b"\"}" {
+        return None;
+    }
+    let key = PublicKey::from_base64(std::str::from_utf8(key_text).ok()?).ok()?;
+    let mut sig = [0u8; 64];
+    match STANDARD.decode_slice(sig_text, &mut sig) {
+        Ok(64) => Some((end, key, Sig(sig))),
+        _ => None,
+    }
+}
+
+/// The most precise reason bytes that failed the fast layout check are not a canonical entry.
+fn not_canonical_entry(bytes: &[u8]) -> EntryError {
+    match serde_json::from_slice::<Wire>(bytes) {
+        Err(e) => EntryError::Malformed(e.to_string()),
+        Ok(wire) => {
+            let canonical = to_canonical_vec(&wire).unwrap_or_default();
+            EntryError::Malformed(format!(
+                "not in canonical form (first difference at byte {})",
+                first_difference(&canonical, bytes)
+            ))
+        }
+    }
+}
+
+impl<B: AsRef<[u8]>> Entry<B> {
     /// The event.
     pub fn event(&self) -> &Event {
         &self.event
@@ -237,16 +269,21 @@ impl Entry {
     /// The exact bytes the signature covers ([`EVENT_SIGNATURE_CONTEXT`] and the canonical
     /// event).
     pub fn signed_message(&self) -> Vec<u8> {
-        let event = &self.bytes[EVENT_PREFIX.len()..self.event_end];
+        let event = self.event_bytes();
         let mut m = Vec::with_capacity(EVENT_SIGNATURE_CONTEXT.len() + event.len());
         m.extend_from_slice(EVENT_SIGNATURE_CONTEXT);
         m.extend_from_slice(event);
         m
     }
 
+    /// The event's canonical bytes inside the entry.
+    fn event_bytes(&self) -> &[u8] {
+        &self.bytes.as_ref()[EVENT_PREFIX.len()..self.event_end]
+    }
+
     /// The canonical bytes (what the Merkle leaf hashes).
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        self.bytes.as_ref()
     }
 
     /// The RFC 6962 leaf hash of the bytes.
@@ -285,17 +322,24 @@ fn signed_message(event: &Event) -> Result<Vec<u8>, EntryError> {
     Ok(m)
 }
 
-/// Decodes many entries on every core. Returns the position of the first bad one, with why.
-pub fn decode_all<B: AsRef<[u8]> + Sync>(lines: &[B]) -> Result<Vec<Entry>, (usize, EntryError)> {
-    let decoded: Vec<Result<Entry, EntryError>> = lines
+/// Decodes many entries on every core, borrowing their bytes. Returns the position of the first
+/// bad one, with why.
+pub fn decode_all<'a>(lines: &[&'a [u8]]) -> Result<Vec<Entry<&'a [u8]>>, (usize, EntryError)> {
+    // Collected straight into the result: entries are large, and a second vector would double
+    // the memory touched.
+    lines
         .par_iter()
-        .map(|l| Entry::decode(l.as_ref()))
-        .collect();
-    let mut entries = Vec::with_capacity(decoded.len());
-    for (i, d) in decoded.into_iter().enumerate() {
-        entries.push(d.map_err(|e| (i, e))?);
-    }
-    Ok(entries)
+        .map(|l| Entry::decode_borrowed(l))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| {
+            // Some entry failed; the parallel collect may have stopped at any failure, so name
+            // the first one.
+            lines
+                .iter()
+                .enumerate()
+                .find_map(|(i, l)| Entry::decode_borrowed(l).err().map(|e| (i, e)))
+                .expect("a failed decode fails again")
+        })
 }
 
 /// Verifies every entry's signature, in batches spread over all cores. Returns the position of
@@ -305,7 +349,9 @@ pub fn decode_all<B: AsRef<[u8]> + Sync>(lines: &[B]) -> Result<Vec<Entry>, (usi
 /// except for deliberately crafted small-order components; a failing batch is re-checked entry
 /// by entry with [`Entry::verify_signature`], and weak keys are refused up front, so the first
 /// bad entry is always named precisely.
-pub fn verify_signatures(entries: &[Entry]) -> Result<(), (usize, EntryError)> {
+pub fn verify_signatures<B: AsRef<[u8]> + Sync>(
+    entries: &[Entry<B>],
+) -> Result<(), (usize, EntryError)> {
     const CHUNK: usize = 256;
     // A log has few distinct signers: decompress each key once, not once per entry.
     let mut keys: HashMap<PublicKey, Option<VerifyingKey>> = HashMap::new();
@@ -333,7 +379,10 @@ pub fn verify_signatures(entries: &[Entry]) -> Result<(), (usize, EntryError)> {
     }
 }
 
-fn batch(chunk: &[Entry], keys: &HashMap<PublicKey, Option<VerifyingKey>>) -> Result<(), ()> {
+fn batch<B: AsRef<[u8]>>(
+    chunk: &[Entry<B>],
+    keys: &HashMap<PublicKey, Option<VerifyingKey>>,
+) -> Result<(), ()> {
     let mut messages = Vec::with_capacity(chunk.len());
     let mut vks = Vec::with_capacity(chunk.len());
     let mut sigs = Vec::with_capacity(chunk.len());

@@ -40,7 +40,7 @@ impl Violation {
 }
 
 /// Verifies all signatures (batched, on every core) and then replays the events in order.
-pub fn replay(entries: &[Entry]) -> Result<LogState, Violation> {
+pub fn replay<B: AsRef<[u8]> + Sync>(entries: &[Entry<B>]) -> Result<LogState, Violation> {
     let mut state = LogState::new();
     replay_onto(&mut state, entries, 0)?;
     Ok(state)
@@ -48,9 +48,9 @@ pub fn replay(entries: &[Entry]) -> Result<LogState, Violation> {
 
 /// Like [`replay`], continuing from `state`, where `entries[0]` sits at `first_index`.
 /// On error `state` is unspecified (it may hold events up to a rule failure); callers discard it.
-pub fn replay_onto(
+pub fn replay_onto<B: AsRef<[u8]> + Sync>(
     state: &mut LogState,
-    entries: &[Entry],
+    entries: &[Entry<B>],
     first_index: u64,
 ) -> Result<(), Violation> {
     // Signatures (on the worker threads) and rules (sequential) run at the same time; the
@@ -73,7 +73,11 @@ pub fn replay_onto(
     }
 }
 
-fn apply_all(state: &mut LogState, entries: &[Entry], first_index: u64) -> Result<(), Violation> {
+fn apply_all<B: AsRef<[u8]>>(
+    state: &mut LogState,
+    entries: &[Entry<B>],
+    first_index: u64,
+) -> Result<(), Violation> {
     for (i, entry) in entries.iter().enumerate() {
         let ev = VerifiedEvent {
             event: entry.event(),

@@ -309,7 +309,7 @@ fn approval_of_a_different_version_of_the_request_is_a_violation() {
     assert_ne!(log.digest(&rid), seen_digest);
 
     let approval = |digest: &str| EventBody::RequestApproved {
-        request: rid.clone(),
+        request: rid,
         request_digest: digest.to_owned(),
         comment: None,
     };
@@ -362,13 +362,7 @@ fn expiry_before_the_deadline_is_a_violation() {
     log.push_at(t, BROKER, Log::grant_body(&id, t, 3600));
     let deadline = plus_secs(t, 3600);
     let mut control = log.clone();
-    control.push_at(
-        deadline,
-        BROKER,
-        EventBody::AccessExpired {
-            request: id.clone(),
-        },
-    );
+    control.push_at(deadline, BROKER, EventBody::AccessExpired { request: id });
     verifies(&control);
 
     let early = plus_millis(deadline, -1);
@@ -509,7 +503,7 @@ fn review_by_the_break_glass_requester_is_a_violation() {
     log.push(
         BROKER,
         EventBody::Alert {
-            request: Some(rid.clone()),
+            request: Some(rid),
             kind: AlertKind::BreakGlassActivated,
             message: "break-glass".to_owned(),
         },
@@ -589,12 +583,18 @@ fn non_canonical_entry_bytes_are_a_violation() {
             "a duplicated key",
             canonical.replacen("{\"event\":", "{\"event\":{},\"event\":", 1),
         ),
+        (
+            "an absent optional field",
+            canonical.replacen("\"comment\":null,", "", 1),
+        ),
     ];
     for (why, bytes) in variants {
         // The signature still covers the same event: only the encoding differs (1.0 reads
-        // back as a float, so it is compared as such by the entry schema, not here).
+        // back as a float and an absent optional field as none, so those two are the same
+        // event under the entry schema, not as plain JSON values).
         let parsed = serde_json::from_str::<serde_json::Value>(&bytes);
-        if let (Ok(v), false) = (parsed, why.contains("number")) {
+        let same_json = !why.contains("number") && !why.contains("absent");
+        if let (Ok(v), true) = (parsed, same_json) {
             assert_eq!(
                 v["event"], value["event"],
                 "{why}: the same event is encoded"
@@ -607,6 +607,34 @@ fn non_canonical_entry_bytes_are_a_violation() {
         );
     }
 }
+
+#[test]
+fn second_encoding_of_a_public_key_is_a_violation() {
+    let mut log = base();
+    let rid = request(&mut log, 1, DAVE, PROD_DB, 3600);
+    let i = approve(&mut log, &rid, BOB);
+    let key = log.entries[i].key().to_base64();
+    assert!(
+        key.ends_with('='),
+        "32 bytes encode with one padding character"
+    );
+    // The last data character carries 4 bits of the key and 2 bits that must be zero.
+    let last = key.len() - 2;
+    let pos = ALPHABET
+        .iter()
+        .position(|c| *c == key.as_bytes()[last])
+        .expect("base64");
+    let mut trailing = key.clone().into_bytes();
+    trailing[last] = ALPHABET[pos ^ 1];
+    let mut value: serde_json::Value =
+        serde_json::from_slice(log.entries[i].bytes()).expect("json");
+    value["key"] = serde_json::Value::String(String::from_utf8(trailing).expect("ascii"));
+    let bytes = to_canonical_value(&value).expect("canonical");
+    let error = entry_violation(&log, i, bytes, "non-zero trailing bits in the key");
+    assert!(matches!(error, EntryError::Malformed(_)), "{error:?}");
+}
+
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// The entry with its `sig` field replaced by `sig` (canonically encoded otherwise).
 fn with_sig(entry: &Entry, sig: String) -> Vec<u8> {
@@ -625,7 +653,6 @@ fn second_encoding_of_a_signature_is_a_violation() {
         sig.ends_with("=="),
         "64 bytes encode with two padding characters"
     );
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     // The last data character carries 2 bits of the signature and 4 bits that must be zero:
     // setting one of those gives the same 64 bytes under a lax decoder.
     let last = sig.len() - 3;

@@ -478,7 +478,7 @@ impl Log {
     /// A request body for `target` (role chosen by target) of `minutes`.
     pub fn request_body(id: &RequestId, target: &str, secs: u64, break_glass: bool) -> EventBody {
         EventBody::AccessRequested {
-            request: id.clone(),
+            request: *id,
             target: target.to_owned(),
             role: if target == PROD_DB { "read" } else { "default" }.to_owned(),
             duration: Span::from_secs(secs),
@@ -493,7 +493,7 @@ impl Log {
     /// An approval of `id` bound to its request entry.
     pub fn approve_body(&self, id: &RequestId) -> EventBody {
         EventBody::RequestApproved {
-            request: id.clone(),
+            request: *id,
             request_digest: self.digest(id),
             comment: None,
         }
@@ -502,7 +502,7 @@ impl Log {
     /// A grant of `id` starting at `granted_at`, for `secs`.
     pub fn grant_body(id: &RequestId, granted_at: Timestamp, secs: u64) -> EventBody {
         EventBody::AccessGranted {
-            request: id.clone(),
+            request: *id,
             granted_at,
             deadline: plus_secs(granted_at, secs),
             enforced_by_target: false,
@@ -796,11 +796,11 @@ impl Generator {
             .chance(1, 3)
             .then(|| format!("INC-{}", self.rng.below(100_000)));
         let (extends, chain) = match extendable {
-            Some(p) => (Some(self.reqs[p].id.clone()), self.reqs[p].chain.clone()),
-            None => (None, id.clone()),
+            Some(p) => (Some(self.reqs[p].id), self.reqs[p].chain),
+            None => (None, id),
         };
         let body = EventBody::AccessRequested {
-            request: id.clone(),
+            request: id,
             target: target.to_owned(),
             role: role.to_owned(),
             duration: Span::from_secs(secs),
@@ -860,7 +860,7 @@ impl Generator {
             Action::Approve(i, by) | Action::Deny(i, by) => {
                 let approve = matches!(action, Action::Approve(..));
                 let time = plus_secs(self.log.now, 1);
-                let id = self.reqs[i].id.clone();
+                let id = self.reqs[i].id;
                 let request_digest = self.log.digest(&id);
                 let body = if approve {
                     EventBody::RequestApproved {
@@ -891,7 +891,7 @@ impl Generator {
             Action::Cancel(i) => {
                 let time = self.next_time();
                 let r = &self.reqs[i];
-                let (requester, request) = (r.requester, r.id.clone());
+                let (requester, request) = (r.requester, r.id);
                 self.emit(time, requester, EventBody::RequestCancelled { request });
                 self.reqs[i].st = St::Done;
                 self.reqs[i].counts = false;
@@ -902,14 +902,14 @@ impl Generator {
                     self.reqs[i].lapses_at,
                     self.rng.range(0, 5000) as i64,
                 ));
-                let request = self.reqs[i].id.clone();
+                let request = self.reqs[i].id;
                 self.emit(time, BROKER, EventBody::RequestLapsed { request });
                 self.reqs[i].st = St::Done;
                 self.reqs[i].counts = false;
             }
             Action::Grant(i) => {
                 let time = self.next_time();
-                let (request, secs) = (self.reqs[i].id.clone(), self.reqs[i].secs);
+                let (request, secs) = (self.reqs[i].id, self.reqs[i].secs);
                 // When this event is the rewritten one, `emit` records it 1 ms after `time`:
                 // still a valid grant (it may be recorded a little after it starts).
                 let deadline = plus_secs(time, secs);
@@ -930,7 +930,7 @@ impl Generator {
             }
             Action::GrantFailed(i) => {
                 let time = self.next_time();
-                let request = self.reqs[i].id.clone();
+                let request = self.reqs[i].id;
                 self.emit(
                     time,
                     BROKER,
@@ -944,7 +944,7 @@ impl Generator {
             }
             Action::Alert(i) => {
                 let time = plus_secs(self.log.now, 1);
-                let request = self.reqs[i].id.clone();
+                let request = self.reqs[i].id;
                 self.emit(
                     time,
                     BROKER,
@@ -958,14 +958,14 @@ impl Generator {
             }
             Action::OrderRevocation(i, by) => {
                 let time = self.next_time();
-                let request = self.reqs[i].id.clone();
+                let request = self.reqs[i].id;
                 let reason = self.rng.chance(1, 2).then(|| "done early".to_owned());
                 self.emit(time, by, EventBody::RevocationOrdered { request, reason });
                 self.reqs[i].st = St::Revoking;
             }
             Action::Revoked(i) => {
                 let time = plus_secs(self.log.now, 1);
-                let request = self.reqs[i].id.clone();
+                let request = self.reqs[i].id;
                 self.emit(time, BROKER, EventBody::AccessRevoked { request });
                 self.reqs[i].st = St::Done;
             }
@@ -973,19 +973,19 @@ impl Generator {
                 let base = plus_secs(self.log.now, 1);
                 let deadline = self.reqs[i].deadline.expect("granted");
                 let time = base.max(plus_millis(deadline, self.rng.range(0, 3000) as i64));
-                let request = self.reqs[i].id.clone();
+                let request = self.reqs[i].id;
                 self.emit(time, BROKER, EventBody::AccessExpired { request });
                 self.reqs[i].st = St::Done;
             }
             Action::RevokeFailed(i) => {
                 let time = plus_secs(self.log.now, 1);
-                let request = self.reqs[i].id.clone();
+                let request = self.reqs[i].id;
                 let attempt = self.reqs[i].revoke_failures + 1;
                 self.emit(
                     time,
                     BROKER,
                     EventBody::RevokeFailed {
-                        request: request.clone(),
+                        request,
                         attempt,
                         error: "connection refused".to_owned(),
                     },
@@ -1006,7 +1006,7 @@ impl Generator {
             }
             Action::Review(i, by) => {
                 let time = self.next_time();
-                let request = self.reqs[i].id.clone();
+                let request = self.reqs[i].id;
                 self.emit(
                     time,
                     by,
