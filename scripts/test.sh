@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/breakglass/target}"
+# A Node newer than the system's, when bootstrap had to fetch one (see bootstrap.sh).
+if [ -x "$HOME/.cache/breakglass/node/node_modules/.bin/node" ]; then
+  export PATH="$HOME/.cache/breakglass/node/node_modules/.bin:$PATH"
+fi
 export CARGO_TERM_COLOR=never
 jobs="${BREAKGLASS_TEST_JOBS:-2}"
 results="$(mktemp)"
@@ -14,6 +18,14 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The idp tests start the real OpenID provider from crates/idp/testidp: install its npm packages
+# from the committed lockfile when they are missing or older than the lockfile.
+testidp=crates/idp/testidp
+if [ ! -f "$testidp/node_modules/.package-lock.json" ] \
+  || [ "$testidp/package-lock.json" -nt "$testidp/node_modules/.package-lock.json" ]; then
+  echo "== npm ci ($testidp)"
+  (cd "$testidp" && npm ci --no-audit --no-fund)
+fi
 echo "== cargo test"
 cargo test --workspace --locked -j "$jobs" 2>&1 | tee "$results"
 echo "== benchmarks (each figure beside its target; see BENCHMARKS.md)"

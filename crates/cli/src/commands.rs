@@ -9,16 +9,16 @@ use std::time::Duration;
 use breakglass_core::policy::Policy;
 use breakglass_core::{Clock, PublicKey, RequestId, Span, Status, SystemClock, Timestamp};
 use breakglass_engine::{
-    default_dir, generate, public_key, write_csv, write_jsonl, Actor, Code, Engine, EngineError,
-    ExportFilter, Home, InitOptions, KeyLocation, KeyStoreKind, NewRequest,
+    default_dir, generate, public_key, signin, write_csv, write_jsonl, Actor, Code, Engine,
+    EngineError, ExportFilter, Home, InitOptions, KeyLocation, KeyStoreKind, NewRequest,
 };
 use breakglass_ledger::{verify_bundle, write_bundle, NoteVerifier, VerifyOptions};
 use breakglass_store::Store;
 
 use crate::output::{request_line, status_text};
 use crate::{
-    Cli, Command, ExportArgs, Format, IdentityCmd, LogCmd, PolicyCmd, RequestArgs, SystemKeysArg,
-    VerifyArgs,
+    ApprovalCmd, Cli, Command, ExportArgs, Format, IdentityCmd, LogCmd, PolicyCmd, RequestArgs,
+    SystemKeysArg, VerifyArgs,
 };
 
 /// A failed command: its message (one line unless it lists policy problems) and exit status.
@@ -114,7 +114,18 @@ impl Ctx {
                     .identity_key(&name)
                     .load()
                     .map_err(|e| refused(format!("cannot load the key of {name}: {e}")))?;
-                Ok(Actor::new(name, key))
+                let actor = Actor::new(name.clone(), key);
+                let provider_person = engine
+                    .state()
+                    .identity(&name)
+                    .is_some_and(|i| i.record.binding.oidc().is_some());
+                if !provider_person {
+                    return Ok(actor);
+                }
+                Ok(match signin::session_token(home, &name)? {
+                    Some(token) => actor.with_sign_in(token.expose_secret().to_owned()),
+                    None => actor,
+                })
             }
         }
     }
@@ -137,10 +148,24 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Quickstart(a) => quickstart(&ctx, &a.name, a.system_keys).await,
         Command::Identity(cmd) => identity(&ctx, cmd).await,
         Command::Policy(cmd) => policy(&ctx, cmd).await,
+        Command::Login {
+            provider,
+            device,
+            json,
+        } => login(&ctx, provider.as_deref(), device, json).await,
+        Command::Logout => logout(&ctx).await,
+        Command::Whoami { json } => whoami(&ctx, json).await,
         Command::Request(a) => request(&ctx, a).await,
-        Command::Approve { id, comment } => {
+        Command::Approve {
+            id,
+            offline: true,
+            valid_for,
+            ..
+        } => offline_approval(&ctx, &id, &valid_for).await,
+        Command::Approve { id, comment, .. } => {
             decide(&ctx, &id, |e, a, id| Box::pin(e.approve(a, id, comment))).await
         }
+        Command::Approval(ApprovalCmd::Import { token }) => import_approval(&ctx, &token).await,
         Command::Deny { id, reason } => {
             decide(&ctx, &id, |e, a, id| Box::pin(e.deny(a, id, reason))).await
         }
@@ -466,6 +491,195 @@ where
     } else {
         println!("{}", request_line(r, engine.now()));
     }
+    Ok(())
+}
+
+/// Shows sign-in prompts on the terminal (stderr, so stdout stays machine-readable).
+struct TerminalPrompt;
+
+impl signin::Prompt for TerminalPrompt {
+    fn open(&self, url: &url::Url) {
+        let opened = std::env::var_os("BREAKGLASS_NO_BROWSER").is_none()
+            && breakglass_idp::open_browser(url);
+        if opened {
+            eprintln!("Your browser was opened to sign in. If it did not, open this address:");
+        } else {
+            eprintln!("Open this address in a browser to sign in:");
+        }
+        eprintln!("Sign in at: {url}");
+    }
+
+    fn show_code(&self, user_code: &str, uri: &url::Url, complete: Option<&url::Url>) {
+        eprintln!("On any device, open {uri} and enter the code: {user_code}");
+        if let Some(complete) = complete {
+            eprintln!("(or open {complete})");
+        }
+        eprintln!("Waiting for you to confirm there...");
+    }
+}
+
+async fn login(ctx: &Ctx, provider: Option<&str>, device: bool, json: bool) -> Result<()> {
+    let (home, mut engine) = ctx.engine().await?;
+    let method = if device {
+        signin::Method::Device
+    } else {
+        signin::Method::Browser
+    };
+    let done = signin::login(
+        &mut engine,
+        &home,
+        ctx.clock.clone(),
+        provider,
+        ctx.as_identity.as_deref(),
+        method,
+        &TerminalPrompt,
+    )
+    .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&done).map_err(|e| refused(e.to_string()))?
+        );
+    } else {
+        let groups: Vec<String> = engine.state().groups_of(&done.name).into_iter().collect();
+        println!(
+            "Signed in as {} ({} subject {}){}; groups: {}",
+            done.name,
+            done.provider,
+            done.subject,
+            if done.enrolled { ", key enrolled" } else { "" },
+            if groups.is_empty() {
+                "none".to_owned()
+            } else {
+                groups.join(", ")
+            }
+        );
+    }
+    Ok(())
+}
+
+async fn logout(ctx: &Ctx) -> Result<()> {
+    let (home, engine) = ctx.engine().await?;
+    let name = ctx
+        .as_identity
+        .clone()
+        .unwrap_or_else(|| home.default_identity().to_owned());
+    let out = signin::logout(&engine, &home, ctx.clock.clone(), &name).await?;
+    if let Some(w) = &out.warning {
+        eprintln!("breakglass: warning: {w}");
+    }
+    println!(
+        "Signed out {}{}; the sign-in and the key are removed from this machine",
+        out.name,
+        if out.revoked {
+            ", refresh token revoked"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+async fn whoami(ctx: &Ctx, json: bool) -> Result<()> {
+    let (home, engine) = ctx.engine().await?;
+    // Named, not loaded: whoami works after a logout removed the key.
+    let name = match (&ctx.as_identity, &ctx.key_file) {
+        (Some(name), _) => name.clone(),
+        (None, Some(_)) => ctx.actor(&home, &engine)?.name().to_owned(),
+        (None, None) => home.default_identity().to_owned(),
+    };
+    let identity = engine
+        .state()
+        .identity(&name)
+        .ok_or_else(|| refused(format!("{name} is not enrolled in this log")))?;
+    let binding = identity.record.binding.oidc();
+    let session = signin::session_token(&home, &name)?;
+    let signed_in_at = session.as_ref().and_then(|t| {
+        breakglass_core::jose::peek_claims(t.expose_secret())
+            .ok()?
+            .get("auth_time")?
+            .as_i64()
+            .and_then(|s| Timestamp::from_unix_millis(s.saturating_mul(1000)))
+    });
+    let max_age = engine
+        .state()
+        .policy()
+        .map(|p| p.policy.max_auth_age)
+        .unwrap_or(breakglass_core::policy::DEFAULT_MAX_AUTH_AGE);
+    let fresh = signed_in_at.is_some_and(|at| {
+        engine.now().millis_since(at) <= i64::try_from(max_age.as_secs()).unwrap_or(0) * 1000
+    });
+    let groups: Vec<String> = engine.state().groups_of(&name).into_iter().collect();
+    let report = serde_json::json!({
+        "name": name,
+        "provider": binding.map(|b| b.provider.clone()),
+        "subject": binding.map(|b| b.subject.clone()),
+        "groups": groups,
+        "key": identity.record.key.to_base64(),
+        "signed_in": session.is_some(),
+        "signed_in_at": signed_in_at.map(|t| t.to_string()),
+        "fresh_for_decisions": fresh,
+        "max_auth_age": max_age.to_string(),
+    });
+    if json {
+        println!("{report}");
+        return Ok(());
+    }
+    match binding {
+        None => println!("{name}: local identity; groups: {}", groups.join(", ")),
+        Some(b) => println!(
+            "{name}: {} subject {}; groups: {}; {}",
+            b.provider,
+            b.subject,
+            if groups.is_empty() { "none".to_owned() } else { groups.join(", ") },
+            match (session.is_some(), signed_in_at, fresh) {
+                (false, _, _) => "not signed in here (run `breakglass login`)".to_owned(),
+                (true, Some(at), true) => format!("signed in at {at}, fresh enough to approve"),
+                (true, Some(at), false) => format!(
+                    "signed in at {at}, older than max_auth_age {max_age}: run `breakglass login` before approving"
+                ),
+                (true, None, _) => "signed in (time unknown)".to_owned(),
+            }
+        ),
+    }
+    Ok(())
+}
+
+async fn offline_approval(ctx: &Ctx, id: &str, valid_for: &str) -> Result<()> {
+    let id = parse_id(id)?;
+    let ttl = Span::parse(valid_for).map_err(|e| usage(format!("--valid-for: {e}")))?;
+    let (home, engine) = ctx.engine().await?;
+    let actor = ctx.actor(&home, &engine)?;
+    let token = engine.offline_approval(&actor, &id, ttl)?;
+    eprintln!(
+        "Offline approval of {id} by {}, valid for {ttl}. Give this token to the requester, who \
+         runs `breakglass approval import TOKEN`:",
+        actor.name()
+    );
+    println!("{token}");
+    Ok(())
+}
+
+async fn import_approval(ctx: &Ctx, token: &str) -> Result<()> {
+    let token = if token == "-" {
+        let mut text = String::new();
+        io::Read::read_to_string(&mut io::Read::take(io::stdin(), 8192), &mut text)
+            .map_err(|e| usage(format!("cannot read the token from standard input: {e}")))?;
+        text
+    } else {
+        token.to_owned()
+    };
+    let (home, mut engine) = ctx.engine().await?;
+    let actor = ctx.actor(&home, &engine)?;
+    let outcome = engine.import_offline_approval(&actor, &token).await?;
+    if let Some(w) = &outcome.warning {
+        eprintln!("breakglass: warning: {w}");
+    }
+    let r = engine
+        .state()
+        .request(&outcome.request)
+        .ok_or_else(|| refused("the request vanished"))?;
+    println!("{}", request_line(r, engine.now()));
     Ok(())
 }
 

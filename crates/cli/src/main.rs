@@ -54,16 +54,47 @@ enum Command {
     /// Check, apply or show the access policy.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Sign in with an identity provider named in the policy (enrols you on first sign-in).
+    Login {
+        /// The provider's name in the policy (needed when it names several).
+        #[arg(long)]
+        provider: Option<String>,
+        /// Sign in on another device with a code (for SSH sessions and headless machines).
+        #[arg(long)]
+        device: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End your sign-in: revoke the refresh token at the provider and remove it and your key
+    /// from the keyring.
+    Logout,
+    /// Show who you are here: identity, provider, groups and how fresh your sign-in is.
+    Whoami {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Request access to a target (or, with --break-glass, self-activate it).
     Request(RequestArgs),
-    /// Approve a pending request.
+    /// Approve a pending request (or, with --offline, sign an approval of a break-glass request
+    /// for the requester to import while the identity provider is unreachable).
     Approve {
         /// Request id.
         id: String,
         /// Comment recorded with the approval.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "offline")]
         comment: Option<String>,
+        /// Print a signed offline approval token instead of recording the approval.
+        #[arg(long)]
+        offline: bool,
+        /// How long the offline token may be imported (at most 15m).
+        #[arg(long, default_value = "10m", requires = "offline")]
+        valid_for: String,
     },
+    /// Import approvals signed offline.
+    #[command(subcommand)]
+    Approval(ApprovalCmd),
     /// Deny a pending request (one denial ends it).
     Deny {
         /// Request id.
@@ -114,6 +145,16 @@ enum Command {
         /// Longest sleep between passes.
         #[arg(long, default_value = "5s")]
         interval: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ApprovalCmd {
+    /// Record an offline approval token (as the requester, or as the broker's machine).
+    Import {
+        /// The token printed by `breakglass approve ID --offline`, or `-` to read it from
+        /// standard input.
+        token: String,
     },
 }
 

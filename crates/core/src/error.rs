@@ -200,6 +200,29 @@ pub enum Refusal {
     /// A time computation left the supported range.
     #[error("time out of range")]
     TimeOutOfRange,
+    /// A decision that needs a fresh sign-in with the identity provider came without one.
+    #[error("{actor} must sign in again to {action}: {why}")]
+    SignInRequired {
+        /// Who acted.
+        actor: String,
+        /// What they tried.
+        action: String,
+        /// Why the sign-in they presented (if any) is not enough.
+        why: String,
+    },
+    /// An identity provider's token in an event did not check out.
+    #[error("the {provider} sign-in token of {actor} is not valid: {why}")]
+    InvalidSignIn {
+        /// Whose token.
+        actor: String,
+        /// The provider.
+        provider: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// An offline approval token did not check out.
+    #[error("offline approval refused: {0}")]
+    InvalidOfflineApproval(String),
     /// An internal inconsistency (a bug).
     #[error("internal error in the state machine")]
     Internal,

@@ -61,10 +61,19 @@ pub enum EventBody {
         /// The log's origin, also the name of its checkpoint key.
         origin: String,
     },
-    /// An administrator enrolled an identity.
+    /// An administrator, or the broker for a person signed in at an identity provider, enrolled
+    /// an identity (or re-enrolled a provider's person with a new key).
     IdentityEnrolled {
         /// The new identity.
         identity: IdentityRecord,
+    },
+    /// An administrator or the broker recorded an identity provider's current signing keys, so
+    /// later sign-in tokens can be checked offline.
+    ProviderKeysRecorded {
+        /// The provider's JWK set, as fetched from it.
+        jwks: String,
+        /// The provider's name in the policy.
+        provider: String,
     },
     /// An administrator applied a policy version.
     PolicyApplied {
@@ -75,6 +84,10 @@ pub enum EventBody {
     },
     /// Someone asked for access (or, with `break_glass`, self-activated it).
     AccessRequested {
+        /// The requester's fresh identity-provider ID token, when they have one: required for a
+        /// break-glass self-activation by a provider's person (without it the activation waits
+        /// for one approval, which may be an offline one).
+        auth: Option<String>,
         /// Emergency self-activation under the target's break-glass rule.
         break_glass: bool,
         /// How long access should last once granted.
@@ -96,12 +109,23 @@ pub enum EventBody {
     },
     /// An approver approved a pending request.
     RequestApproved {
+        /// The approver's fresh identity-provider ID token: required when the approver is a
+        /// provider's person, whose groups are read from it.
+        auth: Option<String>,
         /// Optional comment.
         comment: Option<String>,
         /// The request.
         request: RequestId,
         /// Hex SHA-256 leaf hash of the request's log entry: binds the approval to exactly it.
         request_digest: String,
+    },
+    /// The requester or the broker imported an approval an approver signed offline (while the
+    /// identity provider was unreachable); accepted for break-glass requests only.
+    OfflineApprovalImported {
+        /// The request (the token must name the same).
+        request: RequestId,
+        /// The approval token (see [`crate::offline`]).
+        token: String,
     },
     /// An approver denied a pending request.
     RequestDenied {
@@ -201,9 +225,11 @@ impl EventBody {
         match self {
             EventBody::LogCreated { .. } => "log_created",
             EventBody::IdentityEnrolled { .. } => "identity_enrolled",
+            EventBody::ProviderKeysRecorded { .. } => "provider_keys_recorded",
             EventBody::PolicyApplied { .. } => "policy_applied",
             EventBody::AccessRequested { .. } => "access_requested",
             EventBody::RequestApproved { .. } => "request_approved",
+            EventBody::OfflineApprovalImported { .. } => "offline_approval_imported",
             EventBody::RequestDenied { .. } => "request_denied",
             EventBody::RequestCancelled { .. } => "request_cancelled",
             EventBody::RequestLapsed { .. } => "request_lapsed",
@@ -223,6 +249,7 @@ impl EventBody {
         match self {
             EventBody::AccessRequested { request, .. }
             | EventBody::RequestApproved { request, .. }
+            | EventBody::OfflineApprovalImported { request, .. }
             | EventBody::RequestDenied { request, .. }
             | EventBody::RequestCancelled { request }
             | EventBody::RequestLapsed { request }
@@ -236,6 +263,7 @@ impl EventBody {
             EventBody::Alert { request, .. } => request.as_ref(),
             EventBody::LogCreated { .. }
             | EventBody::IdentityEnrolled { .. }
+            | EventBody::ProviderKeysRecorded { .. }
             | EventBody::PolicyApplied { .. } => None,
         }
     }

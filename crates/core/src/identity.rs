@@ -67,12 +67,100 @@ impl<'de> Deserialize<'de> for PublicKey {
 }
 
 /// How an identity's key was vouched for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+///
+/// Serialised internally tagged, `{"kind":"local"}` or `{…,"kind":"oidc",…}`, with every field
+/// in byte order of its name (the ledger's canonical form), so it is written by hand.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(from = "BindingRepr")]
 #[non_exhaustive]
 pub enum Binding {
     /// Enrolled by an administrator of this log, who signed the enrolment.
     Local,
+    /// Bound to a person at an OpenID Connect provider: the provider's signed ID token, issued
+    /// for a sign-in whose nonce names this key, with the provider's keys that checked it.
+    Oidc(Box<OidcBinding>),
+}
+
+/// The evidence that binds a key to an identity provider's subject.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcBinding {
+    /// The provider's ID token (compact JWS) from the enrolment sign-in.
+    pub id_token: String,
+    /// The provider's issuer URL.
+    pub issuer: String,
+    /// The provider's JWK set (JSON) that the token was checked against.
+    pub jwks: String,
+    /// The provider's name in the policy.
+    pub provider: String,
+    /// The subject (`sub`) the provider knows the person by.
+    pub subject: String,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum BindingRepr {
+    Local,
+    Oidc {
+        id_token: String,
+        issuer: String,
+        jwks: String,
+        provider: String,
+        subject: String,
+    },
+}
+
+impl From<BindingRepr> for Binding {
+    fn from(repr: BindingRepr) -> Binding {
+        match repr {
+            BindingRepr::Local => Binding::Local,
+            BindingRepr::Oidc {
+                id_token,
+                issuer,
+                jwks,
+                provider,
+                subject,
+            } => Binding::Oidc(Box::new(OidcBinding {
+                id_token,
+                issuer,
+                jwks,
+                provider,
+                subject,
+            })),
+        }
+    }
+}
+
+impl Serialize for Binding {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Binding::Local => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("kind", "local")?;
+                map.end()
+            }
+            Binding::Oidc(b) => {
+                let mut map = s.serialize_map(Some(6))?;
+                map.serialize_entry("id_token", &b.id_token)?;
+                map.serialize_entry("issuer", &b.issuer)?;
+                map.serialize_entry("jwks", &b.jwks)?;
+                map.serialize_entry("kind", "oidc")?;
+                map.serialize_entry("provider", &b.provider)?;
+                map.serialize_entry("subject", &b.subject)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl Binding {
+    /// The OpenID Connect evidence, for identities bound to a provider.
+    pub fn oidc(&self) -> Option<&OidcBinding> {
+        match self {
+            Binding::Local => None,
+            Binding::Oidc(b) => Some(b),
+        }
+    }
 }
 
 /// One enrolled identity as recorded in the log.

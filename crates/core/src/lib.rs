@@ -25,7 +25,9 @@ mod error;
 mod event;
 mod id;
 mod identity;
+pub mod jose;
 pub mod names;
+pub mod offline;
 pub mod policy;
 pub mod span;
 mod state;
@@ -38,10 +40,11 @@ pub use event::{
     MAX_TICKET_LEN,
 };
 pub use id::RequestId;
-pub use identity::{Binding, IdentityRecord, PublicKey};
-pub use policy::{Policy, TargetPolicy, ADMIN_GROUP};
+pub use identity::{Binding, IdentityRecord, OidcBinding, PublicKey};
+pub use policy::{Policy, ProviderPolicy, TargetPolicy, ADMIN_GROUP};
 pub use span::Span;
 pub use state::{
     hex, Decision, Identity, LogState, PolicyVersion, Request, Review, Status, VerifiedEvent,
+    BREAK_GLASS_OFFLINE_QUORUM, SIGN_IN_LEEWAY,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

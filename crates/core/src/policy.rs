@@ -19,6 +19,22 @@
 //! - `max_auth_age` (default `"15m"`): how fresh a sign-in must be for decisions.
 //! - `[groups]` (optional): group name → array of member identity names, possibly empty. The
 //!   group [`ADMIN_GROUP`] may apply policy and enrol identities.
+//! - `[providers.NAME]` (optional): OpenID Connect identity providers whose people may enrol.
+//!   - `issuer` (required): the issuer URL exactly as the provider states it: `https://…`, or
+//!     `http://` on a loopback address (`127.0.0.1`, `[::1]`, `localhost`) for tests.
+//!   - `client_id` (required): this application's client id at the provider.
+//!   - `scopes` (default `["email", "groups", "offline_access"]`): scopes asked for besides
+//!     `openid`, which is always asked for.
+//!   - `groups_claim` (default `"groups"`): the ID token claim that lists the person's groups.
+//!   - `name_claim` (default `"preferred_username"`): the claim whose value becomes the
+//!     identity's name; it must follow the naming rule.
+//!   - `device_flow` (default `false`): also accept sign-ins through the device flow (RFC 8628)
+//!     for headless machines. Their ID tokens carry no nonce, so such a sign-in is bound to the
+//!     person and the time but not to the signing key; leave it off unless it is needed.
+//!   - `groups` (optional): provider group → array of policy groups (each declared in
+//!     `[groups]`). A person enrolled through the provider is in exactly the policy groups
+//!     their provider groups map to, read from their latest sign-in; the static member lists of
+//!     `[groups]` apply to locally enrolled identities only.
 //! - `[targets.NAME]` (at least one), with:
 //!   - `description` (default `""`): at most [`MAX_DESCRIPTION_CHARS`] characters, no control
 //!     characters (it is shown on one line).
@@ -113,9 +129,53 @@ pub struct Policy {
     pub max_auth_age: Span,
     /// Group name → member identity names.
     pub groups: BTreeMap<String, BTreeSet<String>>,
+    /// Provider name → how its people sign in and which groups they are in.
+    pub providers: BTreeMap<String, ProviderPolicy>,
     /// Target name → its rules. Never empty in a parsed policy.
     pub targets: BTreeMap<String, TargetPolicy>,
 }
+
+/// An OpenID Connect identity provider whose people may enrol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderPolicy {
+    /// The provider's name (its key under `[providers]`).
+    pub name: String,
+    /// The issuer URL, compared exactly with discovery documents and tokens.
+    pub issuer: String,
+    /// This application's client id at the provider.
+    pub client_id: String,
+    /// Scopes asked for besides `openid`.
+    pub scopes: Vec<String>,
+    /// The ID token claim listing the person's groups.
+    pub groups_claim: String,
+    /// The ID token claim whose value is the identity's name.
+    pub name_claim: String,
+    /// Whether device-flow sign-ins (ID tokens without a nonce) are accepted.
+    pub device_flow: bool,
+    /// Provider group → the policy groups its members are in.
+    pub groups: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl ProviderPolicy {
+    /// The policy groups that provider groups `idp_groups` map to.
+    pub fn policy_groups<'a>(
+        &'a self,
+        idp_groups: impl IntoIterator<Item = &'a str>,
+    ) -> BTreeSet<String> {
+        idp_groups
+            .into_iter()
+            .filter_map(|g| self.groups.get(g))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Scopes asked for besides `openid` when a provider lists none.
+pub const DEFAULT_PROVIDER_SCOPES: &[&str] = &["email", "groups", "offline_access"];
+
+/// The longest provider group name accepted in a mapping, in characters.
+pub const MAX_PROVIDER_GROUP_CHARS: usize = 256;
 
 /// The rules for one target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -195,6 +255,11 @@ impl Policy {
     /// The rules for the target called `name`, if there is one.
     pub fn target(&self, name: &str) -> Option<&TargetPolicy> {
         self.targets.get(name)
+    }
+
+    /// The identity provider called `name`, if there is one.
+    pub fn provider(&self, name: &str) -> Option<&ProviderPolicy> {
+        self.providers.get(name)
     }
 }
 
@@ -312,6 +377,34 @@ mod tests {
             "a command connector relies on the engine to revoke"
         );
         assert!(p.target("staging-db").is_none());
+    }
+
+    #[test]
+    fn providers_read_with_their_defaults_and_group_mappings() {
+        let p = Policy::parse(include_str!("../tests/fixtures/policies/ok_providers.toml"))
+            .expect("parses");
+        let corp = p.provider("corp").expect("declared");
+        assert_eq!(corp.issuer, "https://login.example.com/realms/corp");
+        assert_eq!(corp.client_id, "breakglass-desktop");
+        assert_eq!(corp.scopes, DEFAULT_PROVIDER_SCOPES);
+        assert_eq!(corp.groups_claim, "groups");
+        assert_eq!(corp.name_claim, "preferred_username");
+        assert!(corp.groups.is_empty());
+        let lab = p.provider("lab").expect("declared");
+        assert_eq!(lab.issuer, "http://127.0.0.1:8080");
+        assert_eq!(lab.groups_claim, "roles");
+        assert_eq!(lab.name_claim, "sub");
+        assert!(lab.device_flow && !corp.device_flow);
+        assert_eq!(
+            lab.policy_groups(["/platform/admins", "devs", "unmapped"]),
+            BTreeSet::from(["admin".into(), "sre".into(), "engineers".into()])
+        );
+        assert!(
+            lab.policy_groups(["sre team"]).is_empty(),
+            "exact match only"
+        );
+        assert!(p.provider("other").is_none());
+        assert!(sample().providers.is_empty());
     }
 
     #[test]

@@ -15,11 +15,19 @@ use crate::event::{
     Event, EventBody, EVENT_FORMAT, MAX_GRANT_RECORD_DELAY_SECS, MAX_TEXT_LEN, MAX_TICKET_LEN,
 };
 use crate::id::RequestId;
-use crate::identity::{IdentityRecord, PublicKey};
+use crate::identity::{Binding, IdentityRecord, PublicKey};
+use crate::jose::Jwks;
 use crate::names::name_problem;
 use crate::policy::{Policy, TargetPolicy, ADMIN_GROUP};
 use crate::span::Span;
 use crate::time::Timestamp;
+
+mod signin;
+
+use signin::SignIn;
+pub use signin::{BREAK_GLASS_OFFLINE_QUORUM, SIGN_IN_LEEWAY};
+
+const NO_GROUPS: &BTreeSet<String> = &BTreeSet::new();
 
 /// An event together with facts established outside the state machine: the key whose
 /// signature over it was verified, and the leaf hash of its log entry.
@@ -119,6 +127,9 @@ pub struct Decision {
     pub approved: bool,
     /// Comment or denial reason.
     pub comment: Option<String>,
+    /// True for an approval signed offline and imported (the identity provider was not
+    /// reachable, so no fresh sign-in backs it).
+    pub offline: bool,
 }
 
 /// Break-glass review state.
@@ -222,6 +233,11 @@ pub struct Identity {
     pub enrolled_at: Timestamp,
     /// Who enrolled it.
     pub enrolled_by: String,
+    /// For a provider's person: their provider groups as of their latest sign-in recorded in
+    /// the log (the policy maps them to policy groups). `None` for local identities.
+    pub provider_groups: Option<BTreeSet<String>>,
+    /// For a provider's person: when they last signed in, per the log.
+    pub last_sign_in: Option<Timestamp>,
 }
 
 /// The state of a log after replaying its events.
@@ -234,6 +250,8 @@ pub struct LogState {
     keys: BTreeMap<PublicKey, String>,
     policies: Vec<PolicyVersion>,
     requests: BTreeMap<RequestId, Request>,
+    /// Provider name → the signing keys recorded for it (enrolments and key records).
+    provider_keys: BTreeMap<String, Jwks>,
     last_time: Option<Timestamp>,
     events: u64,
 }
@@ -309,27 +327,43 @@ impl LogState {
         self.requests.values()
     }
 
-    /// The groups `name` belongs to under the policy in force: enrolment groups plus policy
-    /// memberships.
+    /// The groups `name` belongs to under the policy in force. A local identity: its enrolment
+    /// groups plus the policy's member lists. A provider's person: exactly the policy groups
+    /// their provider groups (from their latest sign-in in the log) map to.
     pub fn groups_of(&self, name: &str) -> BTreeSet<String> {
+        let Some(policy) = self.policy() else {
+            return self
+                .identities
+                .get(name)
+                .map(|i| i.record.groups.clone())
+                .unwrap_or_default();
+        };
+        if let Some((provider, groups)) = self.provider_membership(name) {
+            return policy
+                .policy
+                .provider(provider)
+                .map(|p| p.policy_groups(groups.iter().map(String::as_str)))
+                .unwrap_or_default();
+        }
         let mut groups = self
             .identities
             .get(name)
             .map(|i| i.record.groups.clone())
             .unwrap_or_default();
-        if let Some(p) = self.policy() {
-            for (g, members) in &p.policy.groups {
-                if members.contains(name) {
-                    groups.insert(g.clone());
-                }
+        for (g, members) in &policy.policy.groups {
+            if members.contains(name) {
+                groups.insert(g.clone());
             }
         }
         groups
     }
 
-    /// True when `name` is in `group`, by enrolment or by the policy in force (the same
-    /// membership as [`LogState::groups_of`], without building the set).
+    /// True when `name` is in `group` under the policy in force (the same membership as
+    /// [`LogState::groups_of`], without building the set).
     pub fn in_group(&self, name: &str, group: &str) -> bool {
+        if let Some((provider, groups)) = self.provider_membership(name) {
+            return self.provider_maps_to(provider, groups, group);
+        }
         self.identities
             .get(name)
             .is_some_and(|i| i.record.groups.contains(group))
@@ -339,6 +373,34 @@ impl LogState {
                     .get(group)
                     .is_some_and(|members| members.contains(name))
             })
+    }
+
+    /// For a provider's person: the provider's name and their latest provider groups.
+    fn provider_membership(&self, name: &str) -> Option<(&str, &BTreeSet<String>)> {
+        let identity = self.identities.get(name)?;
+        let binding = identity.record.binding.oidc()?;
+        Some((
+            binding.provider.as_str(),
+            identity.provider_groups.as_ref().unwrap_or(NO_GROUPS),
+        ))
+    }
+
+    /// Whether provider groups `groups` of `provider` map to policy group `group` under the
+    /// policy in force.
+    fn provider_maps_to(&self, provider: &str, groups: &BTreeSet<String>, group: &str) -> bool {
+        self.policy()
+            .and_then(|p| p.policy.provider(provider))
+            .is_some_and(|p| {
+                groups
+                    .iter()
+                    .filter_map(|g| p.groups.get(g))
+                    .any(|mapped| mapped.contains(group))
+            })
+    }
+
+    /// The signing keys recorded for identity provider `provider`.
+    pub fn provider_keys(&self, provider: &str) -> Option<&Jwks> {
+        self.provider_keys.get(provider)
     }
 
     /// True when `name` is an administrator.
@@ -380,21 +442,38 @@ impl LogState {
         self.check_envelope(ev)?;
         match &event.body {
             EventBody::LogCreated { .. } => self.log_created(ev)?,
-            EventBody::IdentityEnrolled { identity } => self.enrol(event, identity)?,
+            EventBody::IdentityEnrolled { identity } => self.enrol(ev, identity)?,
+            EventBody::ProviderKeysRecorded { provider, jwks } => {
+                self.provider_keys_recorded(event, provider, jwks)?
+            }
+            EventBody::OfflineApprovalImported { request, token } => {
+                self.offline_approval_imported(event, request, token)?
+            }
             EventBody::PolicyApplied { version, source } => {
                 self.policy_applied(event, *version, source)?
             }
             EventBody::AccessRequested { .. } => self.requested(ev)?,
             EventBody::RequestApproved {
+                auth,
                 request,
                 request_digest,
                 comment,
-            } => self.decided(event, request, request_digest, true, comment.as_deref())?,
+            } => {
+                let fresh = self.approval_sign_in(ev, auth.as_deref())?;
+                self.decided(
+                    event,
+                    request,
+                    request_digest,
+                    true,
+                    comment.as_deref(),
+                    fresh,
+                )?
+            }
             EventBody::RequestDenied {
                 request,
                 request_digest,
                 reason,
-            } => self.decided(event, request, request_digest, false, Some(reason))?,
+            } => self.decided(event, request, request_digest, false, Some(reason), None)?,
             EventBody::RequestCancelled { request } => {
                 let r = self.request_in(request, &[Status::Pending], "be cancelled")?;
                 if r.requester != event.actor {
@@ -674,11 +753,17 @@ impl LogState {
                 record: rec.clone(),
                 enrolled_at: e.time,
                 enrolled_by: e.actor.clone(),
+                provider_groups: None,
+                last_sign_in: None,
             },
         );
     }
 
-    fn enrol(&mut self, e: &Event, rec: &IdentityRecord) -> Result<(), Refusal> {
+    fn enrol(&mut self, ev: VerifiedEvent<'_>, rec: &IdentityRecord) -> Result<(), Refusal> {
+        let e = ev.event;
+        if let Binding::Oidc(binding) = &rec.binding {
+            return self.enrol_from_provider(e, rec, binding);
+        }
         self.require_admin(e, "enrol identities")?;
         if let Some(p) = name_problem(&rec.name) {
             return Err(Refusal::InvalidName(p));
@@ -736,6 +821,7 @@ impl LogState {
     fn requested(&mut self, ev: VerifiedEvent<'_>) -> Result<(), Refusal> {
         let e = ev.event;
         let EventBody::AccessRequested {
+            auth,
             request,
             target,
             role,
@@ -748,6 +834,10 @@ impl LogState {
         } = &e.body
         else {
             return Err(Refusal::Internal);
+        };
+        let fresh = match auth {
+            Some(token) => Some(self.check_sign_in(ev, token, "request access")?),
+            None => None,
         };
         if self.broker.as_deref() == Some(e.actor.as_str()) {
             return Err(Refusal::NotPermitted {
@@ -784,7 +874,11 @@ impl LogState {
             check_ticket(ticket)?;
         }
         if let Some(allowed) = &t.requesters {
-            if !allowed.iter().any(|g| self.in_group(&e.actor, g)) {
+            let member = |g: &String| match &fresh {
+                Some(sign_in) => self.provider_maps_to(&sign_in.provider, &sign_in.groups, g),
+                None => self.in_group(&e.actor, g),
+            };
+            if !allowed.iter().any(member) {
                 return Err(Refusal::NotPermitted {
                     actor: e.actor.clone(),
                     action: format!("request access to {target}"),
@@ -862,11 +956,20 @@ impl LogState {
             .time
             .checked_add(t.request_ttl)
             .ok_or(Refusal::TimeOutOfRange)?;
-        let quorum = t.approvers.quorum;
-        let (status, review, approved_at) = if *break_glass {
-            (Status::Approved, Some(Review::Required), Some(e.time))
+        // A provider's person self-activates break-glass only with a fresh sign-in; without one
+        // (the provider may be down) the activation waits for one approval, which may be
+        // signed offline.
+        let needs_approval =
+            *break_glass && fresh.is_none() && self.provider_membership(&e.actor).is_some();
+        let quorum = if needs_approval {
+            BREAK_GLASS_OFFLINE_QUORUM
         } else {
-            (Status::Pending, None, None)
+            t.approvers.quorum
+        };
+        let (status, review, approved_at) = match (*break_glass, needs_approval) {
+            (true, false) => (Status::Approved, Some(Review::Required), Some(e.time)),
+            (true, true) => (Status::Pending, Some(Review::Required), None),
+            (false, _) => (Status::Pending, None, None),
         };
         self.requests.insert(
             *request,
@@ -899,6 +1002,9 @@ impl LogState {
                 review,
             },
         );
+        if let Some(fresh) = fresh {
+            self.record_sign_in(&e.actor, fresh);
+        }
         Ok(())
     }
 
@@ -909,10 +1015,29 @@ impl LogState {
         digest: &str,
         approve: bool,
         comment: Option<&str>,
+        fresh: Option<SignIn>,
     ) -> Result<(), Refusal> {
         if let Some(c) = comment {
             check_text(if approve { "comment" } else { "reason" }, c, true)?;
         }
+        self.check_decision(&e.actor, id, digest, e.time, approve, fresh.as_ref())?;
+        if let Some(fresh) = fresh {
+            self.record_sign_in(&e.actor, fresh);
+        }
+        self.record_decision(id, &e.actor, e.time, approve, comment, false)
+    }
+
+    /// Every rule a decision by `actor` on request `id` must meet; `fresh` are the provider
+    /// groups of a sign-in presented with it (used instead of the recorded ones).
+    fn check_decision(
+        &self,
+        actor: &str,
+        id: &RequestId,
+        digest: &str,
+        time: Timestamp,
+        approve: bool,
+        fresh: Option<&SignIn>,
+    ) -> Result<(), Refusal> {
         let r = self.request_in(
             id,
             &[Status::Pending],
@@ -921,47 +1046,68 @@ impl LogState {
         if r.digest != digest {
             return Err(Refusal::DigestMismatch(*id));
         }
-        if e.time >= r.lapses_at {
+        if time >= r.lapses_at {
             return Err(Refusal::TooLate {
                 request: *id,
                 lapsed_at: r.lapses_at,
             });
         }
-        if r.requester == e.actor {
+        if r.requester == actor {
             return Err(Refusal::SelfDecision {
-                actor: e.actor.clone(),
+                actor: actor.to_owned(),
                 request: *id,
             });
         }
         let target = self
             .policy_target(&r.target)
             .ok_or_else(|| Refusal::UnknownTarget(r.target.clone()))?;
-        if !self.is_approver_for(&e.actor, target) {
+        let approver = match fresh {
+            Some(sign_in) => target
+                .approvers
+                .groups
+                .iter()
+                .any(|g| self.provider_maps_to(&sign_in.provider, &sign_in.groups, g)),
+            None => self.is_approver_for(actor, target),
+        };
+        if !approver {
             return Err(Refusal::NotApprover {
-                actor: e.actor.clone(),
+                actor: actor.to_owned(),
                 target: r.target.clone(),
                 groups: target.approvers.groups.iter().cloned().collect(),
             });
         }
-        if r.decisions.iter().any(|d| d.by == e.actor) {
+        if r.decisions.iter().any(|d| d.by == actor) {
             return Err(Refusal::AlreadyDecided {
-                actor: e.actor.clone(),
+                actor: actor.to_owned(),
                 request: *id,
             });
         }
+        Ok(())
+    }
+
+    fn record_decision(
+        &mut self,
+        id: &RequestId,
+        by: &str,
+        at: Timestamp,
+        approve: bool,
+        comment: Option<&str>,
+        offline: bool,
+    ) -> Result<(), Refusal> {
         let r = self.requests.get_mut(id).ok_or(Refusal::Internal)?;
         r.decisions.push(Decision {
-            by: e.actor.clone(),
-            at: e.time,
+            by: by.to_owned(),
+            at,
             approved: approve,
             comment: comment.map(str::to_owned),
+            offline,
         });
         if !approve {
             r.status = Status::Denied;
-            r.ended_at = Some(e.time);
+            r.ended_at = Some(at);
         } else if r.approvals() >= r.quorum as usize {
             r.status = Status::Approved;
-            r.approved_at = Some(e.time);
+            r.approved_at = Some(at);
         }
         Ok(())
     }

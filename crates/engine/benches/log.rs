@@ -149,6 +149,7 @@ fn history(n: usize) -> History {
             time,
             "dave",
             EventBody::AccessRequested {
+                auth: None,
                 request: id,
                 target: "db".into(),
                 role: "default".into(),
@@ -168,6 +169,7 @@ fn history(n: usize) -> History {
                 time,
                 approver,
                 EventBody::RequestApproved {
+                    auth: None,
                     request: id,
                     request_digest: digest.clone(),
                     comment: None,

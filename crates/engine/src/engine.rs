@@ -21,10 +21,12 @@ use crate::connector::{connector_for, Action, Instruction};
 use crate::error::EngineError;
 use crate::keys::public_key;
 
-/// An identity ready to sign: its name and its private key.
+/// An identity ready to sign: its name, its private key and, for a person of an identity
+/// provider, the ID token of their latest sign-in (presented with approvals and break-glass).
 pub struct Actor {
     name: String,
     key: SigningKey,
+    sign_in: Option<String>,
 }
 
 impl Actor {
@@ -33,7 +35,14 @@ impl Actor {
         Actor {
             name: name.into(),
             key,
+            sign_in: None,
         }
+    }
+
+    /// Adds the ID token of the identity's latest sign-in with its provider.
+    pub fn with_sign_in(mut self, id_token: String) -> Self {
+        self.sign_in = Some(id_token);
+        self
     }
 
     /// The identity's name.
@@ -52,6 +61,7 @@ impl fmt::Debug for Actor {
         f.debug_struct("Actor")
             .field("name", &self.name)
             .field("key", &self.public_key())
+            .field("signed_in", &self.sign_in.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -466,6 +476,181 @@ impl Engine {
         .await
     }
 
+    /// Enrols (or re-enrols with a new key) a person who signed in at identity provider
+    /// `provider`: the broker records the provider's ID token, whose nonce names `key`, with
+    /// the provider's key set that checked it.
+    pub async fn enrol_from_provider(
+        &mut self,
+        provider: &str,
+        name: &str,
+        key: PublicKey,
+        subject: &str,
+        id_token: &str,
+        jwks: &str,
+    ) -> Result<u64, EngineError> {
+        let issuer = self
+            .state
+            .policy()
+            .and_then(|p| p.policy.provider(provider))
+            .map(|p| p.issuer.clone())
+            .ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "identity provider {provider:?} is not in the policy in force"
+                ))
+            })?;
+        let identity = IdentityRecord {
+            name: name.to_owned(),
+            key,
+            groups: Default::default(),
+            binding: Binding::Oidc(Box::new(breakglass_core::OidcBinding {
+                id_token: id_token.to_owned(),
+                issuer,
+                jwks: jwks.to_owned(),
+                provider: provider.to_owned(),
+                subject: subject.to_owned(),
+            })),
+        };
+        self.commit(vec![Pending {
+            signer: Signer::Broker,
+            body: EventBody::IdentityEnrolled { identity },
+            not_before: None,
+        }])
+        .await
+    }
+
+    /// Records an identity provider's current key set (after a key rotation), unless every key
+    /// in it is already recorded. Returns whether an event was appended.
+    pub async fn record_provider_keys(
+        &mut self,
+        provider: &str,
+        jwks: &str,
+    ) -> Result<bool, EngineError> {
+        let fresh = breakglass_core::jose::Jwks::parse(jwks)
+            .map_err(|e| EngineError::Invalid(format!("key set of {provider}: {e}")))?;
+        let known = self.state.provider_keys(provider);
+        if known.is_some_and(|k| fresh.kids().all(|kid| k.contains(kid))) {
+            return Ok(false);
+        }
+        self.commit(vec![Pending {
+            signer: Signer::Broker,
+            body: EventBody::ProviderKeysRecorded {
+                jwks: jwks.to_owned(),
+                provider: provider.to_owned(),
+            },
+            not_before: None,
+        }])
+        .await?;
+        Ok(true)
+    }
+
+    /// Signs an offline approval of break-glass request `id` by `approver`, valid for `ttl`
+    /// (at most 15 minutes). Nothing is appended: the requester or the broker imports it.
+    /// The checks the import will make are made now too, so a token that would be refused is
+    /// never handed out.
+    pub fn offline_approval(
+        &self,
+        approver: &Actor,
+        id: &RequestId,
+        ttl: Span,
+    ) -> Result<String, EngineError> {
+        let max = Span::from_secs(breakglass_core::offline::MAX_OFFLINE_APPROVAL_TTL_SECS);
+        if ttl > max || ttl.as_secs() == 0 {
+            return Err(EngineError::Invalid(format!(
+                "an offline approval is valid for 1s to {max}; {ttl} was asked for"
+            )));
+        }
+        let issued = self.now();
+        let approval = breakglass_core::offline::OfflineApproval {
+            approver: approver.name.clone(),
+            expires: issued
+                .checked_add(ttl)
+                .ok_or(breakglass_core::Refusal::TimeOutOfRange)?,
+            issued,
+            log: self.state.origin().unwrap_or_default().to_owned(),
+            request: *id,
+            request_digest: self.digest_of(id)?,
+        };
+        let token = approval.sign(&approver.key);
+        let requester = self
+            .state
+            .request(id)
+            .map(|r| r.requester.clone())
+            .ok_or(breakglass_core::Refusal::UnknownRequest(*id))?;
+        // Dry run of the import as the requester would make it (on a copy of the state).
+        let requester_key = self
+            .state
+            .identity(&requester)
+            .map(|i| i.record.key)
+            .ok_or_else(|| breakglass_core::Refusal::UnknownIdentity(requester.clone()))?;
+        let trial = Event {
+            v: EVENT_FORMAT,
+            log: approval.log.clone(),
+            time: issued,
+            actor: requester,
+            body: EventBody::OfflineApprovalImported {
+                request: *id,
+                token: token.clone(),
+            },
+        };
+        self.state.clone().apply(VerifiedEvent {
+            event: &trial,
+            signer: &requester_key,
+            leaf_hash: &[0; 32],
+        })?;
+        Ok(token)
+    }
+
+    /// Imports an offline approval token; `importer` must be the request's requester (the
+    /// broker imports it otherwise). Grants the request when it is then approved.
+    pub async fn import_offline_approval(
+        &mut self,
+        importer: &Actor,
+        token: &str,
+    ) -> Result<Outcome, EngineError> {
+        let (approval, _) = breakglass_core::offline::OfflineApproval::decode(token)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let id = approval.request;
+        let requester = self
+            .state
+            .request(&id)
+            .map(|r| r.requester.clone())
+            .ok_or(breakglass_core::Refusal::UnknownRequest(id))?;
+        let signer = if requester == importer.name {
+            Signer::Actor(importer)
+        } else {
+            Signer::Broker
+        };
+        self.commit(vec![Pending {
+            signer,
+            body: EventBody::OfflineApprovalImported {
+                request: id,
+                token: token.trim().to_owned(),
+            },
+            not_before: None,
+        }])
+        .await?;
+        let warning = self.grant_if_approved(&id).await?;
+        Ok(self.outcome(&id, false, warning))
+    }
+
+    /// Whether `token` (not verified here: the log's rules check it) says its sign-in is recent
+    /// enough for decisions under the policy in force.
+    fn sign_in_is_fresh(&self, token: &str) -> bool {
+        let max_age = self
+            .state
+            .policy()
+            .map_or(breakglass_core::policy::DEFAULT_MAX_AUTH_AGE, |p| {
+                p.policy.max_auth_age
+            });
+        let signed_in = breakglass_core::jose::peek_claims(token)
+            .ok()
+            .and_then(|c| c.get("auth_time").and_then(serde_json::Value::as_i64))
+            .and_then(|secs| Timestamp::from_unix_millis(secs.saturating_mul(1000)));
+        signed_in.is_some_and(|at| {
+            self.now().millis_since(at) <= i64::try_from(max_age.as_secs()).unwrap_or(0) * 1000
+        })
+    }
+
     /// Requests access. A break-glass request is granted at once, raises an alert and owes a
     /// review.
     pub async fn request(
@@ -483,12 +668,19 @@ impl Engine {
             .target(&req.target)
             .ok_or_else(|| breakglass_core::Refusal::UnknownTarget(req.target.clone()))?;
         let role = req.role.unwrap_or_else(|| target.default_role().to_owned());
+        // A stale sign-in is left out of a break-glass activation, which then waits for one
+        // approval (possibly offline) instead of failing: the provider may be down.
+        let auth = match &actor.sign_in {
+            Some(token) if req.break_glass && !self.sign_in_is_fresh(token) => None,
+            other => other.clone(),
+        };
         let mut random = [0u8; 10];
         rand::rngs::OsRng.fill_bytes(&mut random);
         let id = RequestId::from_random(random);
         let mut batch = vec![Pending {
             signer: Signer::Actor(actor),
             body: EventBody::AccessRequested {
+                auth,
                 request: id,
                 target: req.target.clone(),
                 role,
@@ -516,6 +708,23 @@ impl Engine {
             });
         }
         self.commit(batch).await?;
+        if req.break_glass && self.state.request(&id).map(|r| r.status) == Some(Status::Pending) {
+            self.commit(vec![Pending {
+                signer: Signer::Broker,
+                body: EventBody::Alert {
+                    request: Some(id),
+                    kind: AlertKind::BreakGlassActivated,
+                    message: format!(
+                        "{} has no fresh sign-in with their identity provider: break-glass {id} \
+                         waits for one approval, which an approver may sign offline \
+                         (`breakglass approve {id} --offline`)",
+                        actor.name
+                    ),
+                },
+                not_before: None,
+            }])
+            .await?;
+        }
         let warning = self.grant_if_approved(&id).await?;
         Ok(self.outcome(&id, false, warning))
     }
@@ -531,6 +740,7 @@ impl Engine {
         self.commit(vec![Pending {
             signer: Signer::Actor(actor),
             body: EventBody::RequestApproved {
+                auth: actor.sign_in.clone(),
                 request: *id,
                 request_digest: digest,
                 comment,

@@ -28,6 +28,8 @@ pub enum Code {
     Key,
     /// A connector failed.
     Connector,
+    /// The identity provider could not be reached or refused the sign-in.
+    IdentityProvider,
 }
 
 /// Why an engine command failed.
@@ -58,6 +60,10 @@ pub enum EngineError {
     /// The log is not initialised, or already is.
     #[error("{0}")]
     Setup(String),
+    /// Talking to the identity provider failed (unreachable, refused, or a token that did not
+    /// check out).
+    #[error("{0}")]
+    IdentityProvider(#[from] breakglass_idp::IdpError),
     /// A connector failed to grant or revoke.
     #[error("connector for {target} failed: {error}")]
     Connector {
@@ -83,6 +89,7 @@ impl EngineError {
             EngineError::Store(_) => Code::Storage,
             EngineError::Key(_) => Code::Key,
             EngineError::Connector { .. } => Code::Connector,
+            EngineError::IdentityProvider(_) => Code::IdentityProvider,
         }
     }
 }

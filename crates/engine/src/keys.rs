@@ -151,11 +151,11 @@ impl KeyLocation {
     }
 }
 
-fn keyring_entry(user: &str) -> Result<keyring::Entry, KeyError> {
+pub(crate) fn keyring_entry(user: &str) -> Result<keyring::Entry, KeyError> {
     keyring::Entry::new(KEYRING_SERVICE, user).map_err(|e| keyring_error(user, e))
 }
 
-fn keyring_error(user: &str, e: keyring::Error) -> KeyError {
+pub(crate) fn keyring_error(user: &str, e: keyring::Error) -> KeyError {
     let why = match e {
         keyring::Error::PlatformFailure(inner) | keyring::Error::NoStorageAccess(inner) => format!(
             "the Secret Service is not reachable ({inner}); start a keyring (e.g. gnome-keyring) in this session, or use key files (--key-file, --system-keys file)"

@@ -58,6 +58,8 @@ mod error;
 mod export;
 mod home;
 mod keys;
+mod session;
+pub mod signin;
 
 pub use connector::{
     connector_for, Action, BoxFuture, CommandConnector, Connector, ConnectorError, Instruction,

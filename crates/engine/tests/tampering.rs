@@ -82,6 +82,7 @@ fn forged_request(log: &Log) -> Entry {
     let event = Event {
         actor: "dave".into(),
         body: EventBody::AccessRequested {
+            auth: None,
             break_glass: false,
             duration: Span::from_secs(600),
             extends: None,
@@ -299,6 +300,7 @@ async fn a_signed_event_that_breaks_a_rule_is_refused_even_with_a_good_checkpoin
         Event {
             actor: "dave".into(),
             body: EventBody::RequestApproved {
+                auth: None,
                 comment: None,
                 request: id,
                 request_digest: digest,

@@ -309,6 +309,7 @@ fn approval_of_a_different_version_of_the_request_is_a_violation() {
     assert_ne!(log.digest(&rid), seen_digest);
 
     let approval = |digest: &str| EventBody::RequestApproved {
+        auth: None,
         request: rid,
         request_digest: digest.to_owned(),
         comment: None,

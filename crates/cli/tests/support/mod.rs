@@ -14,6 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+pub mod secret_service;
+
 /// Exit codes documented in the README.
 pub const OK: i32 = 0;
 pub const REFUSED: i32 = 1;
@@ -147,6 +149,26 @@ impl Cli {
         let mut all = vec!["--data-dir".to_owned(), self.data_dir.display().to_string()];
         all.extend(args.iter().map(|a| a.as_ref().to_owned()));
         run_binary(&all, &self.env)
+    }
+
+    /// Starts `breakglass --data-dir DIR ARGS…` without waiting, with stdout and stderr piped
+    /// (for commands that wait on something the test then does, like a sign-in).
+    pub fn spawn<S: AsRef<str>>(&self, args: &[S]) -> std::process::Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_breakglass"));
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args.iter().map(AsRef::as_ref))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for k in CLEARED_ENV {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("cannot run the breakglass binary: {e}"))
     }
 
     /// Runs a command with `--key-file KEY`, i.e. as the identity enrolled with that key.

@@ -7,13 +7,23 @@ use toml_edit::{ImDocument, Item, Key, TableLike};
 
 use super::{
     ApproverRule, BreakGlassRule, CommandSpec, ConnectorSpec, Policy, PolicyErrors, PolicyProblem,
-    TargetPolicy, DEFAULT_CONNECTOR_TIMEOUT, DEFAULT_MAX_AUTH_AGE, DEFAULT_ROLE,
-    MAX_CONNECTOR_TIMEOUT, MAX_DESCRIPTION_CHARS, MAX_POLICY_BYTES,
+    ProviderPolicy, TargetPolicy, DEFAULT_CONNECTOR_TIMEOUT, DEFAULT_MAX_AUTH_AGE,
+    DEFAULT_PROVIDER_SCOPES, DEFAULT_ROLE, MAX_CONNECTOR_TIMEOUT, MAX_DESCRIPTION_CHARS,
+    MAX_POLICY_BYTES, MAX_PROVIDER_GROUP_CHARS,
 };
 use crate::names::name_problem;
 use crate::span::Span;
 
-const TOP_KEYS: &[&str] = &["version", "max_auth_age", "groups", "targets"];
+const TOP_KEYS: &[&str] = &["version", "max_auth_age", "groups", "providers", "targets"];
+const PROVIDER_KEYS: &[&str] = &[
+    "issuer",
+    "client_id",
+    "scopes",
+    "groups_claim",
+    "name_claim",
+    "device_flow",
+    "groups",
+];
 const TARGET_KEYS: &[&str] = &[
     "description",
     "roles",
@@ -209,6 +219,17 @@ impl Problems {
         text
     }
 
+    fn boolean(&mut self, entry: Entry<'_>, what: &str) -> Option<bool> {
+        let b = entry.item.as_bool();
+        if b.is_none() {
+            self.at(
+                entry.value_pos(),
+                format!("{what} must be true or false; found {}", entry.type_name()),
+            );
+        }
+        b
+    }
+
     fn integer(&mut self, entry: Entry<'_>, what: &str) -> Option<i64> {
         let n = entry.item.as_integer();
         if n.is_none() {
@@ -371,6 +392,11 @@ impl Problems {
             None => Some(BTreeSet::new()),
         };
 
+        let providers = match root.get("providers") {
+            Some(entry) => self.providers(entry, declared.as_ref()),
+            None => Some(BTreeMap::new()),
+        };
+
         let targets = match root.get("targets") {
             Some(entry) => self.targets(entry, declared.as_ref()),
             None => {
@@ -386,8 +412,209 @@ impl Problems {
             version: version?,
             max_auth_age: max_auth_age?,
             groups: groups?,
+            providers: providers?,
             targets: targets?,
         })
+    }
+
+    fn providers(
+        &mut self,
+        entry: Entry<'_>,
+        declared: Option<&BTreeSet<String>>,
+    ) -> Option<BTreeMap<String, ProviderPolicy>> {
+        let table = self.table(entry, "providers", "in [providers]".into())?;
+        let mut providers = BTreeMap::new();
+        let mut ok = true;
+        for provider in table.entries() {
+            match self.provider(provider, declared) {
+                Some(p) => {
+                    providers.insert(p.name.clone(), p);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(providers)
+    }
+
+    fn provider(
+        &mut self,
+        entry: Entry<'_>,
+        declared: Option<&BTreeSet<String>>,
+    ) -> Option<ProviderPolicy> {
+        let name = entry.key.get();
+        let name_ok = match name_problem(name) {
+            Some(problem) => {
+                self.at(entry.key_pos(), format!("invalid provider name: {problem}"));
+                false
+            }
+            None => true,
+        };
+        let path = format!("providers.{}", key_path(name));
+        let p = shown(name);
+        let table = self.table(entry, &format!("provider {p}"), format!("in [{path}]"))?;
+        self.unknown_keys(&table, PROVIDER_KEYS);
+
+        let issuer = self
+            .required(
+                &table,
+                "issuer",
+                "the provider's issuer URL, e.g. \"https://login.example.com\"",
+            )
+            .and_then(|e| {
+                let text = self.string(e, &format!("issuer of provider {p}"))?;
+                match issuer_problem(text) {
+                    Some(problem) => {
+                        self.at(e.value_pos(), format!("issuer of provider {p}: {problem}"));
+                        None
+                    }
+                    None => Some(text.to_owned()),
+                }
+            });
+        let client_id = self
+            .required(
+                &table,
+                "client_id",
+                "this application's client id at the provider",
+            )
+            .and_then(|e| self.claim_name(e, &format!("client_id of provider {p}")));
+        let scopes = match table.get("scopes") {
+            Some(e) => self.scopes(e, &p),
+            None => Some(
+                DEFAULT_PROVIDER_SCOPES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+            ),
+        };
+        let groups_claim = match table.get("groups_claim") {
+            Some(e) => self.claim_name(e, &format!("groups_claim of provider {p}")),
+            None => Some("groups".to_owned()),
+        };
+        let name_claim = match table.get("name_claim") {
+            Some(e) => self.claim_name(e, &format!("name_claim of provider {p}")),
+            None => Some("preferred_username".to_owned()),
+        };
+        let device_flow = match table.get("device_flow") {
+            Some(e) => self.boolean(e, &format!("device_flow of provider {p}")),
+            None => Some(false),
+        };
+        let groups = match table.get("groups") {
+            Some(e) => self.group_map(e, &p, &path, declared),
+            None => Some(BTreeMap::new()),
+        };
+        if !name_ok {
+            return None;
+        }
+        Some(ProviderPolicy {
+            name: name.to_owned(),
+            issuer: issuer?,
+            client_id: client_id?,
+            scopes: scopes?,
+            groups_claim: groups_claim?,
+            name_claim: name_claim?,
+            device_flow: device_flow?,
+            groups: groups?,
+        })
+    }
+
+    /// A non-empty string without control characters or spaces (a client id or claim name).
+    fn claim_name(&mut self, entry: Entry<'_>, what: &str) -> Option<String> {
+        let text = self.string(entry, what)?;
+        let bad = text.is_empty()
+            || text.len() > MAX_PROVIDER_GROUP_CHARS
+            || text.chars().any(|c| c.is_control() || c.is_whitespace());
+        if bad {
+            self.at(
+                entry.value_pos(),
+                format!(
+                    "{what} must be 1 to {MAX_PROVIDER_GROUP_CHARS} characters without spaces \
+                     or control characters"
+                ),
+            );
+            return None;
+        }
+        Some(text.to_owned())
+    }
+
+    fn scopes(&mut self, entry: Entry<'_>, p: &str) -> Option<Vec<String>> {
+        let what = format!("scopes of provider {p}");
+        let elements = self.strings(entry, &what, "scope names")?;
+        let mut ok = true;
+        let mut seen = BTreeSet::new();
+        for element in &elements {
+            // RFC 6749 §3.3: scope tokens are printable ASCII without space, '"' or '\\'.
+            let valid = !element.text.is_empty()
+                && element
+                    .text
+                    .bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+            if !valid {
+                ok = false;
+                self.at(
+                    element.pos,
+                    format!("invalid scope {:?} in {what}", element.text),
+                );
+            } else if element.text == "openid" {
+                ok = false;
+                self.at(
+                    element.pos,
+                    format!("{what} lists \"openid\", which is always asked for; remove it"),
+                );
+            } else if !seen.insert(element.text) {
+                ok = false;
+                self.at(
+                    element.pos,
+                    format!("scope {:?} is listed twice in {what}", element.text),
+                );
+            }
+        }
+        ok.then(|| elements.iter().map(|e| e.text.to_owned()).collect())
+    }
+
+    fn group_map(
+        &mut self,
+        entry: Entry<'_>,
+        p: &str,
+        path: &str,
+        declared: Option<&BTreeSet<String>>,
+    ) -> Option<BTreeMap<String, BTreeSet<String>>> {
+        let table = self.table(
+            entry,
+            &format!("groups of provider {p}"),
+            format!("in [{path}.groups]"),
+        )?;
+        let mut map = BTreeMap::new();
+        let mut ok = true;
+        for mapping in table.entries() {
+            let idp_group = mapping.key.get();
+            if idp_group.is_empty()
+                || idp_group.chars().count() > MAX_PROVIDER_GROUP_CHARS
+                || idp_group.chars().any(char::is_control)
+            {
+                ok = false;
+                self.at(
+                    mapping.key_pos(),
+                    format!(
+                        "provider group names must be 1 to {MAX_PROVIDER_GROUP_CHARS} characters \
+                         without control characters"
+                    ),
+                );
+                continue;
+            }
+            let what = format!("the mapping of provider group {idp_group:?} of provider {p}");
+            match self.group_refs(
+                mapping,
+                &what,
+                declared,
+                "map it to at least one policy group, or remove it",
+            ) {
+                Some(groups) => {
+                    map.insert(idp_group.to_owned(), groups);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(map)
     }
 
     fn groups(&mut self, entry: Entry<'_>) -> Option<BTreeMap<String, BTreeSet<String>>> {
@@ -789,6 +1016,44 @@ impl Problems {
         }
         ok.then(|| args.iter().map(|a| a.text.to_owned()).collect())
     }
+}
+
+/// Why `issuer` is not an acceptable issuer URL: `https://host…`, or plain `http://` only on a
+/// loopback address; no query, fragment, credentials or whitespace.
+fn issuer_problem(issuer: &str) -> Option<String> {
+    if issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some(format!(
+            "{issuer:?} must not contain spaces or control characters"
+        ));
+    }
+    let (https, rest) = match (
+        issuer.strip_prefix("https://"),
+        issuer.strip_prefix("http://"),
+    ) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return Some(format!("{issuer:?} is not an https:// URL")),
+    };
+    if rest.contains(['?', '#', '@']) {
+        return Some(format!(
+            "{issuer:?} must not contain a query, a fragment or credentials"
+        ));
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = if authority.starts_with('[') {
+        authority.split_inclusive(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    if host.is_empty() {
+        return Some(format!("{issuer:?} names no host"));
+    }
+    if !https && !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        return Some(format!(
+            "{issuer:?} must use https (plain http is accepted only on a loopback address)"
+        ));
+    }
+    None
 }
 
 /// Absolute on Unix (`/…`) or Windows (`C:\…`, `C:/…`, `\\server\…`), judged the same way on

@@ -478,6 +478,7 @@ impl Log {
     /// A request body for `target` (role chosen by target) of `minutes`.
     pub fn request_body(id: &RequestId, target: &str, secs: u64, break_glass: bool) -> EventBody {
         EventBody::AccessRequested {
+            auth: None,
             request: *id,
             target: target.to_owned(),
             role: if target == PROD_DB { "read" } else { "default" }.to_owned(),
@@ -493,6 +494,7 @@ impl Log {
     /// An approval of `id` bound to its request entry.
     pub fn approve_body(&self, id: &RequestId) -> EventBody {
         EventBody::RequestApproved {
+            auth: None,
             request: *id,
             request_digest: self.digest(id),
             comment: None,
@@ -800,6 +802,7 @@ impl Generator {
             None => (None, id),
         };
         let body = EventBody::AccessRequested {
+            auth: None,
             request: id,
             target: target.to_owned(),
             role: role.to_owned(),
@@ -864,6 +867,7 @@ impl Generator {
                 let request_digest = self.log.digest(&id);
                 let body = if approve {
                     EventBody::RequestApproved {
+                        auth: None,
                         request: id,
                         request_digest,
                         comment: self.rng.chance(1, 2).then(|| format!("ok from {by}")),

@@ -1,0 +1,437 @@
+//! Sign-in end to end with a real OpenID provider (npm `oidc-provider`, started per test on a
+//! loopback port) and the real Secret Service: the CLI signs people in with code+PKCE and with
+//! the device flow, enrols their keys from the provider's ID tokens, reads approver groups from
+//! fresh sign-ins, logs out with revocation, and — with the provider stopped — completes a
+//! break-glass request through an offline approval. No refresh token or private key ends up in
+//! the database, the data directory, an export or the CLI's output.
+
+mod support;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use breakglass_core::SystemClock;
+use breakglass_idp::testing::{TestIdp, TestIdpOptions, TestUser};
+use breakglass_idp::{Provider, RefreshToken};
+use support::secret_service::SecretService;
+use support::{Cli, Output, REFUSED};
+
+fn policy(issuer: &str, client_id: &str, version: u64, max_auth_age: &str) -> String {
+    format!(
+        r#"version = {version}
+max_auth_age = "{max_auth_age}"
+[groups]
+admin = ["admin"]
+sre = []
+[providers.lab]
+issuer = "{issuer}"
+client_id = "{client_id}"
+name_claim = "sub"
+device_flow = true
+groups = {{ "sre-team" = ["sre"] }}
+[targets.db]
+max_duration = "1h"
+request_ttl = "30m"
+extension_cap = "2h"
+approvers = {{ groups = ["sre"], quorum = 1 }}
+break_glass = {{ max_duration = "30m" }}
+connector = {{ kind = "command", grant = ["/bin/true"], revoke = ["/bin/true"] }}
+"#
+    )
+}
+
+struct Setup {
+    service: SecretService,
+    cli: Cli,
+    idp: TestIdp,
+    client_id: String,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        let service = SecretService::start();
+        let mut cli = service.cli();
+        cli.env("BREAKGLASS_NO_BROWSER", "1");
+        let idp = TestIdp::start(TestIdpOptions {
+            users: vec![
+                TestUser::new("alice", &["sre-team"]),
+                TestUser::new("dave", &["devs"]),
+            ],
+            ..TestIdpOptions::default()
+        })
+        .await
+        .expect("the test identity provider starts (scripts/test.sh runs npm ci for it)");
+        let client_id = idp.native_client().client_id;
+        cli.run(&["init"]).ok("init with keys in the keyring");
+        let setup = Setup {
+            service,
+            cli,
+            idp,
+            client_id,
+        };
+        setup.apply_policy(1, "15m");
+        setup
+    }
+
+    fn apply_policy(&self, version: u64, max_auth_age: &str) {
+        let path = self
+            .service
+            .tmp
+            .path()
+            .join(format!("policy-{version}.toml"));
+        fs::write(
+            &path,
+            policy(self.idp.issuer(), &self.client_id, version, max_auth_age),
+        )
+        .expect("write the policy");
+        self.cli
+            .run(&["policy", "apply", &path.display().to_string()])
+            .ok("the admin applies the policy naming the provider");
+    }
+
+    /// Runs `ARGS…` (a `login` command), and when the CLI shows where to sign in, signs `user`
+    /// in there through the provider's own pages (browser) or confirms the code (device).
+    async fn login(&self, args: &[&str], user: &str) -> Output {
+        let all = args.to_vec();
+        let mut child = self.cli.spawn(&all);
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                continue;
+            };
+            seen.push(line.clone());
+            if let Some(url) = line.strip_prefix("Sign in at: ") {
+                let url = url.parse().expect("the CLI prints a URL");
+                self.idp
+                    .headless_login(&url, user)
+                    .await
+                    .expect("the person signs in at the provider");
+                break;
+            }
+            if let Some((_, code)) = line.split_once("enter the code: ") {
+                self.idp
+                    .approve_device(code.trim(), user)
+                    .await
+                    .expect("the person confirms the device code");
+                break;
+            }
+        }
+        let status = tokio::task::spawn_blocking(move || {
+            let mut stdout = String::new();
+            child
+                .stdout
+                .take()
+                .expect("piped stdout")
+                .read_to_string(&mut stdout)
+                .expect("read stdout");
+            (child.wait().expect("the CLI exits"), stdout)
+        })
+        .await
+        .expect("join");
+        seen.extend(rx.try_iter());
+        Output {
+            args: all.iter().map(|s| (*s).to_owned()).collect(),
+            code: status.0.code().unwrap_or(-1),
+            stdout: status.1,
+            stderr: seen.join("\n"),
+        }
+    }
+
+    fn request(&self, who: &str, break_glass: bool) -> String {
+        let mut args = vec![
+            "--as",
+            who,
+            "request",
+            "--target",
+            "db",
+            "--duration",
+            "20m",
+            "--reason",
+            "database is down",
+            "--json",
+        ];
+        if break_glass {
+            args.push("--break-glass");
+        }
+        let out = self.cli.run(&args);
+        out.ok("the request is recorded");
+        out.json()["request"]
+            .as_str()
+            .expect("a request id")
+            .to_owned()
+    }
+
+    fn state(&self, id: &str) -> String {
+        let out = self.cli.run(&["status", "--all", "--json"]);
+        out.ok("status");
+        support::find_request(&out.json(), id)["status"]
+            .as_str()
+            .expect("a status")
+            .to_owned()
+    }
+
+    /// A secret of the keyring entry whose user name ends with `suffix`.
+    fn keyring_secret(&self, suffix: &str) -> String {
+        let out = self
+            .service
+            .secret_tool(&["search", "--all", "service", "breakglass"])
+            .output()
+            .expect("secret-tool search");
+        let listing = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let user = listing
+            .lines()
+            .filter_map(|l| l.strip_prefix("attribute.username = "))
+            .find(|u| u.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no keyring entry ends with {suffix}"))
+            .to_owned();
+        let out = self
+            .service
+            .secret_tool(&["lookup", "service", "breakglass", "username", &user])
+            .output()
+            .expect("secret-tool lookup");
+        String::from_utf8(out.stdout).expect("utf-8 secret")
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+fn assert_nowhere(secret: &str, what: &str, places: &[(String, Vec<u8>)]) {
+    assert!(secret.len() >= 16, "{what} is a real secret");
+    for (name, bytes) in places {
+        let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+        assert!(!found, "{what} must not appear in {name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_enrol_approve_and_log_out_against_a_real_provider() {
+    let s = Setup::start().await;
+    let mut outputs = Vec::new();
+
+    let out = s.login(&["login"], "alice").await;
+    out.ok("alice signs in with code + PKCE and is enrolled")
+        .stdout_mentions("Signed in as alice", "the CLI says who signed in");
+    assert!(
+        out.stdout.contains("key enrolled") && out.stdout.contains("sre"),
+        "{out:?}"
+    );
+    outputs.push(out);
+    let out = s.cli.run(&["--as", "alice", "whoami", "--json"]);
+    out.ok("whoami");
+    let me = out.json();
+    assert_eq!(me["provider"], "lab");
+    assert_eq!(me["subject"], "alice");
+    assert_eq!(me["groups"], serde_json::json!(["sre"]));
+    assert_eq!(me["fresh_for_decisions"], true, "{me}");
+    outputs.push(out);
+
+    let out = s.login(&["login", "--device"], "dave").await;
+    out.ok("dave signs in with the device flow")
+        .stdout_mentions("Signed in as dave", "the device sign-in completes");
+    outputs.push(out);
+
+    let id = s.request("dave", false);
+    assert_eq!(s.state(&id), "pending");
+    s.cli
+        .run(&["--as", "alice", "approve", &id])
+        .ok("alice's fresh sign-in shows her in sre-team, so she approves");
+    assert_eq!(s.state(&id), "active");
+
+    // Removed from the approver group at the provider: her next sign-in says so.
+    s.idp
+        .set_groups("alice", &["devs"])
+        .await
+        .expect("change groups");
+    let out = s.login(&["--as", "alice", "login"], "alice").await;
+    out.ok("alice signs in again with the key she holds");
+    assert!(
+        !out.stdout.contains("key enrolled"),
+        "same key, no new enrolment: {out:?}"
+    );
+    let second = s.request("dave", false);
+    s.cli
+        .run(&["--as", "alice", "approve", &second])
+        .code(REFUSED, "no longer an approver")
+        .one_line_error("not an approver")
+        .stderr_mentions(&["sre"], "the refusal names the approver group");
+    assert_eq!(
+        s.state(&second),
+        "pending",
+        "the refused approval changed nothing"
+    );
+
+    // The offline verification checks every enrolment's ID token against its key set.
+    let bundle = s.service.tmp.path().join("history.bundle");
+    s.cli
+        .run(&[
+            "export",
+            "--format",
+            "bundle",
+            "-o",
+            &bundle.display().to_string(),
+        ])
+        .ok("export a bundle");
+    let out = support::run_binary(&["verify", &bundle.display().to_string()], &[]);
+    out.ok("the bundle, with both enrolments and the approvals' sign-ins, verifies offline");
+    outputs.push(out);
+
+    // Logout revokes the refresh token at the provider and removes it and the key.
+    let session: serde_json::Value =
+        serde_json::from_str(&s.keyring_secret("/alice#session")).expect("the session reads");
+    let refresh = session["refresh_token"]
+        .as_str()
+        .expect("a refresh token is kept")
+        .to_owned();
+    let alice_key = s.keyring_secret("/alice");
+    let out = s.cli.run(&["--as", "alice", "logout"]);
+    out.ok("logout").stdout_mentions(
+        "refresh token revoked",
+        "the provider confirmed the revocation",
+    );
+    outputs.push(out);
+    let provider = Provider::discover(s.idp.native_client(), std::sync::Arc::new(SystemClock))
+        .await
+        .expect("discover");
+    let seen = provider
+        .introspect(&RefreshToken::new(refresh.clone()))
+        .await
+        .expect("introspect");
+    assert!(!seen.active, "after logout the refresh token is inactive");
+    s.cli
+        .run(&["--as", "alice", "approve", &second])
+        .code(REFUSED, "her key left the keyring with the logout")
+        .one_line_error("key");
+
+    // No refresh token or private key anywhere it could leak.
+    let csv = s.service.tmp.path().join("history.csv");
+    s.cli
+        .run(&[
+            "export",
+            "--format",
+            "jsonl",
+            "-o",
+            &csv.display().to_string(),
+        ])
+        .ok("export JSON Lines");
+    let mut places: Vec<(String, Vec<u8>)> = files(&s.cli.data_dir)
+        .into_iter()
+        .chain([bundle, csv])
+        .map(|p| (p.display().to_string(), fs::read(&p).unwrap_or_default()))
+        .collect();
+    for o in &outputs {
+        places.push((
+            format!("output of {:?}", o.args),
+            format!("{}{}", o.stdout, o.stderr).into_bytes(),
+        ));
+    }
+    assert_nowhere(&refresh, "alice's refresh token", &places);
+    let pem_body: String = alice_key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert_nowhere(&pem_body, "alice's private key", &places);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_provider_down_break_glass_completes_through_an_offline_approval() {
+    let mut s = Setup::start().await;
+    s.login(&["login"], "alice").await.ok("alice signs in");
+    s.login(&["login", "--device"], "dave")
+        .await
+        .ok("dave signs in");
+
+    s.idp.stop().await;
+    let started = Instant::now();
+    let out = s.cli.run(&["--as", "alice", "login"]);
+    out.code(REFUSED, "the provider is down")
+        .one_line_error("cannot reach the identity provider")
+        .stderr_mentions(&[s.idp.issuer()], "the error names the issuer");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a sign-in fails within 10 s when the provider is down ({:?})",
+        started.elapsed()
+    );
+
+    // Sign-ins older than max_auth_age no longer count, and none can be had now.
+    s.apply_policy(2, "1s");
+    std::thread::sleep(Duration::from_millis(1500));
+    let id = s.request("dave", true);
+    assert_eq!(
+        s.state(&id),
+        "pending",
+        "a break-glass activation without a fresh sign-in waits for one approval"
+    );
+    s.cli
+        .run(&["--as", "alice", "approve", &id])
+        .code(REFUSED, "an online approval needs a fresh sign-in")
+        .stderr_mentions(&["sign in"], "the refusal says to sign in");
+
+    let out = s.cli.run(&["--as", "alice", "approve", &id, "--offline"]);
+    out.ok("alice signs an offline approval");
+    let token = out.stdout.trim().to_owned();
+    assert!(token.starts_with("bgoa1."), "{out:?}");
+    let mut forged = token.clone().into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    s.cli
+        .run(&[
+            "--as",
+            "dave",
+            "approval",
+            "import",
+            &String::from_utf8(forged).expect("ascii"),
+        ])
+        .code(REFUSED, "a token with a changed signature is refused")
+        .one_line_error("offline approval");
+    assert_eq!(
+        s.state(&id),
+        "pending",
+        "the refused import changed nothing"
+    );
+    s.cli
+        .run(&["--as", "dave", "approval", "import", &token])
+        .ok("dave imports the offline approval");
+    assert_eq!(s.state(&id), "active", "approved offline and granted");
+    s.cli
+        .run(&["--as", "dave", "approval", "import", &token])
+        .code(REFUSED, "a replayed token is refused");
+    let out = s.cli.run(&["status", "--all", "--json"]);
+    let r = support::find_request(&out.json(), &id);
+    assert_eq!(
+        r["decisions"][0]["offline"], true,
+        "the log records the approval as offline: {r}"
+    );
+    s.cli.run(&["log", "verify"]).ok("the log verifies");
+}
