@@ -594,21 +594,17 @@ async fn whoami(ctx: &Ctx, json: bool) -> Result<()> {
         .ok_or_else(|| refused(format!("{name} is not enrolled in this log")))?;
     let binding = identity.record.binding.oidc();
     let session = signin::session_token(&home, &name)?;
-    let signed_in_at = session.as_ref().and_then(|t| {
-        breakglass_core::jose::peek_claims(t.expose_secret())
-            .ok()?
-            .get("auth_time")?
-            .as_i64()
-            .and_then(|s| Timestamp::from_unix_millis(s.saturating_mul(1000)))
-    });
+    let signed_in_at = session
+        .as_ref()
+        .and_then(|t| signin::signed_in_at(t.expose_secret()));
     let max_age = engine
         .state()
         .policy()
         .map(|p| p.policy.max_auth_age)
         .unwrap_or(breakglass_core::policy::DEFAULT_MAX_AUTH_AGE);
-    let fresh = signed_in_at.is_some_and(|at| {
-        engine.now().millis_since(at) <= i64::try_from(max_age.as_secs()).unwrap_or(0) * 1000
-    });
+    let fresh = session
+        .as_ref()
+        .is_some_and(|t| engine.sign_in_is_fresh(t.expose_secret()));
     let groups: Vec<String> = engine.state().groups_of(&name).into_iter().collect();
     let report = serde_json::json!({
         "name": name,

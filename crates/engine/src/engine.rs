@@ -635,18 +635,14 @@ impl Engine {
 
     /// Whether `token` (not verified here: the log's rules check it) says its sign-in is recent
     /// enough for decisions under the policy in force.
-    fn sign_in_is_fresh(&self, token: &str) -> bool {
+    pub fn sign_in_is_fresh(&self, token: &str) -> bool {
         let max_age = self
             .state
             .policy()
             .map_or(breakglass_core::policy::DEFAULT_MAX_AUTH_AGE, |p| {
                 p.policy.max_auth_age
             });
-        let signed_in = breakglass_core::jose::peek_claims(token)
-            .ok()
-            .and_then(|c| c.get("auth_time").and_then(serde_json::Value::as_i64))
-            .and_then(|secs| Timestamp::from_unix_millis(secs.saturating_mul(1000)));
-        signed_in.is_some_and(|at| {
+        crate::signin::signed_in_at(token).is_some_and(|at| {
             self.now().millis_since(at) <= i64::try_from(max_age.as_secs()).unwrap_or(0) * 1000
         })
     }
@@ -677,6 +673,26 @@ impl Engine {
         let mut random = [0u8; 10];
         rand::rngs::OsRng.fill_bytes(&mut random);
         let id = RequestId::from_random(random);
+        // Without a fresh sign-in, a provider person's activation waits for one approval.
+        let awaits_approval = req.break_glass
+            && auth.is_none()
+            && self
+                .state
+                .identity(&actor.name)
+                .is_some_and(|i| i.record.binding.oidc().is_some());
+        let alert = if awaits_approval {
+            format!(
+                "{} asked for break-glass access to {} for {} without a fresh sign-in with their \
+                 identity provider: it waits for one approval, which an approver may sign \
+                 offline (`breakglass approve {id} --offline`); a review is required",
+                actor.name, req.target, req.duration
+            )
+        } else {
+            format!(
+                "{} activated break-glass access to {} for {}; a review is required",
+                actor.name, req.target, req.duration
+            )
+        };
         let mut batch = vec![Pending {
             signer: Signer::Actor(actor),
             body: EventBody::AccessRequested {
@@ -699,32 +715,12 @@ impl Engine {
                 body: EventBody::Alert {
                     request: Some(id),
                     kind: AlertKind::BreakGlassActivated,
-                    message: format!(
-                        "{} activated break-glass access to {} for {}; a review is required",
-                        actor.name, req.target, req.duration
-                    ),
+                    message: alert,
                 },
                 not_before: None,
             });
         }
         self.commit(batch).await?;
-        if req.break_glass && self.state.request(&id).map(|r| r.status) == Some(Status::Pending) {
-            self.commit(vec![Pending {
-                signer: Signer::Broker,
-                body: EventBody::Alert {
-                    request: Some(id),
-                    kind: AlertKind::BreakGlassActivated,
-                    message: format!(
-                        "{} has no fresh sign-in with their identity provider: break-glass {id} \
-                         waits for one approval, which an approver may sign offline \
-                         (`breakglass approve {id} --offline`)",
-                        actor.name
-                    ),
-                },
-                not_before: None,
-            }])
-            .await?;
-        }
         let warning = self.grant_if_approved(&id).await?;
         Ok(self.outcome(&id, false, warning))
     }

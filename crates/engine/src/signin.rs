@@ -292,6 +292,16 @@ pub async fn logout(
     })
 }
 
+/// When the person authenticated, per the `auth_time` of `token` (not verified: for display and
+/// for deciding whether to present it; the log's rules check it).
+pub fn signed_in_at(token: &str) -> Option<Timestamp> {
+    breakglass_core::jose::peek_claims(token)
+        .ok()?
+        .get("auth_time")?
+        .as_i64()
+        .and_then(|secs| Timestamp::from_unix_millis(secs.saturating_mul(1000)))
+}
+
 /// The ID token of `name`'s session, if they are signed in here.
 pub fn session_token(home: &Home, name: &str) -> Result<Option<IdToken>, EngineError> {
     Ok(SessionLocation::new(home.origin(), name)
