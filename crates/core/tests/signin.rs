@@ -255,22 +255,7 @@ impl World {
     fn request(&mut self, n: u8, break_glass: bool, auth: Option<String>) -> (RequestId, String) {
         let id = RequestId::from_random([n; 10]);
         let dave = self.dave.clone();
-        self.ok(
-            "dave",
-            &dave,
-            EventBody::AccessRequested {
-                auth,
-                break_glass,
-                duration: Span::from_secs(600),
-                extends: None,
-                policy_version: 1,
-                reason: "incident".into(),
-                request: id,
-                role: "default".into(),
-                target: "db".into(),
-                ticket: None,
-            },
-        );
+        self.ok("dave", &dave, access_request(id, break_glass, auth));
         let digest = self.state.request(&id).unwrap().digest.clone();
         (id, digest)
     }
@@ -293,6 +278,22 @@ impl World {
             request: id,
             request_digest: digest.into(),
         }
+    }
+}
+
+/// dave's request for 10 minutes of db access.
+fn access_request(id: RequestId, break_glass: bool, auth: Option<String>) -> EventBody {
+    EventBody::AccessRequested {
+        auth,
+        break_glass,
+        duration: Span::from_secs(600),
+        extends: None,
+        policy_version: 1,
+        reason: "incident".into(),
+        request: id,
+        role: "default".into(),
+        target: "db".into(),
+        ticket: None,
     }
 }
 
@@ -612,18 +613,7 @@ fn break_glass_without_a_fresh_sign_in_waits_for_one_approval() {
     let e = w.refused(
         "dave",
         &dave,
-        EventBody::AccessRequested {
-            auth: Some(w.idp.sign(&stale)),
-            break_glass: true,
-            duration: Span::from_secs(600),
-            extends: None,
-            policy_version: 1,
-            reason: "incident".into(),
-            request: id,
-            role: "default".into(),
-            target: "db".into(),
-            ticket: None,
-        },
+        access_request(id, true, Some(w.idp.sign(&stale))),
     );
     assert!(matches!(e, Refusal::SignInRequired { .. }), "{e}");
 }

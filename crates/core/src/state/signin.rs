@@ -174,13 +174,7 @@ impl LogState {
         rec: &IdentityRecord,
         binding: &OidcBinding,
     ) -> Result<(), Refusal> {
-        if !self.is_admin(&e.actor) && self.broker.as_deref() != Some(e.actor.as_str()) {
-            return Err(Refusal::NotPermitted {
-                actor: e.actor.clone(),
-                action: "enrol identities".into(),
-                why: "only an admin or the broker records enrolments".into(),
-            });
-        }
+        self.require_admin_or_broker(e, "enrol identities")?;
         if let Some(p) = name_problem(&rec.name) {
             return Err(Refusal::InvalidName(p));
         }
@@ -285,13 +279,7 @@ impl LogState {
         provider: &str,
         jwks: &str,
     ) -> Result<(), Refusal> {
-        if !self.is_admin(&e.actor) && self.broker.as_deref() != Some(e.actor.as_str()) {
-            return Err(Refusal::NotPermitted {
-                actor: e.actor.clone(),
-                action: "record identity provider keys".into(),
-                why: "only an admin or the broker may".into(),
-            });
-        }
+        self.require_admin_or_broker(e, "record identity provider keys")?;
         self.current_provider(&e.actor, provider, "record its keys")?;
         let keys = Jwks::parse(jwks).map_err(|err| Refusal::InvalidSignIn {
             actor: e.actor.clone(),
@@ -308,6 +296,18 @@ impl LogState {
             .or_default()
             .merge(&keys);
         Ok(())
+    }
+
+    fn require_admin_or_broker(&self, e: &Event, action: &str) -> Result<(), Refusal> {
+        if self.is_admin(&e.actor) || self.broker.as_deref() == Some(e.actor.as_str()) {
+            Ok(())
+        } else {
+            Err(Refusal::NotPermitted {
+                actor: e.actor.clone(),
+                action: action.into(),
+                why: "only an admin or the broker may".into(),
+            })
+        }
     }
 
     /// The requester or the broker imports an approval an approver signed offline.
