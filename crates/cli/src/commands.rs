@@ -85,6 +85,29 @@ impl Ctx {
         Ok((home, engine))
     }
 
+    /// The acting identity with, for a person of an identity provider, the ID token of their
+    /// sign-in here (refreshed first when it has expired), for decisions.
+    async fn signed_actor(&self, home: &Home, engine: &Engine) -> Result<Actor> {
+        let actor = self.actor(home, engine)?;
+        let provider_person = engine
+            .state()
+            .identity(actor.name())
+            .is_some_and(|i| i.record.binding.oidc().is_some());
+        if !provider_person {
+            return Ok(actor);
+        }
+        let name = actor.name().to_owned();
+        let (token, warning) =
+            signin::current_sign_in(engine, home, self.clock.clone(), &name).await?;
+        if let Some(w) = warning {
+            eprintln!("breakglass: warning: {w}");
+        }
+        Ok(match token {
+            Some(token) => actor.with_sign_in(token),
+            None => actor,
+        })
+    }
+
     fn actor(&self, home: &Home, engine: &Engine) -> Result<Actor> {
         match &self.key_file {
             Some(path) => {
@@ -114,18 +137,7 @@ impl Ctx {
                     .identity_key(&name)
                     .load()
                     .map_err(|e| refused(format!("cannot load the key of {name}: {e}")))?;
-                let actor = Actor::new(name.clone(), key);
-                let provider_person = engine
-                    .state()
-                    .identity(&name)
-                    .is_some_and(|i| i.record.binding.oidc().is_some());
-                if !provider_person {
-                    return Ok(actor);
-                }
-                Ok(match signin::session_token(home, &name)? {
-                    Some(token) => actor.with_sign_in(token.expose_secret().to_owned()),
-                    None => actor,
-                })
+                Ok(Actor::new(name, key))
             }
         }
     }
@@ -428,7 +440,7 @@ async fn request(ctx: &Ctx, a: RequestArgs) -> Result<()> {
         Span::parse(&a.duration).map_err(|e| refused(format!("invalid --duration: {e}")))?;
     let extends = a.extends.as_deref().map(parse_id).transpose()?;
     let (home, mut engine) = ctx.engine().await?;
-    let actor = ctx.actor(&home, &engine)?;
+    let actor = ctx.signed_actor(&home, &engine).await?;
     let outcome = engine
         .request(
             &actor,
@@ -474,7 +486,7 @@ where
 {
     let id = parse_id(id)?;
     let (home, mut engine) = ctx.engine().await?;
-    let actor = ctx.actor(&home, &engine)?;
+    let actor = ctx.signed_actor(&home, &engine).await?;
     let outcome = f(&mut engine, &actor, &id).await?;
     if let Some(w) = &outcome.warning {
         eprintln!("breakglass: warning: {w}");

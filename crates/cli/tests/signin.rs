@@ -52,6 +52,10 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Setup {
+        Setup::start_with(TestIdpOptions::default()).await
+    }
+
+    async fn start_with(options: TestIdpOptions) -> Setup {
         let service = SecretService::start();
         let mut cli = service.cli();
         cli.env("BREAKGLASS_NO_BROWSER", "1");
@@ -60,7 +64,7 @@ impl Setup {
                 TestUser::new("alice", &["sre-team"]),
                 TestUser::new("dave", &["devs"]),
             ],
-            ..TestIdpOptions::default()
+            ..options
         })
         .await
         .expect("the test identity provider starts (scripts/test.sh runs npm ci for it)");
@@ -434,4 +438,38 @@ async fn with_the_provider_down_break_glass_completes_through_an_offline_approva
         "the log records the approval as offline: {r}"
     );
     s.cli.run(&["log", "verify"]).ok("the log verifies");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_id_token_is_refreshed_before_an_approval_keeping_the_sign_in_time() {
+    let s = Setup::start_with(TestIdpOptions {
+        id_token_ttl: Duration::from_secs(2),
+        ..TestIdpOptions::default()
+    })
+    .await;
+    s.login(&["login"], "alice").await.ok("alice signs in");
+    s.login(&["login", "--device"], "dave")
+        .await
+        .ok("dave signs in");
+    let before: serde_json::Value =
+        serde_json::from_str(&s.keyring_secret("/alice#session")).expect("the session reads");
+    let id = s.request("dave", false);
+    std::thread::sleep(Duration::from_secs(3));
+    s.cli
+        .run(&["--as", "alice", "approve", &id])
+        .ok("the expired ID token is refreshed, and the sign-in is still fresh enough");
+    assert_eq!(s.state(&id), "active");
+    let after: serde_json::Value =
+        serde_json::from_str(&s.keyring_secret("/alice#session")).expect("the session reads");
+    assert_ne!(
+        after["id_token"], before["id_token"],
+        "a new ID token was stored"
+    );
+    assert_ne!(
+        after["refresh_token"], before["refresh_token"],
+        "the rotated refresh token replaced the used one"
+    );
+    s.cli
+        .run(&["log", "verify"])
+        .ok("the refreshed token verifies in the log");
 }

@@ -302,6 +302,80 @@ pub fn signed_in_at(token: &str) -> Option<Timestamp> {
         .and_then(|secs| Timestamp::from_unix_millis(secs.saturating_mul(1000)))
 }
 
+/// How close to its expiry an ID token is refreshed before it is presented.
+const REFRESH_MARGIN_MS: i64 = 30_000;
+
+/// The ID token `name` presents with a decision: their session's, refreshed first when it has
+/// expired (or is about to) and a refresh token is kept. A refresh keeps the sign-in time
+/// (`auth_time`), so it extends how long the token is valid, never how long the sign-in counts
+/// as fresh. When the provider cannot be reached the stored token is returned with the reason,
+/// and the log's rules judge it.
+pub async fn current_sign_in(
+    engine: &Engine,
+    home: &Home,
+    clock: Arc<dyn Clock>,
+    name: &str,
+) -> Result<(Option<String>, Option<String>), EngineError> {
+    let location = SessionLocation::new(home.origin(), name);
+    let Some(session) = location.load().map_err(EngineError::from)? else {
+        return Ok((None, None));
+    };
+    let expires = breakglass_core::jose::peek_claims(&session.id_token)
+        .ok()
+        .and_then(|c| c.get("exp").and_then(serde_json::Value::as_i64))
+        .unwrap_or(0)
+        .saturating_mul(1000);
+    let now = clock.now().unix_millis();
+    let Some(refresh) = session.refresh_token.clone() else {
+        return Ok((Some(session.id_token.clone()), None));
+    };
+    if expires - now > REFRESH_MARGIN_MS {
+        return Ok((Some(session.id_token.clone()), None));
+    }
+    let subject = engine
+        .state()
+        .identity(name)
+        .and_then(|i| i.record.binding.oidc())
+        .map(|b| b.subject.clone());
+    let refreshed = async {
+        let policy = engine.provider_policy(Some(&session.provider))?;
+        let provider = Provider::discover(client_config(&policy), clock).await?;
+        Ok::<_, EngineError>(provider.refresh(&RefreshToken::new(refresh)).await?)
+    }
+    .await;
+    let refreshed = match refreshed {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok((
+                Some(session.id_token.clone()),
+                Some(format!("the expired sign-in could not be refreshed: {e}")),
+            ))
+        }
+    };
+    let Some(identity) = refreshed.identity else {
+        return Ok((Some(session.id_token.clone()), None));
+    };
+    if Some(&identity.claims.sub) != subject.as_ref() {
+        return Err(EngineError::Invalid(format!(
+            "the provider refreshed the sign-in of {name} for another subject ({}); run \
+             `breakglass login` again",
+            identity.claims.sub
+        )));
+    }
+    let updated = Session {
+        provider: session.provider.clone(),
+        id_token: identity.id_token.expose_secret().to_owned(),
+        refresh_token: refreshed
+            .tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned())
+            .or_else(|| session.refresh_token.clone()),
+    };
+    location.store(&updated).map_err(EngineError::from)?;
+    Ok((Some(updated.id_token.clone()), None))
+}
+
 /// The ID token of `name`'s session, if they are signed in here.
 pub fn session_token(home: &Home, name: &str) -> Result<Option<IdToken>, EngineError> {
     Ok(SessionLocation::new(home.origin(), name)
