@@ -263,6 +263,14 @@ impl Engine {
         self.state.last_time().map_or(now, |last| now.max(last))
     }
 
+    /// Closes the log's database connections and waits until they are closed (dropping the
+    /// engine closes them in the background).
+    pub async fn close(self) {
+        if let Ok(store) = Arc::try_unwrap(self.store) {
+            store.close().await;
+        }
+    }
+
     /// Reads entries appended by other processes and verifies them.
     pub async fn refresh(&mut self) -> Result<(), EngineError> {
         let size = self.store.size().await?;
@@ -372,7 +380,13 @@ impl Engine {
         let result = self.append_batch(tx, size, pending, &mut touched).await;
         match &result {
             Ok(new_size) => self.verified = self.verified.max(*new_size),
-            Err(_) if touched => self.forget(),
+            Err(_) if touched => {
+                // The in-memory copy may be ahead of the store: drop it and re-read what is
+                // durable, so the next command sees the log as it is (if this read fails too,
+                // the next command's own read tries again).
+                self.forget();
+                let _ = self.refresh().await;
+            }
             Err(_) => {}
         }
         result

@@ -312,9 +312,7 @@ impl Store {
     pub async fn begin_append(&self) -> Result<AppendTx<'_>, StoreError> {
         let tx = match self {
             Store::Sqlite(store) => Tx::Sqlite(
-                store
-                    .writer
-                    .begin_with("BEGIN IMMEDIATE")
+                SqliteTx::begin(&store.writer)
                     .await
                     .map_err(StoreError::db("taking the write lock"))?,
             ),
@@ -354,8 +352,54 @@ impl Store {
 }
 
 enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(SqliteTx),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// SQLite's append transaction, run by hand on the writer connection. A `COMMIT` that fails (a
+/// full disk) leaves SQLite inside the transaction; returned to the pool, that connection would
+/// refuse every later append. So a transaction that was neither committed nor rolled back
+/// closes its connection instead (SQLite then rolls back and releases the lock at once), and
+/// the pool opens a fresh one for the next append.
+struct SqliteTx {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    open: bool,
+}
+
+impl std::ops::Deref for SqliteTx {
+    type Target = sqlx::SqliteConnection;
+
+    fn deref(&self) -> &sqlx::SqliteConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for SqliteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+impl SqliteTx {
+    async fn begin(writer: &sqlx::SqlitePool) -> Result<SqliteTx, sqlx::Error> {
+        let mut conn = writer.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        Ok(SqliteTx { conn, open: true })
+    }
+
+    async fn finish(mut self, statement: &'static str) -> Result<(), sqlx::Error> {
+        sqlx::query(statement).execute(&mut *self.conn).await?;
+        self.open = false;
+        Ok(())
+    }
 }
 
 /// An open append transaction holding the log's single-writer lock. See [`Store::begin_append`].
@@ -499,7 +543,7 @@ impl AppendTx<'_> {
     pub async fn commit(self) -> Result<(), StoreError> {
         self.check()?;
         match self.tx {
-            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Sqlite(tx) => tx.finish("COMMIT").await,
             Tx::Postgres(tx) => tx.commit().await,
         }
         .map_err(StoreError::db("committing the append"))
@@ -508,7 +552,7 @@ impl AppendTx<'_> {
     /// Rolls back explicitly (dropping does the same, without waiting).
     pub async fn rollback(self) -> Result<(), StoreError> {
         match self.tx {
-            Tx::Sqlite(tx) => tx.rollback().await,
+            Tx::Sqlite(tx) => tx.finish("ROLLBACK").await,
             Tx::Postgres(tx) => tx.rollback().await,
         }
         .map_err(StoreError::db("rolling back the append"))
