@@ -28,6 +28,8 @@ if [ ! -f "$testidp/node_modules/.package-lock.json" ] \
 fi
 echo "== cargo test"
 cargo test --workspace --locked -j "$jobs" 2>&1 | tee "$results"
+echo "== fuzz smoke (every reader of outside input; see docs/fuzzing.md)"
+scripts/fuzz.sh
 echo "== benchmarks (each figure beside its target; see BENCHMARKS.md)"
 cargo bench --locked -p breakglass-engine --bench log
 
