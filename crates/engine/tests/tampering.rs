@@ -1,12 +1,16 @@
 //! The database is storage, not authority: rows written behind the engine's back, or a whole
 //! database swapped for another log, are detected on open and on every refresh.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
+use support::raw_insert;
+
 use breakglass_core::{Event, EventBody, ManualClock, RequestId, Span, Timestamp, EVENT_FORMAT};
 use breakglass_engine::{generate, Actor, Engine, EngineError, SystemKeys};
-use breakglass_ledger::{root_of, Checkpoint, Entry, NoteSigner};
+use breakglass_ledger::{Entry, NoteSigner};
 use breakglass_store::Store;
 use ed25519_dalek::SigningKey;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -100,51 +104,10 @@ fn forged_request(log: &Log) -> Entry {
     Entry::sign(event, &log.dave).unwrap()
 }
 
-async fn raw_insert(db: &Path, index: u64, entry: &[u8], checkpoint: Option<(u64, String)>) {
-    let mut conn = SqliteConnectOptions::new()
-        .filename(db)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO log_entries (idx, entry) VALUES (?, ?)")
-        .bind(index as i64)
-        .bind(entry)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    if let Some((size, note)) = checkpoint {
-        sqlx::query("INSERT INTO checkpoints (size, note) VALUES (?, ?)")
-            .bind(size as i64)
-            .bind(note)
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-    conn.close().await.unwrap();
-}
-
 /// A checkpoint over the log plus `extra`, signed by `signer`: what a writer with direct
 /// database access would add to make an inserted row look covered.
 async fn checkpoint_with(log: &Log, extra: &Entry, signer: &NoteSigner) -> (u64, String) {
-    let mut leaves: Vec<[u8; 32]> = log
-        .engine
-        .entries(0, log.engine.size())
-        .await
-        .unwrap()
-        .iter()
-        .map(|b| breakglass_ledger::leaf_hash(b))
-        .collect();
-    leaves.push(*extra.leaf_hash());
-    let size = leaves.len() as u64;
-    let note = signer
-        .sign_checkpoint(&Checkpoint {
-            origin: ORIGIN.into(),
-            size,
-            root: root_of(&leaves),
-            extensions: Vec::new(),
-        })
-        .unwrap();
-    (size, note)
+    support::checkpoint_over(&log.engine, std::slice::from_ref(extra), signer, ORIGIN).await
 }
 
 async fn reopen(db: &Path, log: &Log) -> Result<Engine, EngineError> {
