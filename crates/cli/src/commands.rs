@@ -282,6 +282,13 @@ async fn identity(ctx: &Ctx, cmd: IdentityCmd) -> Result<()> {
             println!("{}", public_key(&key).to_base64());
             Ok(())
         }
+        IdentityCmd::Revoke { name, reason } => {
+            let (home, mut engine) = ctx.engine().await?;
+            let admin = ctx.actor(&home, &engine)?;
+            engine.revoke_identity(&admin, &name, reason).await?;
+            println!("Revoked {name}: its key signs nothing from now on");
+            Ok(())
+        }
         IdentityCmd::List { json } => {
             let (_, engine) = ctx.engine().await?;
             let state = engine.state();
@@ -295,6 +302,7 @@ async fn identity(ctx: &Ctx, cmd: IdentityCmd) -> Result<()> {
                             "groups": state.groups_of(&i.record.name),
                             "enrolled_at": i.enrolled_at,
                             "enrolled_by": i.enrolled_by,
+                            "revoked_at": i.revoked_at,
                         })
                     })
                     .collect();
@@ -303,14 +311,17 @@ async fn identity(ctx: &Ctx, cmd: IdentityCmd) -> Result<()> {
                 for i in state.identities() {
                     let groups: Vec<String> = state.groups_of(&i.record.name).into_iter().collect();
                     println!(
-                        "{:<20} key {}  groups: {}",
+                        "{:<20} key {}  groups: {}{}",
                         i.record.name,
                         i.record.key.fingerprint(),
                         if groups.is_empty() {
                             "-".into()
                         } else {
                             groups.join(", ")
-                        }
+                        },
+                        i.revoked_at
+                            .map(|at| format!("  REVOKED at {at}"))
+                            .unwrap_or_default()
                     );
                 }
                 Ok(())

@@ -205,6 +205,15 @@ enum IdentityCmd {
         #[arg(long, value_name = "FILE")]
         key_out: Option<PathBuf>,
     },
+    /// Revoke an identity (admin only): its key signs nothing from now on, and it loses every
+    /// group, enrolment groups included.
+    Revoke {
+        /// The identity's name.
+        name: String,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+    },
     /// List enrolled identities.
     List {
         /// Machine-readable output.

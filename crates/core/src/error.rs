@@ -200,6 +200,14 @@ pub enum Refusal {
     /// A time computation left the supported range.
     #[error("time out of range")]
     TimeOutOfRange,
+    /// The actor's identity was revoked.
+    #[error("identity {actor:?} was revoked at {at}; its key signs nothing any more")]
+    Revoked {
+        /// The revoked identity.
+        actor: String,
+        /// When it was revoked.
+        at: Timestamp,
+    },
     /// A decision that needs a fresh sign-in with the identity provider came without one.
     #[error("{actor} must sign in again to {action}: {why}")]
     SignInRequired {

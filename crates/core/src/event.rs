@@ -67,6 +67,14 @@ pub enum EventBody {
         /// The new identity.
         identity: IdentityRecord,
     },
+    /// An administrator revoked an identity: its key signs nothing from now on and it belongs to
+    /// no group (enrolment groups included). A revoked name is never enrolled again.
+    IdentityRevoked {
+        /// The identity revoked.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// An administrator or the broker recorded an identity provider's current signing keys, so
     /// later sign-in tokens can be checked offline.
     ProviderKeysRecorded {
@@ -225,6 +233,7 @@ impl EventBody {
         match self {
             EventBody::LogCreated { .. } => "log_created",
             EventBody::IdentityEnrolled { .. } => "identity_enrolled",
+            EventBody::IdentityRevoked { .. } => "identity_revoked",
             EventBody::ProviderKeysRecorded { .. } => "provider_keys_recorded",
             EventBody::PolicyApplied { .. } => "policy_applied",
             EventBody::AccessRequested { .. } => "access_requested",
@@ -263,6 +272,7 @@ impl EventBody {
             EventBody::Alert { request, .. } => request.as_ref(),
             EventBody::LogCreated { .. }
             | EventBody::IdentityEnrolled { .. }
+            | EventBody::IdentityRevoked { .. }
             | EventBody::ProviderKeysRecorded { .. }
             | EventBody::PolicyApplied { .. } => None,
         }

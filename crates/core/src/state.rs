@@ -238,6 +238,8 @@ pub struct Identity {
     pub provider_groups: Option<BTreeSet<String>>,
     /// For a provider's person: when they last signed in, per the log.
     pub last_sign_in: Option<Timestamp>,
+    /// When an administrator revoked the identity, if one did.
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// The state of a log after replaying its events.
@@ -331,6 +333,9 @@ impl LogState {
     /// groups plus the policy's member lists. A provider's person: exactly the policy groups
     /// their provider groups (from their latest sign-in in the log) map to.
     pub fn groups_of(&self, name: &str) -> BTreeSet<String> {
+        if self.is_revoked(name) {
+            return BTreeSet::new();
+        }
         let Some(policy) = self.policy() else {
             return self
                 .identities
@@ -361,6 +366,9 @@ impl LogState {
     /// True when `name` is in `group` under the policy in force (the same membership as
     /// [`LogState::groups_of`], without building the set).
     pub fn in_group(&self, name: &str, group: &str) -> bool {
+        if self.is_revoked(name) {
+            return false;
+        }
         if let Some((provider, groups)) = self.provider_membership(name) {
             return self.provider_maps_to(provider, groups, group);
         }
@@ -373,6 +381,13 @@ impl LogState {
                     .get(group)
                     .is_some_and(|members| members.contains(name))
             })
+    }
+
+    /// True when `name` was revoked.
+    pub fn is_revoked(&self, name: &str) -> bool {
+        self.identities
+            .get(name)
+            .is_some_and(|i| i.revoked_at.is_some())
     }
 
     /// For a provider's person: the provider's name and their latest provider groups.
@@ -443,6 +458,9 @@ impl LogState {
         match &event.body {
             EventBody::LogCreated { .. } => self.log_created(ev)?,
             EventBody::IdentityEnrolled { identity } => self.enrol(ev, identity)?,
+            EventBody::IdentityRevoked { name, reason } => {
+                self.revoke_identity(event, name, reason)?
+            }
             EventBody::ProviderKeysRecorded { provider, jwks } => {
                 self.provider_keys_recorded(event, provider, jwks)?
             }
@@ -691,6 +709,12 @@ impl LogState {
                 actor: e.actor.clone(),
             });
         }
+        if let Some(at) = id.revoked_at {
+            return Err(Refusal::Revoked {
+                actor: e.actor.clone(),
+                at,
+            });
+        }
         Ok(())
     }
 
@@ -755,6 +779,7 @@ impl LogState {
                 enrolled_by: e.actor.clone(),
                 provider_groups: None,
                 last_sign_in: None,
+                revoked_at: None,
             },
         );
     }
@@ -789,6 +814,38 @@ impl LogState {
             }
         }
         self.insert_identity(rec, e);
+        Ok(())
+    }
+
+    fn revoke_identity(&mut self, e: &Event, name: &str, reason: &str) -> Result<(), Refusal> {
+        self.require_admin(e, "revoke identities")?;
+        check_text("reason", reason, true)?;
+        if self.broker.as_deref() == Some(name) {
+            return Err(Refusal::NotPermitted {
+                actor: e.actor.clone(),
+                action: format!("revoke {name}"),
+                why: "the broker's key is the log's own; it is replaced with the log, not revoked"
+                    .into(),
+            });
+        }
+        if e.actor == name {
+            return Err(Refusal::NotPermitted {
+                actor: e.actor.clone(),
+                action: format!("revoke {name}"),
+                why: "an administrator cannot revoke themselves; another administrator must".into(),
+            });
+        }
+        let identity = self
+            .identities
+            .get_mut(name)
+            .ok_or_else(|| Refusal::UnknownIdentity(name.to_owned()))?;
+        if let Some(at) = identity.revoked_at {
+            return Err(Refusal::Revoked {
+                actor: name.to_owned(),
+                at,
+            });
+        }
+        identity.revoked_at = Some(e.time);
         Ok(())
     }
 

@@ -710,3 +710,65 @@ fn offline_approvals_complete_a_break_glass_request_and_every_misuse_is_refused(
     let e = w.refused("broker", &broker, import(id, token));
     assert!(matches!(e, Refusal::WrongState { .. }), "{e}");
 }
+
+#[test]
+fn revocation_ends_an_identity_for_good() {
+    let mut w = World::new();
+    let (admin, broker, carol, bob) = (
+        w.admin.clone(),
+        w.broker.clone(),
+        w.carol.clone(),
+        w.bob.clone(),
+    );
+    let revoke = |name: &str| EventBody::IdentityRevoked {
+        name: name.into(),
+        reason: "left the company".into(),
+    };
+    let e = w.refused("carol", &carol, revoke("bob"));
+    assert!(
+        matches!(e, Refusal::NotPermitted { .. }),
+        "only admins revoke: {e}"
+    );
+    let e = w.refused("admin", &admin, revoke("broker"));
+    assert!(
+        matches!(e, Refusal::NotPermitted { .. }),
+        "not the broker: {e}"
+    );
+    let e = w.refused("admin", &admin, revoke("admin"));
+    assert!(
+        matches!(e, Refusal::NotPermitted { .. }),
+        "not oneself: {e}"
+    );
+    let e = w.refused("admin", &admin, revoke("nobody"));
+    assert!(matches!(e, Refusal::UnknownIdentity(_)), "{e}");
+    let e = w.refused(
+        "admin",
+        &admin,
+        EventBody::IdentityRevoked {
+            name: "bob".into(),
+            reason: " ".into(),
+        },
+    );
+    assert!(
+        matches!(e, Refusal::InvalidText { .. }),
+        "a reason is required: {e}"
+    );
+
+    let (id, digest) = w.request(1, false, None);
+    w.ok("admin", &admin, revoke("bob"));
+    assert!(!w.state.in_group("bob", "sre") && w.state.groups_of("bob").is_empty());
+    // Nothing bob signs counts any more, fresh sign-in or not.
+    let token = w.sign_in("bob", &bob, &["sre-team"]);
+    let e = w.refused("bob", &bob, World::approval(id, &digest, Some(token)));
+    assert!(matches!(e, Refusal::Revoked { .. }), "{e}");
+    let e = w.refused("admin", &admin, revoke("bob"));
+    assert!(matches!(e, Refusal::Revoked { .. }), "revoked once: {e}");
+    // Signing in again does not bring him back, with the old key or a new one.
+    let body = w.enrolment("bob", &key(12), &["sre-team"]);
+    let e = w.refused("broker", &broker, body);
+    assert!(
+        matches!(e, Refusal::AlreadyExists(ref why) if why.contains("revoked")),
+        "{e}"
+    );
+    w.ok("carol", &carol, World::approval(id, &digest, None));
+}

@@ -476,6 +476,24 @@ impl Engine {
         .await
     }
 
+    /// Revokes an identity (admin only): its key signs nothing from now on and it is in no group.
+    pub async fn revoke_identity(
+        &mut self,
+        admin: &Actor,
+        name: &str,
+        reason: String,
+    ) -> Result<u64, EngineError> {
+        self.commit(vec![Pending {
+            signer: Signer::Actor(admin),
+            body: EventBody::IdentityRevoked {
+                name: name.to_owned(),
+                reason,
+            },
+            not_before: None,
+        }])
+        .await
+    }
+
     /// Applies a policy (admin only). The policy's problems are reported with line and column.
     pub async fn apply_policy(&mut self, admin: &Actor, source: &str) -> Result<u64, EngineError> {
         let policy = Policy::parse(source).map_err(EngineError::Policy)?;

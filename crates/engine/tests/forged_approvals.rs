@@ -284,3 +284,31 @@ async fn a_self_approval_under_another_name_is_refused_and_flagged() {
     let forged = log.signed("dave2", &log.dave.clone(), approval(id, &digest));
     refused_and_flagged(&db, &mut log, &[forged], "not enrolled").await;
 }
+
+#[tokio::test]
+async fn an_approval_by_a_revoked_approver_is_refused_and_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("log.db");
+    let mut log = new_log(&db).await;
+    // frank is an approver by enrolment group, which no policy change can take away…
+    let frank = generate();
+    log.engine
+        .enrol(&log.admin, "frank", public_key(&frank), ["sre".to_owned()])
+        .await
+        .unwrap();
+    let (id, digest) = log.request().await;
+    // …so he is revoked.
+    log.engine
+        .revoke_identity(&log.admin, "frank", "left the company".into())
+        .await
+        .unwrap();
+    assert!(!log.engine.state().in_group("frank", "sre"));
+    let err = log
+        .engine
+        .approve(&Actor::new("frank", frank.clone()), &id, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+    let forged = log.signed("frank", &frank, approval(id, &digest));
+    refused_and_flagged(&db, &mut log, &[forged], "revoked").await;
+}

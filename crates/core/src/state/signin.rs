@@ -229,6 +229,12 @@ impl LogState {
         }
         let previous_key = match self.identities.get(&rec.name) {
             None => None,
+            Some(existing) if existing.revoked_at.is_some() => {
+                return Err(Refusal::AlreadyExists(format!(
+                    "identity {:?} was revoked; a revoked name is never enrolled again",
+                    rec.name
+                )))
+            }
             Some(existing) => match existing.record.binding.oidc() {
                 Some(b) if b.provider == binding.provider && b.subject == binding.subject => {
                     Some(existing.record.key)
