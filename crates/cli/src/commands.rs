@@ -620,11 +620,7 @@ async fn whoami(ctx: &Ctx, json: bool) -> Result<()> {
     let signed_in_at = session
         .as_ref()
         .and_then(|t| signin::signed_in_at(t.expose_secret()));
-    let max_age = engine
-        .state()
-        .policy()
-        .map(|p| p.policy.max_auth_age)
-        .unwrap_or(breakglass_core::policy::DEFAULT_MAX_AUTH_AGE);
+    let max_age = engine.state().max_auth_age();
     let fresh = session
         .as_ref()
         .is_some_and(|t| engine.sign_in_is_fresh(t.expose_secret()));
@@ -933,7 +929,7 @@ async fn broker(ctx: &Ctx, interval: &str) -> Result<()> {
         let wait_ms = engine
             .next_due()
             .map_or(i64::MAX, |t| t.millis_since(now))
-            .clamp(100, interval.as_secs() as i64 * 1000);
+            .clamp(100, interval.as_millis());
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),

@@ -620,9 +620,7 @@ pub fn validate_id_token(
             found: azp,
         });
     }
-    let leeway_ms = i64::try_from(check.leeway.as_secs())
-        .unwrap_or(i64::MAX / 1000)
-        .saturating_mul(1000);
+    let leeway_ms = check.leeway.as_millis();
     if check.now.millis_since(exp) >= leeway_ms {
         return Err(JoseError::Expired {
             exp,

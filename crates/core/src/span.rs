@@ -83,6 +83,15 @@ impl Span {
         self.0
     }
 
+    /// The length in milliseconds, as timestamps count (saturating for spans past any date).
+    pub const fn as_millis(self) -> i64 {
+        if self.0 > (i64::MAX / 1000) as u64 {
+            i64::MAX
+        } else {
+            self.0 as i64 * 1000
+        }
+    }
+
     /// The sum of two spans, or `None` if it overflows `u64` seconds.
     pub fn checked_add(self, other: Span) -> Option<Span> {
         self.0.checked_add(other.0).map(Span)
@@ -237,6 +246,13 @@ impl<'de> Deserialize<'de> for Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milliseconds_match_timestamps_and_saturate() {
+        assert_eq!(Span::from_secs(90).as_millis(), 90_000);
+        assert_eq!(Span::MAX.as_millis(), 366 * 86_400_000);
+        assert_eq!(Span::from_secs(u64::MAX).as_millis(), i64::MAX);
+    }
 
     #[test]
     fn parses_and_prints_canonical_forms() {

@@ -299,6 +299,14 @@ impl LogState {
         self.policies.last()
     }
 
+    /// How fresh a sign-in must be for decisions under the policy in force.
+    pub fn max_auth_age(&self) -> Span {
+        self.policy()
+            .map_or(crate::policy::DEFAULT_MAX_AUTH_AGE, |p| {
+                p.policy.max_auth_age
+            })
+    }
+
     /// Every applied policy version, oldest first.
     pub fn policies(&self) -> &[PolicyVersion] {
         &self.policies

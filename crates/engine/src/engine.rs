@@ -668,15 +668,8 @@ impl Engine {
     /// Whether `token` (not verified here: the log's rules check it) says its sign-in is recent
     /// enough for decisions under the policy in force.
     pub fn sign_in_is_fresh(&self, token: &str) -> bool {
-        let max_age = self
-            .state
-            .policy()
-            .map_or(breakglass_core::policy::DEFAULT_MAX_AUTH_AGE, |p| {
-                p.policy.max_auth_age
-            });
-        crate::signin::signed_in_at(token).is_some_and(|at| {
-            self.now().millis_since(at) <= i64::try_from(max_age.as_secs()).unwrap_or(0) * 1000
-        })
+        crate::signin::signed_in_at(token)
+            .is_some_and(|at| self.now().millis_since(at) <= self.state.max_auth_age().as_millis())
     }
 
     /// Requests access. A break-glass request is granted at once, raises an alert and owes a

@@ -511,7 +511,7 @@ impl Provider {
                 })?;
             let now = inner.clock.now();
             let allowed = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX / 2)
-                + i64::try_from(CLOCK_LEEWAY.as_secs()).unwrap_or(0) * 1000;
+                + CLOCK_LEEWAY.as_millis();
             if now.millis_since(auth_time) > allowed {
                 return Err(IdpError::StaleAuthentication {
                     issuer: inner.config.issuer.clone(),

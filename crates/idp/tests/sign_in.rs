@@ -8,7 +8,7 @@ use std::time::Duration;
 use breakglass_core::{Clock, SystemClock};
 use breakglass_idp::testing::TestIdpOptions;
 use breakglass_idp::{DeviceOptions, IdpError, LoginOptions};
-use common::{discover, sign_in, start, start_with, with_nonce};
+use common::{discover, fast_polling, sign_in, start, start_with, with_nonce};
 
 #[tokio::test]
 async fn code_flow_with_pkce_signs_in_with_groups_auth_time_and_nonce() {
@@ -140,13 +140,7 @@ async fn confidential_client_signs_in_and_refreshes_with_its_secret() {
 #[tokio::test]
 async fn device_flow_signs_in_by_polling_until_the_person_approves() {
     let (idp, provider) = start().await;
-    let pending = provider
-        .begin_device(DeviceOptions {
-            interval_when_unspecified: Duration::from_millis(200),
-            ..DeviceOptions::default()
-        })
-        .await
-        .unwrap();
+    let pending = provider.begin_device(fast_polling()).await.unwrap();
     assert_eq!(
         pending.interval(),
         Duration::from_millis(200),
@@ -187,8 +181,7 @@ async fn device_flow_nonce_is_dropped_by_oidc_provider_so_a_key_binding_cannot_b
     let pending = provider
         .begin_device(DeviceOptions {
             nonce: Some("nonce-bound-to-a-key".to_owned()),
-            interval_when_unspecified: Duration::from_millis(200),
-            ..DeviceOptions::default()
+            ..fast_polling()
         })
         .await
         .expect("oidc-provider accepts a nonce in the device authorization request");
@@ -212,13 +205,7 @@ async fn device_flow_nonce_is_dropped_by_oidc_provider_so_a_key_binding_cannot_b
 #[tokio::test]
 async fn device_flow_refused_by_the_person_is_access_denied() {
     let (idp, provider) = start().await;
-    let pending = provider
-        .begin_device(DeviceOptions {
-            interval_when_unspecified: Duration::from_millis(200),
-            ..DeviceOptions::default()
-        })
-        .await
-        .unwrap();
+    let pending = provider.begin_device(fast_polling()).await.unwrap();
     let user_code = pending.user_code().to_owned();
     let (signed_in, denied) = tokio::join!(pending.finish(), idp.deny_device(&user_code));
     denied.unwrap();

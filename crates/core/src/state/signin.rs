@@ -140,15 +140,9 @@ impl LogState {
         signed_in: Timestamp,
         now: Timestamp,
     ) -> Result<(), Refusal> {
-        let max_age = self
-            .policy()
-            .map_or(crate::policy::DEFAULT_MAX_AUTH_AGE, |p| {
-                p.policy.max_auth_age
-            });
+        let max_age = self.max_auth_age();
         let age_ms = now.millis_since(signed_in);
-        let max_ms = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX / 1000) * 1000;
-        let leeway_ms = i64::try_from(SIGN_IN_LEEWAY.as_secs()).unwrap_or(0) * 1000;
-        if age_ms > max_ms {
+        if age_ms > max_age.as_millis() {
             return Err(Refusal::SignInRequired {
                 actor: actor.to_owned(),
                 action: action.to_owned(),
@@ -158,7 +152,7 @@ impl LogState {
                 ),
             });
         }
-        if age_ms < -leeway_ms {
+        if age_ms < -SIGN_IN_LEEWAY.as_millis() {
             return Err(Refusal::Malformed(format!(
                 "the sign-in time {signed_in} lies after the event time {now}"
             )));
@@ -367,17 +361,14 @@ impl LogState {
             )));
         }
         let lifetime_ms = approval.expires.millis_since(approval.issued);
-        let max_ms = i64::try_from(MAX_OFFLINE_APPROVAL_TTL_SECS).unwrap_or(0) * 1000;
-        if lifetime_ms <= 0 || lifetime_ms > max_ms {
+        let max_ttl = Span::from_secs(MAX_OFFLINE_APPROVAL_TTL_SECS);
+        if lifetime_ms <= 0 || lifetime_ms > max_ttl.as_millis() {
             return Err(invalid(format!(
                 "it is valid from {} to {}; offline approvals may last at most {}",
-                approval.issued,
-                approval.expires,
-                Span::from_secs(MAX_OFFLINE_APPROVAL_TTL_SECS)
+                approval.issued, approval.expires, max_ttl
             )));
         }
-        let leeway_ms = i64::try_from(SIGN_IN_LEEWAY.as_secs()).unwrap_or(0) * 1000;
-        if approval.issued.millis_since(e.time) > leeway_ms {
+        if approval.issued.millis_since(e.time) > SIGN_IN_LEEWAY.as_millis() {
             return Err(invalid(format!(
                 "it claims to be signed at {}, after its import at {}",
                 approval.issued, e.time

@@ -63,6 +63,15 @@ pub async fn try_sign_in(
     tokio::join!(login.finish(LOGIN_TIMEOUT), idp.headless_login(&url, user))
 }
 
+/// Device sign-in options that poll every 200 ms (oidc-provider names no interval, and the
+/// default of 5 s would make the tests crawl).
+pub fn fast_polling() -> breakglass_idp::DeviceOptions {
+    breakglass_idp::DeviceOptions {
+        interval_when_unspecified: Duration::from_millis(200),
+        ..breakglass_idp::DeviceOptions::default()
+    }
+}
+
 pub fn with_nonce(nonce: &str) -> LoginOptions {
     LoginOptions {
         nonce: Some(nonce.to_owned()),
