@@ -472,4 +472,19 @@ async fn an_expired_id_token_is_refreshed_before_an_approval_keeping_the_sign_in
     s.cli
         .run(&["log", "verify"])
         .ok("the refreshed token verifies in the log");
+
+    // A sign-in whose enrolment is refused (alice was revoked) keeps the key she held.
+    let key_before = s.keyring_secret("/alice");
+    s.cli
+        .run(&["identity", "revoke", "alice", "--reason", "left the team"])
+        .ok("the admin revokes alice");
+    s.login(&["login"], "alice")
+        .await
+        .code(REFUSED, "a revoked person is not enrolled again")
+        .stderr_mentions(&["revoked"], "the refusal says why");
+    assert_eq!(
+        s.keyring_secret("/alice"),
+        key_before,
+        "the refused sign-in left alice's key as it was"
+    );
 }

@@ -197,6 +197,9 @@ pub async fn login(
     } else {
         // Not enrolled with this key: enrol it (a new person, or a new key for a known one).
         let location = home.identity_key(&name);
+        // A key held here under that name (from an earlier sign-in) is kept aside and put back
+        // if the new key's enrolment is refused, so a refused sign-in loses nothing.
+        let previous = if new_key { location.load().ok() } else { None };
         if new_key {
             location.delete().map_err(EngineError::from)?;
             location.store_new(&key).map_err(EngineError::from)?;
@@ -214,6 +217,9 @@ pub async fn login(
         if let Err(e) = result {
             if new_key {
                 let _ = location.delete();
+                if let Some(previous) = &previous {
+                    let _ = location.store_new(previous);
+                }
             }
             return Err(e);
         }
