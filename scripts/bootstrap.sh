@@ -5,7 +5,11 @@ set -euo pipefail
 
 need_pkgs=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in build-essential pkg-config libdbus-1-dev postgresql dbus gnome-keyring libsecret-tools; do
+# The desktop app (Tauri 2: WebKitGTK, GTK, the tray's appindicator) and its tests in a real
+# window (Xvfb, WebKitWebDriver, ImageMagick's import for screenshots of the whole display).
+for p in build-essential pkg-config libdbus-1-dev postgresql dbus gnome-keyring libsecret-tools \
+  libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev \
+  xvfb xauth webkit2gtk-driver dbus-x11 imagemagick; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 # Node.js runs the real OpenID provider (npm oidc-provider) that the idp crate's tests start.
@@ -38,4 +42,10 @@ if [ "$node_major" -lt 20 ]; then
     echo "bootstrap: node $(node --version) is too old for the test identity provider; installing $node_pkg@22.23.3 in $node_dir" >&2
     npm install --prefix "$node_dir" --no-audit --no-fund --silent "$node_pkg@22.23.3"
   fi
+fi
+
+# tauri-driver bridges WebDriver to WebKitWebDriver for the desktop app's end-to-end tests.
+if ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tauri-driver" ]; then
+  echo "bootstrap: installing tauri-driver 2.1.0" >&2
+  cargo install tauri-driver --version 2.1.0 --locked --quiet
 fi

@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# Builds and starts Breakglass: the guided first run (init, sample policy, status), then the status
-# view on later runs. Keys go to the OS keyring; without a desktop session (no D-Bus) a private
-# keyring is started and unlocked with a passphrase you type.
+# Builds and starts Breakglass. On a desktop (a display): the desktop app, whose first run walks
+# through the data directory, the identity provider, the policy and sign-in. Without a display:
+# the command line's guided first run (init, sample policy, status). Keys go to the OS keyring;
+# without a desktop session (no D-Bus) a private keyring is started and unlocked with a
+# passphrase you type.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/breakglass/target}"
+
+if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+  scripts/ui.sh
+  echo "Building the desktop app (the first build takes several minutes)…" >&2
+  cargo build --release --quiet -p breakglass-app
+  exec "$CARGO_TARGET_DIR/release/breakglass-app" "$@"
+fi
+echo "No display here: starting the command-line first run instead of the desktop app." >&2
 cargo build --release --quiet -p breakglass-cli
 bin="$CARGO_TARGET_DIR/release/breakglass"
 hint() {

@@ -14,6 +14,10 @@ jobs="${BREAKGLASS_TEST_JOBS:-2}"
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 
+# The desktop app embeds the built UI, so the UI is installed, checked, tested and built first.
+scripts/ui.sh
+echo "== ui: vitest"
+(cd ui && npm test --silent)
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

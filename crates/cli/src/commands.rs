@@ -9,7 +9,7 @@ use std::time::Duration;
 use breakglass_core::policy::Policy;
 use breakglass_core::{Clock, PublicKey, RequestId, Span, Status, SystemClock, Timestamp};
 use breakglass_engine::{
-    default_dir, generate, public_key, signin, write_csv, write_jsonl, Actor, Code, Engine,
+    default_dir, desk, generate, public_key, signin, write_csv, write_jsonl, Actor, Code, Engine,
     EngineError, ExportFilter, Home, InitOptions, KeyLocation, KeyStoreKind, NewRequest,
 };
 use breakglass_ledger::{verify_bundle, write_bundle, NoteVerifier, VerifyOptions};
@@ -89,23 +89,12 @@ impl Ctx {
     /// sign-in here (refreshed first when it has expired), for decisions.
     async fn signed_actor(&self, home: &Home, engine: &Engine) -> Result<Actor> {
         let actor = self.actor(home, engine)?;
-        let provider_person = engine
-            .state()
-            .identity(actor.name())
-            .is_some_and(|i| i.record.binding.oidc().is_some());
-        if !provider_person {
-            return Ok(actor);
-        }
-        let name = actor.name().to_owned();
-        let (token, warning) =
-            signin::current_sign_in(engine, home, self.clock.clone(), &name).await?;
+        let (actor, warning) =
+            signin::with_current_sign_in(engine, home, self.clock.clone(), actor).await?;
         if let Some(w) = warning {
             eprintln!("breakglass: warning: {w}");
         }
-        Ok(match token {
-            Some(token) => actor.with_sign_in(token),
-            None => actor,
-        })
+        Ok(actor)
     }
 
     fn actor(&self, home: &Home, engine: &Engine) -> Result<Actor> {
@@ -229,9 +218,6 @@ async fn init(
     Ok(())
 }
 
-/// The sample policy shipped with the CLI, for the guided first run.
-pub const SAMPLE_POLICY: &str = include_str!("../sample-policy.toml");
-
 async fn quickstart(ctx: &Ctx, name: &str, keys: SystemKeysArg) -> Result<()> {
     if Home::open(&ctx.dir).is_err() {
         println!(
@@ -243,7 +229,7 @@ async fn quickstart(ctx: &Ctx, name: &str, keys: SystemKeysArg) -> Result<()> {
     let (home, mut engine) = ctx.engine().await?;
     let actor = ctx.actor(&home, &engine)?;
     if engine.state().policy().is_none() {
-        let source = SAMPLE_POLICY.replace("\"admin\"", &format!("{:?}", actor.name()));
+        let source = desk::draft_policy(actor.name(), None);
         let path = home.dir().join("policy.toml");
         if !path.exists() {
             fs::write(&path, &source)

@@ -7,7 +7,7 @@ mod support;
 use std::fs;
 use std::path::Path;
 
-use support::secret_service::SecretService;
+use support::SecretService;
 use support::{Cli, REFUSED};
 
 /// Every file under `dir` whose name ends with `.pem`.
@@ -42,7 +42,7 @@ connector = { kind = "command", grant = ["/bin/true"], revoke = ["/bin/true"] }
 #[test]
 fn keys_live_in_the_secret_service() {
     let service = SecretService::start();
-    let cli = service.cli();
+    let cli = support::keyring_cli(&service);
 
     cli.run(&["init"])
         .ok("init keeps the log's keys and the admin's key in the keyring by default");

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use breakglass_core::SystemClock;
 use breakglass_idp::testing::{TestIdp, TestIdpOptions, TestUser};
 use breakglass_idp::{Provider, RefreshToken};
-use support::secret_service::SecretService;
+use support::SecretService;
 use support::{Cli, Output, REFUSED};
 
 fn policy(issuer: &str, client_id: &str, version: u64, max_auth_age: &str) -> String {
@@ -57,7 +57,7 @@ impl Setup {
 
     async fn start_with(options: TestIdpOptions) -> Setup {
         let service = SecretService::start();
-        let mut cli = service.cli();
+        let mut cli = support::keyring_cli(&service);
         cli.env("BREAKGLASS_NO_BROWSER", "1");
         let idp = TestIdp::start(TestIdpOptions {
             users: vec![

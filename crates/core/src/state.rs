@@ -43,6 +43,7 @@ pub struct VerifiedEvent<'a> {
 
 /// Where a request is in its lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Waiting for approvals.

@@ -11,6 +11,7 @@ use crate::keys::KeyError;
 /// What kind of failure, for front ends to match on (the UI's `{code, message}`; the CLI's
 /// exit status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Code {
@@ -30,6 +31,10 @@ pub enum Code {
     Connector,
     /// The identity provider could not be reached or refused the sign-in.
     IdentityProvider,
+    /// No data directory is open yet (a front end's first run is not finished).
+    SetupRequired,
+    /// Something failed inside the front end itself.
+    Internal,
 }
 
 /// Why an engine command failed.

@@ -210,6 +210,17 @@ impl Home {
         write().map_err(|e| EngineError::Setup(format!("cannot write {}: {e}", path.display())))
     }
 
+    /// Makes `name` the identity commands act as by default, and records it in the config.
+    pub fn set_default_identity(&mut self, name: &str) -> Result<(), EngineError> {
+        if let Some(p) = breakglass_core::names::name_problem(name) {
+            return Err(EngineError::Invalid(p));
+        }
+        let previous = std::mem::replace(&mut self.config.default_identity, name.to_owned());
+        self.write_config().inspect_err(|_| {
+            self.config.default_identity = previous;
+        })
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir

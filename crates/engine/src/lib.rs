@@ -53,6 +53,7 @@
 //! ```
 
 mod connector;
+pub mod desk;
 mod engine;
 mod error;
 mod export;

@@ -35,7 +35,7 @@ pub enum Method {
 }
 
 /// What the front end shows while the person signs in.
-pub trait Prompt {
+pub trait Prompt: Send + Sync {
     /// A browser sign-in is ready at `url`: open it (or print it when no browser can be opened).
     fn open(&self, url: &Url);
     /// A device sign-in waits for `user_code` to be entered at `uri`.
@@ -380,6 +380,32 @@ pub async fn current_sign_in(
     };
     location.store(&updated).map_err(EngineError::from)?;
     Ok((Some(updated.id_token.clone()), None))
+}
+
+/// `actor` with, for a provider's person, the ID token of their sign-in here (refreshed first
+/// when it has expired), as decisions need; and why a refresh failed, if one did.
+pub async fn with_current_sign_in(
+    engine: &Engine,
+    home: &Home,
+    clock: Arc<dyn Clock>,
+    actor: crate::engine::Actor,
+) -> Result<(crate::engine::Actor, Option<String>), EngineError> {
+    let provider_person = engine
+        .state()
+        .identity(actor.name())
+        .is_some_and(|i| i.record.binding.oidc().is_some());
+    if !provider_person {
+        return Ok((actor, None));
+    }
+    let name = actor.name().to_owned();
+    let (token, warning) = current_sign_in(engine, home, clock, &name).await?;
+    Ok((
+        match token {
+            Some(token) => actor.with_sign_in(token),
+            None => actor,
+        },
+        warning,
+    ))
 }
 
 /// The ID token of `name`'s session, if they are signed in here.

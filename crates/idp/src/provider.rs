@@ -47,6 +47,10 @@ pub struct ProviderMetadata {
     pub introspection_endpoint: Option<Url>,
     /// Whether authorization responses carry `iss` (RFC 9207); if so, it is required.
     pub authorization_response_iss_parameter_supported: bool,
+    /// PKCE methods the provider lists (empty when it lists none).
+    pub code_challenge_methods_supported: Vec<String>,
+    /// Scopes the provider lists (empty when it lists none).
+    pub scopes_supported: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +63,8 @@ struct DiscoveryDocument {
     revocation_endpoint: Option<String>,
     introspection_endpoint: Option<String>,
     code_challenge_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    scopes_supported: Vec<String>,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
 }
@@ -646,6 +652,8 @@ async fn fetch_metadata(
         introspection_endpoint: url("introspection_endpoint", doc.introspection_endpoint)?,
         authorization_response_iss_parameter_supported: doc
             .authorization_response_iss_parameter_supported,
+        code_challenge_methods_supported: doc.code_challenge_methods_supported.unwrap_or_default(),
+        scopes_supported: doc.scopes_supported,
     })
 }
 

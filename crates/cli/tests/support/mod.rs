@@ -14,7 +14,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-pub mod secret_service;
+pub use breakglass_testkit::keyring::SecretService;
+
+/// A CLI on a data directory beside `service`'s keyring, talking to it.
+pub fn keyring_cli(service: &SecretService) -> Cli {
+    let mut cli = Cli::new(&service.tmp.path().join("breakglass"));
+    for (k, v) in service.env() {
+        cli.env(&k, &v);
+    }
+    cli
+}
 
 /// Exit codes documented in the README.
 pub const OK: i32 = 0;

@@ -8,8 +8,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::Cli;
-
 /// A bus configuration without service directories: nothing is auto-started behind the test's
 /// back (a stray gnome-keyring activated by a client that raced ahead would outlive the test).
 fn bus_config(socket: &Path) -> String {
@@ -151,15 +149,6 @@ impl SecretService {
         let mut c = Command::new("secret-tool");
         c.args(args).envs(self.env());
         c
-    }
-
-    /// A CLI on a data directory beside the keyring, talking to it.
-    pub fn cli(&self) -> Cli {
-        let mut cli = Cli::new(&self.tmp.path().join("breakglass"));
-        for (k, v) in self.env() {
-            cli.env(&k, &v);
-        }
-        cli
     }
 }
 

@@ -1,0 +1,819 @@
+//! The desk: one person's working surface over a data directory — who they act as, what they
+//! see ([`Overview`]), and every command they give, with results shaped for a user interface.
+//! The desktop app's commands are thin adapters over it; nothing here knows a window exists.
+
+mod notice;
+mod view;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use breakglass_core::policy::Policy;
+use breakglass_core::{Clock, EventBody, RequestId, Span};
+use breakglass_idp::{Provider, ProviderConfig};
+use breakglass_ledger::{verify_bundle, write_bundle, Entry, NoteVerifier, VerifyOptions};
+
+use crate::engine::{Actor, Engine, NewRequest, Outcome};
+use crate::error::EngineError;
+use crate::export::{write_csv, write_jsonl, ExportFilter};
+use crate::home::{Home, InitOptions, KeyStoreKind};
+use crate::signin::{self, Method, Prompt};
+
+pub use notice::{Notice, NoticeKind, Notices, TraySummary, WARN_BEFORE_EXPIRY};
+pub use view::{
+    Alert, AlertKind, Credential, Decided, DecisionView, Discovery, EventRow, ExportDone,
+    ExportFormat, ExportProgress, HistoryFilter, Me, OfflineToken, Overview, PolicyProblem,
+    ProviderDraft, RequestForm, RequestView, ReviewState, SetupStatus, SignedInView, TargetView,
+    VerifyReport,
+};
+
+/// The policy a first run starts from: one demonstration target whose connector grants nothing.
+pub const FIRST_RUN_POLICY: &str = include_str!("first-run-policy.toml");
+
+/// Longest reason accepted, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// An open data directory, its verified log, and the identity this front end acts as.
+pub struct Desk {
+    home: Home,
+    engine: Engine,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Desk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Desk")
+            .field("dir", &self.home.dir())
+            .field("me", &self.me())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one [`Desk::sync`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Synced {
+    /// Whether the log grew (by this process's scheduler or by another process).
+    pub changed: bool,
+    /// Connector failures the scheduler ran into (also recorded in the log).
+    pub failures: Vec<String>,
+}
+
+impl Desk {
+    /// Opens an initialised data directory, verifying its whole log, and runs a scheduler pass
+    /// so anything overdue is handled first.
+    pub async fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Desk, EngineError> {
+        let home = Home::open(dir)?;
+        let engine = home.engine(clock.clone()).await?;
+        let mut desk = Desk {
+            home,
+            engine,
+            clock,
+        };
+        desk.sync().await?;
+        Ok(desk)
+    }
+
+    /// Creates a data directory with `admin` as its first administrator, keys in the OS
+    /// keyring.
+    pub async fn init(dir: &Path, admin: &str, clock: Arc<dyn Clock>) -> Result<Desk, EngineError> {
+        Desk::init_with(dir, admin, KeyStoreKind::Keyring, clock).await
+    }
+
+    /// [`Desk::init`] with the system keys kept where `keys` says.
+    pub async fn init_with(
+        dir: &Path,
+        admin: &str,
+        keys: KeyStoreKind,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Desk, EngineError> {
+        let admin = admin.trim();
+        let opts = InitOptions {
+            admin: admin.to_owned(),
+            admin_key: None,
+            system_keys: keys,
+            database: None,
+        };
+        let (home, engine) = Home::init(dir, opts, clock.clone()).await?;
+        Ok(Desk {
+            home,
+            engine,
+            clock,
+        })
+    }
+
+    /// The data directory.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The identity this desk acts as.
+    pub fn me(&self) -> &str {
+        self.home.default_identity()
+    }
+
+    /// Closes the log's database.
+    pub async fn close(self) {
+        self.engine.close().await;
+    }
+
+    /// Picks up entries other processes appended and runs the scheduler (expiry, lapses,
+    /// interrupted grants).
+    pub async fn sync(&mut self) -> Result<Synced, EngineError> {
+        let before = self.engine.size();
+        self.engine.refresh().await?;
+        let report = self.engine.tick().await?;
+        Ok(Synced {
+            changed: self.engine.size() != before,
+            failures: report.failures.iter().map(ToString::to_string).collect(),
+        })
+    }
+
+    /// Where the walk-through stands.
+    pub fn setup_status(&self) -> SetupStatus {
+        let state = self.engine.state();
+        let me = self.me().to_owned();
+        let provider_person = state
+            .identity(&me)
+            .is_some_and(|i| i.record.binding.oidc().is_some());
+        let signed_in = provider_person
+            && signin::session_token(&self.home, &me)
+                .ok()
+                .flatten()
+                .is_some();
+        SetupStatus {
+            data_dir: self.home.dir().display().to_string(),
+            initialised: true,
+            has_policy: state.policy().is_some(),
+            providers: state
+                .policy()
+                .map(|p| p.policy.providers.keys().cloned().collect())
+                .unwrap_or_default(),
+            admin: state.is_admin(&me),
+            me: Some(me),
+            signed_in,
+        }
+    }
+
+    /// Everything the main screens show, now.
+    pub fn overview(&self) -> Overview {
+        let state = self.engine.state();
+        let me = self.me();
+        let session = signin::session_token(&self.home, me).ok().flatten();
+        let signed_in_at = session
+            .as_ref()
+            .and_then(|t| signin::signed_in_at(t.expose_secret()));
+        let targets: Vec<TargetView> = state
+            .policy()
+            .map(|p| {
+                p.policy
+                    .targets
+                    .values()
+                    .map(|t| view::target_view(state, me, t))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let approver = state.policy().is_some_and(|p| {
+            p.policy
+                .targets
+                .values()
+                .any(|t| state.is_approver_for(me, t))
+        });
+        let mut requests: Vec<RequestView> = state
+            .requests()
+            .map(|r| view::request_view(state, me, r))
+            .collect();
+        requests.sort_by(|a, b| {
+            b.requested_at_ms
+                .cmp(&a.requested_at_ms)
+                .then_with(|| b.id.cmp(&a.id))
+        });
+        Overview {
+            now_ms: self.engine.now().unix_millis(),
+            log_size: self.engine.size(),
+            me: Me {
+                name: me.to_owned(),
+                provider: state
+                    .identity(me)
+                    .and_then(|i| i.record.binding.oidc().map(|b| b.provider.clone())),
+                groups: state.groups_of(me).into_iter().collect(),
+                signed_in: session.is_some(),
+                signed_in_at_ms: signed_in_at.map(|t| t.unix_millis()),
+                fresh_for_decisions: session
+                    .as_ref()
+                    .is_some_and(|t| self.engine.sign_in_is_fresh(t.expose_secret())),
+                max_auth_age_secs: state.max_auth_age().as_secs(),
+                admin: state.is_admin(me),
+                approver,
+            },
+            targets,
+            requests,
+            alerts: view::alerts(state),
+        }
+    }
+
+    /// The policy in force, as applied.
+    pub fn current_policy(&self) -> Option<String> {
+        self.engine.state().policy().map(|p| p.source.clone())
+    }
+
+    /// Applies `source` as the new policy (this desk's identity must be an administrator).
+    pub async fn apply_policy(&mut self, source: &str) -> Result<SetupStatus, EngineError> {
+        let actor = self.actor()?;
+        self.engine.apply_policy(&actor, source).await?;
+        Ok(self.setup_status())
+    }
+
+    /// Acts as `name` from now on (after a sign-in); remembered in the data directory.
+    pub fn act_as(&mut self, name: &str) -> Result<(), EngineError> {
+        if self.engine.state().identity(name).is_none() {
+            return Err(breakglass_core::Refusal::UnknownIdentity(name.to_owned()).into());
+        }
+        self.home.set_default_identity(name)
+    }
+
+    /// Enrols a local identity `name` in `groups` (administrators only), with a new signing
+    /// key kept where this directory keeps keys; for automation and people without a provider.
+    pub async fn enrol_local(&mut self, name: &str, groups: &[String]) -> Result<(), EngineError> {
+        let admin = self.actor()?;
+        let location = self.home.identity_key(name);
+        if location.load().is_ok() {
+            return Err(EngineError::Invalid(format!(
+                "a signing key for {name} is already kept here"
+            )));
+        }
+        let key = crate::keys::generate();
+        location.store_new(&key)?;
+        let result = self
+            .engine
+            .enrol(
+                &admin,
+                name,
+                crate::keys::public_key(&key),
+                groups.iter().cloned(),
+            )
+            .await;
+        if let Err(e) = result {
+            let _ = location.delete();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Requests access.
+    pub async fn request(&mut self, form: RequestForm) -> Result<Decided, EngineError> {
+        let reason = form.reason.trim().to_owned();
+        if reason.is_empty() {
+            return Err(EngineError::Invalid("give a reason for the request".into()));
+        }
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return Err(EngineError::Invalid(format!(
+                "the reason is longer than {MAX_REASON_CHARS} characters"
+            )));
+        }
+        if form.duration_secs == 0 {
+            return Err(EngineError::Invalid(
+                "the duration must be at least one second".into(),
+            ));
+        }
+        let extends = form.extends.as_deref().map(parse_id).transpose()?;
+        let ticket = form
+            .ticket
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        let actor = self.signed_actor().await?;
+        let outcome = self
+            .engine
+            .request(
+                &actor,
+                NewRequest {
+                    target: form.target,
+                    role: form.role.filter(|r| !r.is_empty()),
+                    duration: Span::from_secs(form.duration_secs),
+                    reason,
+                    ticket,
+                    break_glass: form.break_glass,
+                    extends,
+                },
+            )
+            .await?;
+        self.decided(outcome)
+    }
+
+    /// Approves pending request `id`.
+    pub async fn approve(
+        &mut self,
+        id: &str,
+        comment: Option<String>,
+    ) -> Result<Decided, EngineError> {
+        let id = parse_id(id)?;
+        let actor = self.signed_actor().await?;
+        let outcome = self.engine.approve(&actor, &id, non_empty(comment)).await?;
+        self.decided(outcome)
+    }
+
+    /// Denies pending request `id`.
+    pub async fn deny(&mut self, id: &str, reason: String) -> Result<Decided, EngineError> {
+        let id = parse_id(id)?;
+        let reason = reason.trim().to_owned();
+        if reason.is_empty() {
+            return Err(EngineError::Invalid(
+                "give the requester a reason for the denial".into(),
+            ));
+        }
+        let actor = self.signed_actor().await?;
+        let outcome = self.engine.deny(&actor, &id, reason).await?;
+        self.decided(outcome)
+    }
+
+    /// Ends grant `id` now (its requester, an approver or an administrator).
+    pub async fn revoke(
+        &mut self,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<Decided, EngineError> {
+        let id = parse_id(id)?;
+        let actor = self.signed_actor().await?;
+        let outcome = self.engine.revoke(&actor, &id, non_empty(reason)).await?;
+        self.decided(outcome)
+    }
+
+    /// Withdraws this desk's own pending request `id`.
+    pub async fn cancel(&mut self, id: &str) -> Result<Decided, EngineError> {
+        let id = parse_id(id)?;
+        let actor = self.actor()?;
+        let outcome = self.engine.cancel(&actor, &id).await?;
+        self.decided(outcome)
+    }
+
+    /// Records the review break-glass request `id` owes.
+    pub async fn review(&mut self, id: &str, comment: String) -> Result<Decided, EngineError> {
+        let id = parse_id(id)?;
+        let comment = comment.trim().to_owned();
+        if comment.is_empty() {
+            return Err(EngineError::Invalid(
+                "a review needs a comment saying what was found".into(),
+            ));
+        }
+        let actor = self.signed_actor().await?;
+        let outcome = self.engine.review(&actor, &id, comment).await?;
+        self.decided(outcome)
+    }
+
+    /// Signs an offline approval of break-glass request `id`, valid for `valid_for_secs`.
+    pub fn offline_approval(
+        &self,
+        id: &str,
+        valid_for_secs: u64,
+    ) -> Result<OfflineToken, EngineError> {
+        let id = parse_id(id)?;
+        let actor = self.actor()?;
+        let ttl = Span::from_secs(valid_for_secs);
+        let token = self.engine.offline_approval(&actor, &id, ttl)?;
+        let expires = self
+            .engine
+            .now()
+            .checked_add(ttl)
+            .ok_or(breakglass_core::Refusal::TimeOutOfRange)?;
+        Ok(OfflineToken {
+            qr_svg: qr_svg(&token)?,
+            token,
+            expires_at_ms: expires.unix_millis(),
+        })
+    }
+
+    /// Imports an offline approval token for this desk's own request.
+    pub async fn import_offline_approval(&mut self, token: &str) -> Result<Decided, EngineError> {
+        let actor = self.actor()?;
+        let outcome = self.engine.import_offline_approval(&actor, token).await?;
+        self.decided(outcome)
+    }
+
+    /// The events of the log that `filter` keeps, newest first.
+    pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<EventRow>, EngineError> {
+        let entries = self.engine.entries(0, self.engine.size()).await?;
+        let needle = filter
+            .text
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_lowercase);
+        let state = self.engine.state();
+        let mut rows = Vec::new();
+        for (index, bytes) in entries.iter().enumerate() {
+            let entry = Entry::decode(bytes).map_err(|e| EngineError::Tampered(e.to_string()))?;
+            let ev = entry.event();
+            let at = ev.time.unix_millis();
+            if filter.from_ms.is_some_and(|f| at < f) || filter.to_ms.is_some_and(|t| at >= t) {
+                continue;
+            }
+            let kind = ev.body.kind();
+            if !filter.kinds.is_empty() && !filter.kinds.iter().any(|k| k == kind) {
+                continue;
+            }
+            let row = EventRow {
+                index: index as u64,
+                at_ms: at,
+                kind: kind.to_owned(),
+                actor: ev.actor.clone(),
+                request: ev.body.request().map(ToString::to_string),
+                summary: summary(state, &ev.body),
+            };
+            if let Some(needle) = &needle {
+                let hay = format!(
+                    "{} {} {} {}",
+                    row.kind,
+                    row.actor,
+                    row.request.as_deref().unwrap_or(""),
+                    row.summary
+                )
+                .to_lowercase();
+                if !hay.contains(needle.as_str()) {
+                    continue;
+                }
+            }
+            rows.push(row);
+        }
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// The folder exports go to when no path is chosen: `exports/` in the data directory.
+    pub fn export_dir(&self) -> PathBuf {
+        self.home.dir().join("exports")
+    }
+
+    /// Writes the whole log in `format` to `path` (a new file beside the data directory's
+    /// exports when `None`), reporting progress per entry. The file appears complete or not
+    /// at all.
+    pub async fn export(
+        &self,
+        format: ExportFormat,
+        path: Option<&Path>,
+        progress: &mut (dyn FnMut(ExportProgress) + Send),
+    ) -> Result<ExportDone, EngineError> {
+        let path = match path {
+            Some(p) => p.to_owned(),
+            None => {
+                let dir = self.export_dir();
+                fs::create_dir_all(&dir).map_err(|e| {
+                    EngineError::Invalid(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                dir.join(format!(
+                    "breakglass-{}-{}.{}",
+                    self.engine.now().to_string().replace(':', ""),
+                    self.engine.size(),
+                    format.extension()
+                ))
+            }
+        };
+        let total = self.engine.size();
+        progress(ExportProgress { done: 0, total });
+        let entries = self.engine.entries(0, total).await?;
+        progress(ExportProgress {
+            done: total / 2,
+            total,
+        });
+        let mut buf = Vec::new();
+        let records = match format {
+            ExportFormat::Csv => {
+                write_csv(self.engine.state(), &ExportFilter::default(), &mut buf)? as u64
+            }
+            ExportFormat::Jsonl => write_jsonl(
+                self.engine.state(),
+                &entries,
+                &ExportFilter::default(),
+                &mut buf,
+            )? as u64,
+            ExportFormat::Bundle => {
+                let checkpoint = self.engine.latest_checkpoint().await?;
+                write_bundle(
+                    &mut buf,
+                    self.home.origin(),
+                    self.home.log_key(),
+                    entries.iter(),
+                    total,
+                    &checkpoint,
+                )
+                .map_err(|e| EngineError::Invalid(e.to_string()))?;
+                total
+            }
+        };
+        write_new_file(&path, &buf)?;
+        progress(ExportProgress { done: total, total });
+        Ok(ExportDone {
+            path: path.display().to_string(),
+            bytes: buf.len() as u64,
+            records,
+        })
+    }
+
+    /// Ends this desk's provider session: revokes the refresh token at the provider and
+    /// removes the session and signing key from the keyring; this desk then acts as the
+    /// directory's first administrator again when that is someone else.
+    pub async fn sign_out(&mut self) -> Result<Option<String>, EngineError> {
+        let me = self.me().to_owned();
+        let out = signin::logout(&self.engine, &self.home, self.clock.clone(), &me).await?;
+        Ok(out.warning)
+    }
+
+    fn actor(&self) -> Result<Actor, EngineError> {
+        let name = self.me();
+        let key = self.home.identity_key(name).load().map_err(|e| {
+            EngineError::Invalid(format!(
+                "cannot load the signing key of {name}: {e}; sign in again"
+            ))
+        })?;
+        Ok(Actor::new(name, key))
+    }
+
+    /// The acting identity with, for a provider's person, the ID token of their sign-in here
+    /// (refreshed first when it has expired), for decisions.
+    async fn signed_actor(&self) -> Result<Actor, EngineError> {
+        let actor = self.actor()?;
+        let (actor, _warning) =
+            signin::with_current_sign_in(&self.engine, &self.home, self.clock.clone(), actor)
+                .await?;
+        Ok(actor)
+    }
+
+    fn decided(&self, outcome: Outcome) -> Result<Decided, EngineError> {
+        let state = self.engine.state();
+        let r = state
+            .request(&outcome.request)
+            .ok_or(breakglass_core::Refusal::UnknownRequest(outcome.request))?;
+        Ok(Decided {
+            request: view::request_view(state, self.me(), r),
+            warning: outcome.warning,
+            credential: None,
+        })
+    }
+}
+
+/// Signs in at `provider` (the policy's only one when `None`) from the data directory `home`,
+/// enrolling the person's key on first sign-in. It opens its own connection to the log, so a
+/// desk stays usable while the browser is open; the caller then makes the desk act as the
+/// person ([`Desk::act_as`]).
+pub async fn sign_in(
+    home: &Home,
+    clock: Arc<dyn Clock>,
+    provider: Option<&str>,
+    method: Method,
+    prompt: &dyn Prompt,
+) -> Result<SignedInView, EngineError> {
+    let mut engine = home.engine(clock.clone()).await?;
+    let result = signin::login(&mut engine, home, clock, provider, None, method, prompt).await;
+    engine.close().await;
+    let signed = result?;
+    Ok(SignedInView {
+        name: signed.name,
+        provider: signed.provider,
+        enrolled: signed.enrolled,
+    })
+}
+
+/// The request a deep link (`breakglass://request/ID`) opens; anything else is refused.
+pub fn parse_deep_link(url: &str) -> Result<String, EngineError> {
+    const PREFIX: &str = "breakglass://request/";
+    let bad = || {
+        EngineError::Invalid(format!(
+            "not a Breakglass link (expected {PREFIX}ID): {:?}",
+            url.chars().take(80).collect::<String>()
+        ))
+    };
+    let rest = url
+        .strip_prefix(PREFIX)
+        .ok_or_else(bad)?
+        .trim_end_matches('/');
+    let id = RequestId::parse(rest).map_err(|_| bad())?;
+    Ok(id.to_string())
+}
+
+/// Fetches `issuer`'s discovery document, for a first run to show before the provider is added.
+pub async fn discover(issuer: &str, clock: Arc<dyn Clock>) -> Result<Discovery, EngineError> {
+    let issuer = issuer.trim();
+    // The client id is not needed to read the discovery document.
+    let provider = Provider::discover(ProviderConfig::new("new", issuer, "-"), clock).await?;
+    let m = provider.metadata();
+    Ok(Discovery {
+        issuer: m.issuer.clone(),
+        authorization_endpoint: m.authorization_endpoint.to_string(),
+        token_endpoint: m.token_endpoint.to_string(),
+        device_authorization_endpoint: m
+            .device_authorization_endpoint
+            .as_ref()
+            .map(ToString::to_string),
+        jwks_uri: m.jwks_uri.to_string(),
+        revocation_endpoint: m.revocation_endpoint.as_ref().map(ToString::to_string),
+        introspection_endpoint: m.introspection_endpoint.as_ref().map(ToString::to_string),
+        scopes_supported: m.scopes_supported.clone(),
+        pkce_s256: m
+            .code_challenge_methods_supported
+            .iter()
+            .any(|c| c == "S256"),
+        device_flow: m.device_authorization_endpoint.is_some(),
+    })
+}
+
+/// Every problem in policy `source`, with its line and column; empty when it parses.
+pub fn check_policy(source: &str) -> Vec<PolicyProblem> {
+    match Policy::parse(source) {
+        Ok(_) => Vec::new(),
+        Err(errs) => errs
+            .0
+            .iter()
+            .map(|p| PolicyProblem {
+                line: u32::try_from(p.line).unwrap_or(u32::MAX),
+                column: u32::try_from(p.column).unwrap_or(u32::MAX),
+                message: p.message.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A starting policy for a first run: the sample target with `admin` as its administrator and
+/// approver, and `provider` (when given) as its identity provider.
+pub fn draft_policy(admin: &str, provider: Option<&ProviderDraft>) -> String {
+    let mut source = FIRST_RUN_POLICY.replace("\"admin\"]", &format!("{admin:?}]"));
+    if let Some(p) = provider {
+        source.push_str(&format!(
+            "\n# People signing in at {issuer} are named by their preferred_username; map their\n\
+             # provider groups to policy groups below (for example \"sre\" = [\"approvers\"]).\n\
+             [providers.{name}]\nissuer = {issuer:?}\nclient_id = {client:?}\n\n\
+             [providers.{name}.groups]\n",
+            name = toml_key(&p.name),
+            issuer = p.issuer.trim(),
+            client = p.client_id.trim(),
+        ));
+    }
+    source
+}
+
+fn toml_key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if bare {
+        name.to_owned()
+    } else {
+        format!("{name:?}")
+    }
+}
+
+/// Verifies the bundle at `path` on its own (no log key pinned: the bundle's own key is
+/// checked against every checkpoint in it) and says what was found in plain words.
+pub fn verify_file(path: &Path) -> Result<VerifyReport, EngineError> {
+    let bytes = fs::read(path)
+        .map_err(|e| EngineError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    Ok(verify_bytes(&bytes, None))
+}
+
+/// Verifies bundle `bytes`, pinning the log key `pinned` when given.
+pub fn verify_bytes(bytes: &[u8], pinned: Option<NoteVerifier>) -> VerifyReport {
+    let opts = VerifyOptions {
+        log_key: pinned,
+        earlier_checkpoint: None,
+    };
+    match verify_bundle(bytes, &opts) {
+        Ok(r) => VerifyReport {
+            ok: true,
+            headline: format!(
+                "Verified: all {} entries are signed, follow the log's rules, and match the signed checkpoint.",
+                r.entries
+            ),
+            details: vec![
+                format!("Every entry's signature checked against the key enrolled for its signer."),
+                format!(
+                    "Every rule replayed: {} identities, {} policy version(s), {} requests, {} granted, {} break-glass, {} review(s) owed.",
+                    r.identities, r.policy_versions, r.requests, r.grants, r.break_glass, r.reviews_owed
+                ),
+                format!("Merkle root {} matches the checkpoint signed by the log key of {}.", r.root, r.origin),
+            ],
+            entries: r.entries,
+            checkpoint: Some(format!("{} root {}", r.origin, r.root)),
+        },
+        Err(e) => VerifyReport {
+            ok: false,
+            headline: "Verification FAILED: this file cannot be trusted as a record of what happened.".into(),
+            details: vec![e.to_string()],
+            entries: 0,
+            checkpoint: None,
+        },
+    }
+}
+
+fn parse_id(id: &str) -> Result<RequestId, EngineError> {
+    RequestId::parse(id.trim()).map_err(EngineError::Invalid)
+}
+
+fn non_empty(text: Option<String>) -> Option<String> {
+    text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// Writes `bytes` to a new file at `path` by way of a temporary file, so a failed export never
+/// leaves a partial file behind and never replaces an existing one.
+fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+    if path.exists() {
+        return Err(EngineError::Invalid(format!(
+            "{} already exists; choose another name",
+            path.display()
+        )));
+    }
+    let tmp = path.with_extension("partial");
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        EngineError::Invalid(format!("cannot write {}: {e}", path.display()))
+    })
+}
+
+fn qr_svg(text: &str) -> Result<String, EngineError> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| EngineError::Invalid(format!("cannot encode the token as a QR code: {e}")))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(256, 256)
+        .quiet_zone(true)
+        .build())
+}
+
+/// A base64 data URL of an SVG document, for front ends that show it as an image.
+pub fn svg_data_url(svg: &str) -> String {
+    format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(svg)
+    )
+}
+
+/// The history's words for an event.
+fn summary(state: &breakglass_core::LogState, body: &EventBody) -> String {
+    let about = |id: &RequestId| {
+        state
+            .request(id)
+            .map(|r| format!(" {} → {} ({})", r.requester, r.target, r.role))
+            .unwrap_or_default()
+    };
+    match body {
+        EventBody::LogCreated { admin, origin, .. } => {
+            format!("log {origin} created; first administrator {}", admin.name)
+        }
+        EventBody::IdentityEnrolled { identity } => format!("enrolled {}", identity.name),
+        EventBody::IdentityRevoked { name, reason } => format!("revoked identity {name}: {reason}"),
+        EventBody::ProviderKeysRecorded { provider, .. } => {
+            format!("recorded the signing keys of provider {provider}")
+        }
+        EventBody::PolicyApplied { version, .. } => format!("applied policy version {version}"),
+        EventBody::AccessRequested {
+            break_glass,
+            duration,
+            target,
+            role,
+            reason,
+            ..
+        } => format!(
+            "{} {target} ({role}) for {duration}: {reason}",
+            if *break_glass {
+                "break-glass self-activation of"
+            } else {
+                "requested"
+            }
+        ),
+        EventBody::RequestApproved { request, .. } => format!("approved{}", about(request)),
+        EventBody::OfflineApprovalImported { request, .. } => {
+            format!("imported an offline approval{}", about(request))
+        }
+        EventBody::RequestDenied { request, .. } => format!("denied{}", about(request)),
+        EventBody::RequestCancelled { request } => format!("withdrew{}", about(request)),
+        EventBody::RequestLapsed { request } => format!("lapsed undecided{}", about(request)),
+        EventBody::AccessGranted { request, .. } => format!("granted{}", about(request)),
+        EventBody::GrantFailed { request, .. } => format!("grant failed{}", about(request)),
+        EventBody::RevocationOrdered { request, .. } => {
+            format!("revocation ordered{}", about(request))
+        }
+        EventBody::AccessRevoked { request } => format!("revoked{}", about(request)),
+        EventBody::AccessExpired { request } => format!("expired{}", about(request)),
+        EventBody::RevokeFailed { request, error, .. } => {
+            format!("revoke failed{}: {error}", about(request))
+        }
+        EventBody::Alert { kind, message, .. } => {
+            format!("{}: {message}", view::log_alert_words(*kind))
+        }
+        EventBody::ReviewRecorded { request, comment } => {
+            format!("reviewed{}: {comment}", about(request))
+        }
+        other => other.kind().replace('_', " "),
+    }
+}

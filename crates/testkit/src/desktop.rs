@@ -1,0 +1,179 @@
+//! A real X display (Xvfb) with `tauri-driver` on it, so a test drives the real desktop app
+//! through WebDriver (tauri-driver starts WebKitWebDriver, which starts the app).
+
+use std::fs;
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+
+/// Screen size of the display: comfortably above the app's 1024×640 minimum.
+pub const SCREEN: &str = "1280x800x24";
+
+/// An Xvfb display and a tauri-driver on it; both are killed (with their children) on drop.
+pub struct Desktop {
+    children: Vec<Child>,
+    display: String,
+    port: u16,
+    logs: tempfile::TempDir,
+}
+
+fn wait_until(what: &str, timeout: Duration, log: &Path, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < timeout,
+            "{what} was not ready within {timeout:?}; its log:\n{}",
+            fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A display number nobody holds (Xvfb's lock files say who does).
+fn free_display() -> u32 {
+    let seed = std::process::id() % 400;
+    (0..400)
+        .map(|i| 100 + (seed + i) % 400)
+        .find(|n| {
+            !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                && !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+        })
+        .expect("a free X display number between 100 and 499")
+}
+
+/// Where tauri-driver is: on PATH, or where `cargo install` put it.
+pub fn tauri_driver() -> PathBuf {
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|h| h.join("bin/tauri-driver"));
+    match cargo_bin {
+        Some(p) if p.exists() => p,
+        _ => PathBuf::from("tauri-driver"),
+    }
+}
+
+impl Desktop {
+    /// Starts Xvfb and tauri-driver. `env` is passed to tauri-driver and so to the app it
+    /// starts (a keyring's bus, the app's data directory, …).
+    pub fn start(env: &[(String, String)]) -> Desktop {
+        let logs = tempfile::Builder::new()
+            .prefix("breakglass-desktop-")
+            .tempdir()
+            .expect("a temporary directory for the desktop's logs");
+        let n = free_display();
+        let display = format!(":{n}");
+        let xlog = logs.path().join("xvfb.log");
+        let xvfb = Command::new("Xvfb")
+            .arg(&display)
+            .args(["-screen", "0", SCREEN, "-nolisten", "tcp", "-noreset"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&xlog).expect("create the Xvfb log"))
+            .process_group(0)
+            .spawn()
+            .expect("Xvfb (Debian package xvfb; scripts/bootstrap.sh installs it)");
+        let mut desktop = Desktop {
+            children: vec![xvfb],
+            display,
+            port: 0,
+            logs,
+        };
+        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+        wait_until("Xvfb", Duration::from_secs(10), &xlog, || socket.exists());
+
+        let port = free_port();
+        let native = free_port();
+        let dlog = desktop.logs.path().join("tauri-driver.log");
+        let driver = Command::new(tauri_driver())
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native.to_string(),
+            ])
+            .env("DISPLAY", &desktop.display)
+            // No GPU under Xvfb: WebKit's compositing falls back to software cleanly.
+            .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&dlog).expect("create the tauri-driver log"))
+            .stderr(
+                fs::OpenOptions::new()
+                    .append(true)
+                    .open(&dlog)
+                    .expect("open the tauri-driver log"),
+            )
+            .process_group(0)
+            .spawn()
+            .expect(
+                "tauri-driver (cargo install tauri-driver --locked; scripts/bootstrap.sh does)",
+            );
+        desktop.children.push(driver);
+        desktop.port = port;
+        // tauri-driver listens at once; WebKitWebDriver behind it a little later, and a
+        // session asked for before then fails.
+        wait_until(
+            "tauri-driver and WebKitWebDriver",
+            Duration::from_secs(15),
+            &dlog,
+            || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && TcpStream::connect(("127.0.0.1", native)).is_ok()
+            },
+        );
+        desktop
+    }
+
+    /// The WebDriver address.
+    pub fn webdriver_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The X display (`:N`).
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// tauri-driver's output (with WebKitWebDriver's and the app's), for failure messages.
+    pub fn driver_log(&self) -> String {
+        fs::read_to_string(self.logs.path().join("tauri-driver.log")).unwrap_or_default()
+    }
+
+    /// A screenshot of the display's top-left `width`×`height` (where the undecorated window
+    /// sits, with no window manager), as PNG, taken by ImageMagick's `import` from the X server
+    /// itself rather than through WebDriver.
+    pub fn screenshot(&self, path: &Path, width: u32, height: u32) -> bool {
+        Command::new("import")
+            .args([
+                "-window",
+                "root",
+                "-crop",
+                &format!("{width}x{height}+0+0"),
+                "+repage",
+            ])
+            .arg(path)
+            .env("DISPLAY", &self.display)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().rev() {
+            // Each child leads its own process group: kill the group, so WebKitWebDriver and
+            // the app go with tauri-driver.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

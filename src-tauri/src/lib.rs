@@ -1,0 +1,187 @@
+#![forbid(unsafe_code)]
+//! The Breakglass desktop app: a thin Tauri shell over the engine's [`Desk`]. Commands translate
+//! and nothing more; state is the desk's; a background loop runs the scheduler, tells the UI
+//! when the log changes, raises notifications and keeps the tray current.
+//!
+//! [`Desk`]: breakglass_engine::desk::Desk
+
+mod commands;
+mod error;
+mod events;
+mod state;
+mod tray;
+
+use std::time::Duration;
+
+use breakglass_engine::desk::{self, TraySummary};
+use specta_typescript::{BigIntExportBehavior, Typescript};
+use tauri::{AppHandle, Manager};
+use tauri_plugin_deep_link::DeepLinkExt;
+use tauri_plugin_notification::NotificationExt;
+use tauri_specta::{collect_commands, collect_events, Event};
+
+pub use error::AppError;
+use events::OpenRequest;
+use state::AppState;
+
+/// How often the background loop looks at the log (other processes' entries, deadlines).
+const TICK: Duration = Duration::from_secs(1);
+
+/// The command and event surface, as tauri-specta sees it.
+pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
+    tauri_specta::Builder::<tauri::Wry>::new()
+        .commands(collect_commands![
+            commands::setup_status,
+            commands::init_data_dir,
+            commands::open_data_dir,
+            commands::discover_provider,
+            commands::draft_policy,
+            commands::check_policy,
+            commands::apply_policy,
+            commands::current_policy,
+            commands::sign_in,
+            commands::sign_out,
+            commands::overview,
+            commands::request_access,
+            commands::approve,
+            commands::deny,
+            commands::revoke,
+            commands::cancel,
+            commands::review,
+            commands::offline_approval,
+            commands::import_offline_approval,
+            commands::history,
+            commands::export_log,
+            commands::verify_bundle,
+            commands::pending_link,
+        ])
+        .events(collect_events![
+            events::LogChanged,
+            events::SignInPrompt,
+            events::ExportProgress,
+            events::OpenRequest
+        ])
+}
+
+/// The TypeScript the UI imports (`ui/src/lib/bindings.ts`), generated from the Rust types.
+pub fn typescript_bindings() -> Result<String, String> {
+    specta_builder()
+        .export_str(
+            Typescript::default()
+                .bigint(BigIntExportBehavior::Number)
+                .header("// Generated from the Rust types by src-tauri (tauri-specta); do not edit.\n// Regenerate: BREAKGLASS_WRITE_BINDINGS=1 cargo test -p breakglass-app --lib bindings\n"),
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// Starts the app.
+pub fn run() {
+    let builder = specta_builder();
+    let state = tauri::async_runtime::block_on(AppState::load());
+    let result = tauri::Builder::default()
+        // First, so a second launch (a deep link) goes to the running app instead.
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            tray::show_main(app);
+            for arg in argv.iter().skip(1) {
+                open_link(app, arg);
+            }
+        }))
+        .plugin(tauri_plugin_deep_link::init())
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_dialog::init())
+        .manage(state)
+        .invoke_handler(builder.invoke_handler())
+        .setup(move |app| {
+            builder.mount_events(app);
+            let handle = app.handle().clone();
+            let links = handle.clone();
+            app.deep_link().on_open_url(move |event| {
+                for url in event.urls() {
+                    open_link(&links, url.as_str());
+                }
+            });
+            if let Ok(Some(urls)) = app.deep_link().get_current() {
+                for url in urls {
+                    open_link(&handle, url.as_str());
+                }
+            }
+            let tray = tray::Tray::build(&handle)?;
+            tauri::async_runtime::spawn(background(handle, tray));
+            Ok(())
+        })
+        .run(tauri::generate_context!());
+    if let Err(e) = result {
+        eprintln!("breakglass-app: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn open_link(app: &AppHandle, url: &str) {
+    if !url.starts_with("breakglass:") {
+        return;
+    }
+    match desk::parse_deep_link(url) {
+        Ok(id) => {
+            app.state::<AppState>().set_pending_link(id.clone());
+            let _ = OpenRequest { id }.emit(app);
+            tray::show_main(app);
+        }
+        Err(e) => eprintln!("breakglass-app: {e}"),
+    }
+}
+
+/// Once a second: pick up the log's changes and run the scheduler, then refresh the tray and
+/// raise the notices the change brings. A command in progress is never waited for.
+async fn background(app: AppHandle, tray: tray::Tray<tauri::Wry>) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let state = app.state::<AppState>();
+        let Some(mut desk) = state.try_desk() else {
+            continue;
+        };
+        match desk.sync().await {
+            Ok(synced) if synced.changed => commands::announce(&app, desk.engine().size()),
+            Ok(_) => {}
+            Err(e) => eprintln!("breakglass-app: scheduler: {e}"),
+        }
+        let overview = desk.overview();
+        drop(desk);
+        tray.show(&TraySummary::of(&overview), overview.now_ms);
+        let notices = match state.notices.lock() {
+            Ok(mut n) => n.update(&overview),
+            Err(_) => Vec::new(),
+        };
+        for n in notices {
+            let shown = app
+                .notification()
+                .builder()
+                .title(&n.title)
+                .body(&n.body)
+                .show();
+            if let Err(e) = shown {
+                eprintln!("breakglass-app: notification {:?} not shown: {e}", n.title);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The committed TypeScript bindings are the ones the Rust types generate.
+    #[test]
+    fn bindings_are_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../ui/src/lib/bindings.ts");
+        let generated = super::typescript_bindings().expect("the types export to TypeScript");
+        if std::env::var_os("BREAKGLASS_WRITE_BINDINGS").is_some() {
+            std::fs::write(path, &generated).expect("write the bindings");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "ui/src/lib/bindings.ts is stale: regenerate it with \
+             BREAKGLASS_WRITE_BINDINGS=1 cargo test -p breakglass-app --lib bindings"
+        );
+    }
+}

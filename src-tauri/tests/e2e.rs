@@ -1,0 +1,412 @@
+//! The desktop app in a real window: the built app under Xvfb, driven through tauri-driver and
+//! WebKitWebDriver, against the real OpenID provider and a real gnome-keyring. A second person
+//! (the first administrator, whose key the first run put in the keyring) acts from a desk of
+//! their own on the same data directory, as a second app would.
+//!
+//! One test tells the whole story in order, because each step needs the one before.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use breakglass_core::SystemClock;
+use breakglass_engine::desk::Desk;
+use breakglass_idp::testing::{TestIdp, TestIdpOptions};
+use breakglass_testkit::desktop::Desktop;
+use breakglass_testkit::keyring::SecretService;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The app's window size (tauri.conf.json), the area screenshots keep.
+const WIDTH: u32 = 1200;
+const HEIGHT: u32 = 800;
+
+fn css(testid: &str) -> String {
+    format!("[data-testid='{testid}']")
+}
+
+/// Every WebDriver call is bounded: a hung call fails the test, naming the call.
+const CALL: Duration = Duration::from_secs(30);
+
+async fn timed<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(CALL, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("the WebDriver call {what} did not answer within {CALL:?}"),
+    }
+}
+
+struct Window<'d> {
+    client: Client,
+    desktop: &'d Desktop,
+    shots: Option<PathBuf>,
+}
+
+impl Window<'_> {
+    async fn find(&self, testid: &str) -> fantoccini::elements::Element {
+        let selector = css(testid);
+        let found = timed(
+            &format!("find {selector}"),
+            self.client
+                .wait()
+                .at_most(WAIT)
+                .for_element(Locator::Css(&selector)),
+        )
+        .await;
+        match found {
+            Ok(el) => el,
+            Err(e) => {
+                self.fail(&format!("the window should show {selector}: {e}"))
+                    .await
+            }
+        }
+    }
+
+    /// Fails the test with what the window showed: its text, and a screenshot.
+    async fn fail(&self, why: &str) -> ! {
+        let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-failure.png");
+        self.desktop.screenshot(&shot, WIDTH, HEIGHT);
+        let text = match self.client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        panic!(
+            "{why}\nthe window showed:\n{text}\n(screenshot: {})",
+            shot.display()
+        );
+    }
+
+    async fn click(&self, testid: &str) {
+        let el = self.find(testid).await;
+        timed(&format!("click {testid}"), el.click())
+            .await
+            .unwrap_or_else(|e| panic!("click {testid}: {e}"));
+    }
+
+    async fn type_into(&self, testid: &str, text: &str) {
+        let el = self.find(testid).await;
+        timed(&format!("clear {testid}"), el.clear())
+            .await
+            .unwrap_or_else(|e| panic!("clear {testid}: {e}"));
+        timed(&format!("type into {testid}"), el.send_keys(text))
+            .await
+            .unwrap_or_else(|e| panic!("type into {testid}: {e}"));
+    }
+
+    async fn text(&self, testid: &str) -> String {
+        let el = self.find(testid).await;
+        timed(&format!("text of {testid}"), el.text())
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Waits until `testid`'s text satisfies `ok`, and returns it.
+    async fn text_until(&self, testid: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let selector = css(testid);
+            let found = timed(&selector, self.client.find(Locator::Css(&selector))).await;
+            if let Ok(el) = found {
+                if let Ok(t) = timed(&format!("text of {selector}"), el.text()).await {
+                    if ok(&t) {
+                        return t;
+                    }
+                }
+            }
+            if start.elapsed() > WAIT * 5 {
+                self.fail(&format!("{testid} should come to show {what}"))
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sets a text area's content the way typing would (an input event), without typing it
+    /// key by key.
+    async fn set_value(&self, testid: &str, value: &str) {
+        let run = self.client.execute(
+            "const el = document.querySelector(arguments[0]); el.value = arguments[1]; \
+                 el.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![json!(css(testid)), json!(value)],
+        );
+        timed(&format!("set {testid}"), run)
+            .await
+            .unwrap_or_else(|e| panic!("set {testid}: {e}"));
+    }
+
+    /// Opens the request form on `target`.
+    async fn request_form(&self, target: &str) {
+        self.click("nav-request").await;
+        self.find("req-target")
+            .await
+            .select_by_value(target)
+            .await
+            .unwrap_or_else(|e| panic!("choose {target}: {e}"));
+    }
+
+    /// Submits the request form and waits for the result to say `status`.
+    async fn submit_request(&self, status: &str) {
+        self.click("req-submit").await;
+        self.text_until("req-result", status, |t| t.to_lowercase().contains(status))
+            .await;
+    }
+
+    async fn shot(&self, name: &str) {
+        if let Some(dir) = &self.shots {
+            // Let the last change paint first.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let path = dir.join(format!("{name}.png"));
+            assert!(
+                self.desktop.screenshot(&path, WIDTH, HEIGHT),
+                "screenshot {}",
+                path.display()
+            );
+        }
+    }
+}
+
+fn policy(issuer: &str, client_id: &str) -> String {
+    format!(
+        r#"version = 2
+max_auth_age = "15m"
+
+[groups]
+admin = ["admin"]
+approvers = ["admin"]
+engineers = []
+
+[providers.lab]
+issuer = "{issuer}"
+client_id = "{client_id}"
+name_claim = "sub"
+[providers.lab.groups]
+devs = ["engineers"]
+
+[targets.demo]
+description = "Demonstration target (no real access is granted)"
+roles = ["default"]
+max_duration = "1h"
+request_ttl = "30m"
+extension_cap = "3h"
+approvers = {{ groups = ["approvers"], quorum = 1 }}
+break_glass = {{ max_duration = "15m" }}
+connector = {{ kind = "command", grant = ["/bin/true"], revoke = ["/bin/true"] }}
+"#
+    )
+}
+
+/// The administrator's own desk on the app's data directory (a second app, in effect).
+async fn admin_desk(home: &Path) -> Desk {
+    let mut desk = Desk::open(home, Arc::new(SystemClock))
+        .await
+        .expect("the administrator opens the data directory the app created");
+    desk.act_as("admin").expect("admin is enrolled");
+    desk
+}
+
+/// The newest pending request, as the administrator's desk sees it after catching up.
+async fn newest_pending(admin: &mut Desk) -> breakglass_engine::desk::RequestView {
+    admin.sync().await.expect("the admin's desk catches up");
+    admin
+        .overview()
+        .requests
+        .into_iter()
+        .find(|r| r.status == breakglass_core::Status::Pending)
+        .expect("the request the window made is in the log, pending")
+}
+
+#[test]
+fn first_run_request_approval_expiry_denial_break_glass_and_export_in_the_real_window() {
+    let keyring = SecretService::start();
+    // The administrator's desk in this process uses the same keyring as the app.
+    for (k, v) in keyring.env() {
+        std::env::set_var(k, v);
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(story(&keyring));
+}
+
+async fn story(keyring: &SecretService) {
+    let mut idp = TestIdp::start(TestIdpOptions::default())
+        .await
+        .expect("the real OpenID provider starts");
+    let home = keyring.tmp.path().join("app-home");
+    let mut env = keyring.env();
+    env.push(("BREAKGLASS_HOME".into(), home.display().to_string()));
+    env.push(("BREAKGLASS_NO_BROWSER".into(), "1".into()));
+    let desktop = Desktop::start(&env);
+    let shots = std::env::var_os("BREAKGLASS_SCREENSHOTS").map(PathBuf::from);
+    if let Some(dir) = &shots {
+        std::fs::create_dir_all(dir).expect("the screenshot folder");
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "tauri:options".into(),
+        json!({ "application": env!("CARGO_BIN_EXE_breakglass-app") }),
+    );
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&desktop.webdriver_url())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "a WebDriver session with the app: {e}\n{}",
+                desktop.driver_log()
+            )
+        });
+    let w = Window {
+        client,
+        desktop: &desktop,
+        shots,
+    };
+    let result = tokio::time::timeout(Duration::from_secs(600), scenario(&w, &idp, &home)).await;
+    if result.is_err() || std::thread::panicking() {
+        eprintln!("{}", desktop.driver_log());
+    }
+    let _ = w.client.clone().close().await;
+    idp.stop().await;
+    result.expect("the scenario finishes within 10 minutes");
+}
+
+async fn scenario(w: &Window<'_>, idp: &TestIdp, home: &Path) {
+    // First run: the data directory and its first administrator.
+    w.type_into("setup-admin", "admin").await;
+    w.shot("first-run").await;
+    w.click("setup-create").await;
+
+    // The identity provider, by its issuer: discovery is shown before it is added.
+    w.type_into("setup-issuer", idp.issuer()).await;
+    w.click("setup-discover").await;
+    let discovery = w
+        .text_until("setup-discovery", "the discovery document", |t| {
+            t.contains("/token")
+        })
+        .await;
+    assert!(discovery.contains(idp.issuer()) || discovery.contains("auth"));
+    let client_id = idp.native_client().client_id;
+    w.type_into("setup-client-id", &client_id).await;
+    w.type_into("setup-provider-name", "lab").await;
+    w.click("setup-provider-next").await;
+
+    // The policy: a mistake is shown at its line, then the real policy is applied.
+    w.find("policy-editor").await;
+    w.set_value(
+        "policy-editor",
+        "version = 1\n[targets.x]\nmax_duration = \"forever\"\n",
+    )
+    .await;
+    w.click("policy-check").await;
+    w.text_until("policy-problems", "the problem's line", |t| t.contains('3'))
+        .await;
+    w.set_value("policy-editor", &policy(idp.issuer(), &client_id))
+        .await;
+    w.click("policy-apply").await;
+
+    // Sign in: the app shows the address (no browser here); the provider completes it.
+    w.click("signin-start").await;
+    let url = w
+        .text_until("signin-url", "the sign-in address", |t| {
+            t.starts_with("http")
+        })
+        .await;
+    let url = url::Url::parse(url.trim()).expect("the shown address is a URL");
+    idp.headless_login(&url, "alice")
+        .await
+        .expect("alice signs in at the provider");
+
+    // Request access; the administrator approves from their own desk.
+    w.request_form("demo").await;
+    w.type_into("req-duration-hours", "0").await;
+    w.type_into("req-duration-minutes", "1").await;
+    w.type_into("req-reason", "rotate the TLS certificate")
+        .await;
+    w.type_into("req-ticket", "CHG-1").await;
+    w.shot("request").await;
+    w.submit_request("pending").await;
+    let mut admin = admin_desk(home).await;
+    let pending = newest_pending(&mut admin).await;
+    assert_eq!(pending.requester, "alice");
+    admin
+        .approve(&pending.id, Some("go".into()))
+        .await
+        .expect("the administrator approves");
+
+    // My access: live within a second, with a countdown that runs down to expiry.
+    w.click("nav-access").await;
+    let countdown = format!("countdown-{}", pending.id);
+    let first = w
+        .text_until(&countdown, "a running countdown", |t| t.contains("00:0"))
+        .await;
+    w.shot("my-access").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = w.text(&countdown).await;
+    assert_ne!(first, later, "the countdown moves");
+    w.click("nav-history").await;
+    w.text_until(&format!("request-row-{}", pending.id), "the expiry", |t| {
+        t.to_lowercase().contains("expired")
+    })
+    .await;
+
+    // A denial reaches the requester.
+    w.request_form("demo").await;
+    w.type_into("req-reason", "look at the logs").await;
+    w.submit_request("pending").await;
+    let second = newest_pending(&mut admin).await;
+    admin
+        .deny(&second.id, "use the read replica".into())
+        .await
+        .expect("the administrator denies");
+    w.click("nav-history").await;
+    w.text_until(&format!("request-row-{}", second.id), "the denial", |t| {
+        t.to_lowercase().contains("denied")
+    })
+    .await;
+    w.shot("history").await;
+
+    // Break-glass: granted at once, with the warning shown first.
+    w.request_form("demo").await;
+    w.click("req-breakglass").await;
+    w.type_into("req-duration-hours", "0").await;
+    w.type_into("req-duration-minutes", "5").await;
+    let warning = w.text("req-breakglass-warning").await;
+    assert!(
+        warning.to_lowercase().contains("review"),
+        "the warning says a review is owed: {warning}"
+    );
+    w.type_into("req-reason", "production is down").await;
+    w.submit_request("active").await;
+    admin.sync().await.expect("the admin's desk catches up");
+    assert!(
+        admin
+            .overview()
+            .alerts
+            .iter()
+            .any(|a| a.kind == breakglass_engine::desk::AlertKind::BreakGlass),
+        "every approver sees the break-glass alert"
+    );
+
+    // Export the signed bundle from the window and verify it there.
+    w.click("nav-history").await;
+    w.find("export-format")
+        .await
+        .select_by_value("bundle")
+        .await
+        .expect("choose the bundle format");
+    w.click("export-start").await;
+    w.text_until("export-done", "the saved file", |t| t.contains(".bundle"))
+        .await;
+    w.click("export-verify").await;
+    let verified = w.find("verify-result").await;
+    let start = std::time::Instant::now();
+    while verified.attr("data-ok").await.ok().flatten().as_deref() != Some("true") {
+        assert!(
+            start.elapsed() < WAIT,
+            "the exported bundle verifies in the window"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    w.shot("verify").await;
+    admin.close().await;
+}

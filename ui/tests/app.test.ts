@@ -1,0 +1,123 @@
+import { render, screen } from "@testing-library/svelte";
+import userEvent from "@testing-library/user-event";
+import { describe, expect, test } from "vitest";
+import App from "../src/App.svelte";
+import { events, type Overview } from "../src/lib/bindings";
+import { mockCore, overview, request, setupStatus } from "./fixtures";
+
+describe("App", () => {
+  test("reads the overview again on every log change and counts what waits for me", async () => {
+    let current: Overview = overview({ requests: [request({ id: "r1", can_decide: true })] });
+    const calls = mockCore({ setup_status: () => setupStatus(), overview: () => current });
+    render(App);
+
+    expect(await screen.findByTestId("approvals-count")).toHaveTextContent("1");
+    const before = calls.filter((c) => c.cmd === "overview").length;
+
+    current = overview({
+      log_size: 11,
+      requests: [request({ id: "r1", can_decide: true }), request({ id: "r2", can_decide: true })],
+    });
+    await events.logChanged.emit({ size: 11 });
+    await expect.poll(() => screen.getByTestId("approvals-count").textContent).toBe("2");
+    expect(calls.filter((c) => c.cmd === "overview").length).toBeGreaterThan(before);
+  });
+
+  test("navigates with the main links and marks the current one", async () => {
+    mockCore({ setup_status: () => setupStatus(), overview: () => overview() });
+    const user = userEvent.setup();
+    render(App);
+
+    await user.click(await screen.findByTestId("nav-history"));
+    expect(screen.getByRole("heading", { level: 1 })).toHaveTextContent("History & export");
+    expect(screen.getByTestId("nav-history")).toHaveAttribute("aria-current", "page");
+    expect(screen.getByTestId("nav-request")).not.toHaveAttribute("aria-current");
+    // Focus follows to the new screen's heading.
+    expect(document.activeElement).toBe(screen.getByRole("heading", { level: 1 }));
+  });
+
+  test("a deep link to a pending request opens it on the approvals screen", async () => {
+    mockCore({
+      setup_status: () => setupStatus(),
+      overview: () => overview({ requests: [request({ id: "r7", can_decide: true })] }),
+    });
+    render(App);
+    await screen.findByTestId("nav-request");
+
+    await events.openRequest.emit({ id: "r7" });
+    const card = await screen.findByTestId("pending-r7");
+    expect(screen.getByTestId("nav-approvals")).toHaveAttribute("aria-current", "page");
+    await expect.poll(() => document.activeElement).toBe(card);
+  });
+
+  test("a deep link to a finished request opens its record in history", async () => {
+    mockCore({
+      setup_status: () => setupStatus(),
+      overview: () => overview({ requests: [request({ id: "r8", status: "expired" })] }),
+    });
+    render(App);
+    await screen.findByTestId("nav-request");
+
+    await events.openRequest.emit({ id: "r8" });
+    expect(await screen.findByTestId("request-detail")).toHaveAttribute("data-id", "r8");
+    expect(screen.getByTestId("nav-history")).toHaveAttribute("aria-current", "page");
+  });
+
+  test("a deep link to an unknown request says so", async () => {
+    mockCore({ setup_status: () => setupStatus(), overview: () => overview() });
+    render(App);
+    await screen.findByTestId("nav-request");
+
+    await events.openRequest.emit({ id: "nope" });
+    const banner = await screen.findByTestId("error-banner");
+    expect(banner).toHaveAttribute("data-code", "not_found");
+    expect(banner).toHaveTextContent("nope");
+  });
+});
+
+describe("App start and sign-out", () => {
+  test("a deep link that started the app is taken from the core and shown", async () => {
+    const calls = mockCore({
+      setup_status: () => setupStatus(),
+      overview: () => overview({ requests: [request({ id: "r5", status: "expired" })] }),
+      pending_link: () => "r5",
+    });
+    render(App);
+    expect(await screen.findByTestId("request-detail")).toHaveAttribute("data-id", "r5");
+    expect(calls.filter((c) => c.cmd === "pending_link")).toHaveLength(1);
+  });
+
+  test("signing out shows the core's warning and returns to the sign-in page", async () => {
+    let signedIn = true;
+    const me = { provider: "corp", signed_in: true };
+    mockCore({
+      setup_status: () => setupStatus({ providers: ["corp"], signed_in: signedIn, admin: false }),
+      overview: () => overview({ me: { ...overview().me, ...me } }),
+      pending_link: () => null,
+      sign_out: () => {
+        signedIn = false;
+        return "the provider did not confirm that the refresh token was revoked";
+      },
+    });
+    const user = userEvent.setup();
+    render(App);
+
+    await user.click(await screen.findByTestId("sign-out"));
+    expect(await screen.findByTestId("signout-warning")).toHaveTextContent("refresh token was revoked");
+    expect(await screen.findByTestId("signin-start")).toBeInTheDocument();
+    expect(screen.queryByTestId("nav-request")).toBeNull();
+  });
+
+  test("an error code the UI does not know still shows the core's message", async () => {
+    mockCore({
+      setup_status: () => setupStatus(),
+      overview: () => {
+        throw { code: "internal", message: "the command stopped unexpectedly; nothing was changed" };
+      },
+    });
+    render(App);
+    const banner = await screen.findByTestId("error-banner");
+    expect(banner).toHaveAttribute("data-code", "internal");
+    expect(banner).toHaveTextContent("the command stopped unexpectedly; nothing was changed");
+  });
+});
