@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${BREAKGLASS_FUZZ_TARGET_DIR:-$HOME/.cache/breakglass/fuzz-target}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
 
-all=(bundle entry note policy offline_token id_token)
+all=(bundle entry note policy offline_token id_token deep_link)
 mode=(-runs=20000)
 targets=()
 while [ $# -gt 0 ]; do

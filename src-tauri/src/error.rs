@@ -49,3 +49,31 @@ impl From<EngineError> for AppError {
         AppError { code, message }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_failures_reach_the_ui_as_a_fixed_sentence() {
+        let e = EngineError::Store(breakglass_store::StoreError::InvalidLocation {
+            location: "postgres://breakglass:hunter2@db.internal/breakglass".into(),
+            reason: "relation \"entries\" does not exist".into(),
+        });
+        let shown = AppError::from(e);
+        assert_eq!(shown.code, Code::Storage);
+        for leak in ["hunter2", "db.internal", "relation"] {
+            assert!(
+                !shown.message.contains(leak),
+                "database detail must not reach the window: {}",
+                shown.message
+            );
+        }
+        let refused = AppError::from(EngineError::Invalid("give a reason for the request".into()));
+        assert_eq!(refused.code, Code::InvalidInput);
+        assert_eq!(
+            refused.message, "give a reason for the request",
+            "what the person can act on is shown as it is"
+        );
+    }
+}

@@ -12,6 +12,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct RequestId([u8; TEXT_LEN]);
 
 const PREFIX: &str = "req_";
+
+/// How a link that opens a request begins (`breakglass://request/ID`).
+pub const REQUEST_LINK_PREFIX: &str = "breakglass://request/";
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 const LEN: usize = 16;
 const TEXT_LEN: usize = PREFIX.len() + LEN;
@@ -41,6 +44,21 @@ impl RequestId {
                 s.chars().take(40).collect::<String>()
             )),
         }
+    }
+
+    /// Parses a link that opens a request in the desktop app: exactly
+    /// [`REQUEST_LINK_PREFIX`] followed by an id, with at most one trailing slash (some launchers
+    /// add one). Anything else (another scheme or path, a query, a fragment) is refused.
+    pub fn from_link(link: &str) -> Result<Self, String> {
+        let refused = || {
+            format!(
+                "not a Breakglass link (expected {REQUEST_LINK_PREFIX}ID): {:?}",
+                link.chars().take(80).collect::<String>()
+            )
+        };
+        let rest = link.strip_prefix(REQUEST_LINK_PREFIX).ok_or_else(refused)?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        Self::parse(rest).map_err(|_| refused())
     }
 
     /// The id's text.

@@ -39,7 +39,7 @@ pub use event::{
     AlertKind, Event, EventBody, EVENT_FORMAT, MAX_GRANT_RECORD_DELAY_SECS, MAX_TEXT_LEN,
     MAX_TICKET_LEN,
 };
-pub use id::RequestId;
+pub use id::{RequestId, REQUEST_LINK_PREFIX};
 pub use identity::{Binding, IdentityRecord, OidcBinding, PublicKey};
 pub use policy::{Policy, ProviderPolicy, TargetPolicy, ADMIN_GROUP};
 pub use span::Span;

@@ -41,6 +41,10 @@ pub struct Desk {
     home: Home,
     engine: Engine,
     clock: Arc<dyn Clock>,
+    /// The acting person's provider session, read from the keyring when the identity changes
+    /// rather than on every overview (a front end asks every second; a locked keyring would
+    /// prompt each time).
+    session: Option<breakglass_idp::IdToken>,
 }
 
 impl std::fmt::Debug for Desk {
@@ -71,7 +75,9 @@ impl Desk {
             home,
             engine,
             clock,
+            session: None,
         };
+        desk.load_session();
         desk.sync().await?;
         Ok(desk)
     }
@@ -101,6 +107,7 @@ impl Desk {
             home,
             engine,
             clock,
+            session: None,
         })
     }
 
@@ -143,11 +150,7 @@ impl Desk {
         let provider_person = state
             .identity(&me)
             .is_some_and(|i| i.record.binding.oidc().is_some());
-        let signed_in = provider_person
-            && signin::session_token(&self.home, &me)
-                .ok()
-                .flatten()
-                .is_some();
+        let signed_in = provider_person && self.session.is_some();
         SetupStatus {
             data_dir: self.home.dir().display().to_string(),
             initialised: true,
@@ -166,7 +169,7 @@ impl Desk {
     pub fn overview(&self) -> Overview {
         let state = self.engine.state();
         let me = self.me();
-        let session = signin::session_token(&self.home, me).ok().flatten();
+        let session = self.session.as_ref();
         let signed_in_at = session
             .as_ref()
             .and_then(|t| signin::signed_in_at(t.expose_secret()));
@@ -236,7 +239,13 @@ impl Desk {
         if self.engine.state().identity(name).is_none() {
             return Err(breakglass_core::Refusal::UnknownIdentity(name.to_owned()).into());
         }
-        self.home.set_default_identity(name)
+        self.home.set_default_identity(name)?;
+        self.load_session();
+        Ok(())
+    }
+
+    fn load_session(&mut self) {
+        self.session = signin::session_token(&self.home, self.me()).ok().flatten();
     }
 
     /// Enrols a local identity `name` in `groups` (administrators only), with a new signing
@@ -516,12 +525,14 @@ impl Desk {
     }
 
     /// Ends this desk's provider session: revokes the refresh token at the provider and
-    /// removes the session and signing key from the keyring; this desk then acts as the
-    /// directory's first administrator again when that is someone else.
+    /// removes the session and signing key from the keyring. The desk still names the person,
+    /// who signs nothing until they sign in again. Returns why revocation at the provider could
+    /// not be confirmed, if it could not.
     pub async fn sign_out(&mut self) -> Result<Option<String>, EngineError> {
         let me = self.me().to_owned();
-        let out = signin::logout(&self.engine, &self.home, self.clock.clone(), &me).await?;
-        Ok(out.warning)
+        let out = signin::logout(&self.engine, &self.home, self.clock.clone(), &me).await;
+        self.load_session();
+        Ok(out?.warning)
     }
 
     fn actor(&self) -> Result<Actor, EngineError> {
@@ -581,19 +592,9 @@ pub async fn sign_in(
 
 /// The request a deep link (`breakglass://request/ID`) opens; anything else is refused.
 pub fn parse_deep_link(url: &str) -> Result<String, EngineError> {
-    const PREFIX: &str = "breakglass://request/";
-    let bad = || {
-        EngineError::Invalid(format!(
-            "not a Breakglass link (expected {PREFIX}ID): {:?}",
-            url.chars().take(80).collect::<String>()
-        ))
-    };
-    let rest = url
-        .strip_prefix(PREFIX)
-        .ok_or_else(bad)?
-        .trim_end_matches('/');
-    let id = RequestId::parse(rest).map_err(|_| bad())?;
-    Ok(id.to_string())
+    RequestId::from_link(url)
+        .map(|id| id.to_string())
+        .map_err(EngineError::Invalid)
 }
 
 /// Fetches `issuer`'s discovery document, for a first run to show before the provider is added.
