@@ -227,6 +227,15 @@ pub enum ConnectorSpec {
     Command(CommandSpec),
 }
 
+impl ConnectorSpec {
+    /// The connector's kind, as the policy names it (`kind = "command"`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectorSpec::Command(_) => "command",
+        }
+    }
+}
+
 /// A connector that runs programs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommandSpec {

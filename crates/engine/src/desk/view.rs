@@ -1,7 +1,7 @@
 //! What a front end shows, built from the replayed log: plain data with times as Unix
 //! milliseconds and spans as seconds, so a UI computes countdowns from deadlines and its clock.
 
-use breakglass_core::policy::{ConnectorSpec, TargetPolicy};
+use breakglass_core::policy::TargetPolicy;
 use breakglass_core::{AlertKind as LogAlertKind, LogState, Request, Review, Status, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -437,19 +437,6 @@ fn ms(t: Timestamp) -> i64 {
     t.unix_millis()
 }
 
-/// The connector kinds whose targets end access at the deadline by themselves.
-pub(crate) fn enforces_expiry(spec: &ConnectorSpec) -> bool {
-    // The command connector runs a program; nothing makes the target honour the deadline.
-    !matches!(spec, ConnectorSpec::Command(_))
-}
-
-fn connector_kind(spec: &ConnectorSpec) -> String {
-    serde_json::to_value(spec)
-        .ok()
-        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
 pub(crate) fn target_view(state: &LogState, me: &str, t: &TargetPolicy) -> TargetView {
     TargetView {
         name: t.name.clone(),
@@ -461,8 +448,8 @@ pub(crate) fn target_view(state: &LogState, me: &str, t: &TargetPolicy) -> Targe
         request_ttl_secs: t.request_ttl.as_secs(),
         approver_groups: t.approvers.groups.iter().cloned().collect(),
         quorum: t.approvers.quorum,
-        connector: connector_kind(&t.connector),
-        enforces_expiry: enforces_expiry(&t.connector),
+        connector: t.connector.kind().to_owned(),
+        enforces_expiry: t.enforces_expiry_itself(),
         can_request: t
             .requesters
             .as_ref()
