@@ -21,7 +21,7 @@ echo "== ui: vitest"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features breakglass-app/empty-window -- -D warnings
 # The idp tests start the real OpenID provider from crates/idp/testidp: install its npm packages
 # from the committed lockfile when they are missing or older than the lockfile.
 testidp=crates/idp/testidp
@@ -36,6 +36,9 @@ echo "== fuzz smoke (every reader of outside input; see docs/fuzzing.md)"
 scripts/fuzz.sh
 echo "== benchmarks (each figure beside its target; see BENCHMARKS.md)"
 cargo bench --locked -p breakglass-engine --bench log
+# The desktop app beside an empty Tauri window (scripts/bench-desktop.sh, without its rebuild of
+# the UI, which is built above).
+cargo bench --locked -p breakglass-app --features empty-window --bench desktop
 
 # One closing line for the whole suite.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

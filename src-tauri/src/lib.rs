@@ -77,7 +77,7 @@ pub fn typescript_bindings() -> Result<String, String> {
 /// Starts the app.
 pub fn run() {
     let builder = specta_builder();
-    let state = tauri::async_runtime::block_on(AppState::load());
+    let state = AppState::load();
     let result = tauri::Builder::default()
         // First, so a second launch (a deep link) goes to the running app instead.
         .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
@@ -171,12 +171,12 @@ mod tests {
     /// The committed TypeScript bindings are the ones the Rust types generate.
     #[test]
     fn bindings_are_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../ui/src/lib/bindings.ts");
+        let path = breakglass_testkit::workspace_root().join("ui/src/lib/bindings.ts");
         let generated = super::typescript_bindings().expect("the types export to TypeScript");
         if std::env::var_os("BREAKGLASS_WRITE_BINDINGS").is_some() {
-            std::fs::write(path, &generated).expect("write the bindings");
+            std::fs::write(&path, &generated).expect("write the bindings");
         }
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == generated,
             "ui/src/lib/bindings.ts is stale: regenerate it with \

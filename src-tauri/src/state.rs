@@ -17,7 +17,9 @@ use crate::events::SignInPrompt;
 
 /// Managed by Tauri; shared by the commands and the background loop.
 pub struct AppState {
-    desk: Mutex<Option<Desk>>,
+    /// Held by the task that opens the data directory until it has, so every command waits
+    /// for it while the window starts at the same time.
+    desk: Arc<Mutex<Option<Desk>>>,
     dir: StdMutex<Option<PathBuf>>,
     clock: Arc<dyn Clock>,
     pub(crate) notices: StdMutex<Notices>,
@@ -28,23 +30,30 @@ pub struct AppState {
 pub type DeskGuard<'a> = tokio::sync::MappedMutexGuard<'a, Desk>;
 
 impl AppState {
-    /// Opens the default data directory when it is initialised; otherwise waits for the first
-    /// run.
-    pub async fn load() -> AppState {
+    /// Starts opening the default data directory (when it is initialised; otherwise the first
+    /// run will) on the async runtime and returns at once: the desk is locked until it is open,
+    /// so the first command waits for it rather than finding none.
+    pub fn load() -> AppState {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let dir = default_dir();
-        let desk = match &dir {
-            Some(d) if Home::open(d).is_ok() => match Desk::open(d, clock.clone()).await {
-                Ok(desk) => Some(desk),
-                Err(e) => {
-                    eprintln!("breakglass-app: cannot open {}: {e}", d.display());
-                    None
-                }
-            },
-            _ => None,
-        };
+        let desk = Arc::new(Mutex::new(None));
+        let mut slot = desk.clone().try_lock_owned().expect("a new mutex is free");
+        let opening = (dir.clone(), clock.clone());
+        tauri::async_runtime::spawn(async move {
+            let (dir, clock) = opening;
+            *slot = match &dir {
+                Some(d) if Home::open(d).is_ok() => match Desk::open(d, clock).await {
+                    Ok(desk) => Some(desk),
+                    Err(e) => {
+                        eprintln!("breakglass-app: cannot open {}: {e}", d.display());
+                        None
+                    }
+                },
+                _ => None,
+            };
+        });
         AppState {
-            desk: Mutex::new(desk),
+            desk,
             dir: StdMutex::new(dir),
             clock,
             notices: StdMutex::new(Notices::new()),

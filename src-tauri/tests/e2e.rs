@@ -14,6 +14,8 @@ use breakglass_engine::desk::Desk;
 use breakglass_idp::testing::{TestIdp, TestIdpOptions};
 use breakglass_testkit::desktop::Desktop;
 use breakglass_testkit::keyring::SecretService;
+use breakglass_testkit::notifications::{Notification, NotificationDaemon};
+use breakglass_testkit::tray;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
@@ -197,6 +199,48 @@ connector = {{ kind = "command", grant = ["/bin/true"], revoke = ["/bin/true"] }
     )
 }
 
+/// Waits until `probe` finds what it looks for (the tray and notifications are refreshed by the
+/// app's one-second loop), failing with `what` and the last thing seen.
+async fn eventually<T, S: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl FnMut() -> Result<T, S>,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        match probe() {
+            Ok(found) => return found,
+            Err(seen) if start.elapsed() > WAIT => {
+                panic!("{what} within {WAIT:?}; last seen: {seen:?}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// The tray menu's first line (the status line) once it satisfies `ok`.
+async fn tray_status(bus: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    eventually(&format!("the tray should show {what}"), || {
+        let labels = tray::menu_labels(bus);
+        match labels.as_ref().and_then(|l| l.first()) {
+            Some(line) if ok(line) => Ok(line.clone()),
+            _ => Err(labels),
+        }
+    })
+    .await
+}
+
+/// The notification titled `summary`, once the daemon has received it.
+async fn notified(daemon: &NotificationDaemon, summary: &str) -> Notification {
+    eventually(&format!("a notification {summary:?} should arrive"), || {
+        let all = daemon.received();
+        all.iter()
+            .find(|n| n.summary == summary)
+            .cloned()
+            .ok_or(all)
+    })
+    .await
+}
+
 /// The administrator's own desk on the app's data directory (a second app, in effect).
 async fn admin_desk(home: &Path) -> Desk {
     let mut desk = Desk::open(home, Arc::new(SystemClock))
@@ -237,6 +281,13 @@ async fn story(keyring: &SecretService) {
     env.push(("BREAKGLASS_HOME".into(), home.display().to_string()));
     env.push(("BREAKGLASS_NO_BROWSER".into(), "1".into()));
     let desktop = Desktop::start(&env);
+    let bus = env
+        .iter()
+        .find(|(k, _)| k == "DBUS_SESSION_BUS_ADDRESS")
+        .map(|(_, v)| v.clone())
+        .expect("the keyring's session bus");
+    // The desktop's notification daemon, on the same display and bus as the app.
+    let notifications = NotificationDaemon::start(desktop.display(), &bus);
     let shots = std::env::var_os("BREAKGLASS_SCREENSHOTS").map(PathBuf::from);
     if let Some(dir) = &shots {
         std::fs::create_dir_all(dir).expect("the screenshot folder");
@@ -261,7 +312,11 @@ async fn story(keyring: &SecretService) {
         desktop: &desktop,
         shots,
     };
-    let result = tokio::time::timeout(Duration::from_secs(600), scenario(&w, &idp, &home)).await;
+    let result = tokio::time::timeout(
+        Duration::from_secs(600),
+        scenario(&w, &idp, &home, &bus, &notifications),
+    )
+    .await;
     if result.is_err() || std::thread::panicking() {
         eprintln!("{}", desktop.driver_log());
     }
@@ -270,7 +325,13 @@ async fn story(keyring: &SecretService) {
     result.expect("the scenario finishes within 10 minutes");
 }
 
-async fn scenario(w: &Window<'_>, idp: &TestIdp, home: &Path) {
+async fn scenario(
+    w: &Window<'_>,
+    idp: &TestIdp,
+    home: &Path,
+    bus: &str,
+    notifications: &NotificationDaemon,
+) {
     // First run: the data directory and its first administrator.
     w.type_into("setup-admin", "admin").await;
     w.shot("first-run").await;
@@ -343,11 +404,28 @@ async fn scenario(w: &Window<'_>, idp: &TestIdp, home: &Path) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let later = w.text(&countdown).await;
     assert_ne!(first, later, "the countdown moves");
+    // The tray (as a panel reads it over D-Bus): the grant and the time left on it.
+    let line = tray_status(bus, "the active grant", |l| {
+        l.contains("1 active grant") && l.contains("demo ends in 00:0")
+    })
+    .await;
+    assert!(line.starts_with("Breakglass: "), "{line}");
+    let approved = notified(notifications, "Access to demo approved").await;
+    assert!(
+        approved.body.contains("active until"),
+        "the approval notice gives the deadline: {approved:?}"
+    );
     w.click("nav-history").await;
     w.text_until(&format!("request-row-{}", pending.id), "the expiry", |t| {
         t.to_lowercase().contains("expired")
     })
     .await;
+    // Expired: the tray says so, and so does a notification.
+    tray_status(bus, "no active access after the expiry", |l| {
+        l == "Breakglass: no active access"
+    })
+    .await;
+    notified(notifications, "Access to demo ended").await;
 
     // A denial reaches the requester.
     w.request_form("demo").await;
@@ -363,6 +441,11 @@ async fn scenario(w: &Window<'_>, idp: &TestIdp, home: &Path) {
         t.to_lowercase().contains("denied")
     })
     .await;
+    let denied = notified(notifications, "Request for demo denied").await;
+    assert!(
+        denied.body.contains("use the read replica"),
+        "the denial notice gives the reason: {denied:?}"
+    );
     w.shot("history").await;
 
     // Break-glass: granted at once, with the warning shown first.

@@ -6,6 +6,33 @@ import { events, type Overview } from "../src/lib/bindings";
 import { mockCore, overview, request, setupStatus } from "./fixtures";
 
 describe("App", () => {
+  test("asks for the setup and the overview together at start, and shows the main screen", async () => {
+    const calls = mockCore({
+      // The setup answers only once the overview has been asked for too: one round trip, not two.
+      setup_status: async () => {
+        await expect.poll(() => calls.some((c) => c.cmd === "overview")).toBe(true);
+        return setupStatus();
+      },
+      overview: () => overview(),
+    });
+    render(App);
+    expect(await screen.findByTestId("screen")).toBeInTheDocument();
+    expect(calls.slice(0, 2).map((c) => c.cmd).sort()).toEqual(["overview", "setup_status"]);
+  });
+
+  test("before the first run, the overview the core refuses at start is not shown as an error", async () => {
+    mockCore({
+      setup_status: () => setupStatus({ initialised: false, has_policy: false, me: null, admin: false }),
+      overview: () => {
+        throw { code: "setup_required", message: "no data directory is open" };
+      },
+    });
+    render(App);
+    expect(await screen.findByTestId("setup-admin")).toBeInTheDocument();
+    expect(screen.queryByTestId("error-banner")).toBeNull();
+    expect(screen.queryByTestId("screen")).toBeNull();
+  });
+
   test("reads the overview again on every log change and counts what waits for me", async () => {
     let current: Overview = overview({ requests: [request({ id: "r1", can_decide: true })] });
     const calls = mockCore({ setup_status: () => setupStatus(), overview: () => current });

@@ -3,11 +3,10 @@
 //! them all in `.ci/run`).
 
 use std::fs;
-use std::path::Path;
 
 #[test]
 fn every_test_the_threat_model_names_exists() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = breakglass_testkit::workspace_root();
     let doc = fs::read_to_string(root.join("docs/threat-model.md")).expect("read the threat model");
     let mut named = 0;
     let mut missing = Vec::new();

@@ -15,7 +15,7 @@ use breakglass_core::policy::{
 };
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies")
+    breakglass_testkit::package_dir().join("tests/fixtures/policies")
 }
 
 /// Fixture files whose names start with `prefix` and end with `.toml`, sorted.

@@ -220,9 +220,10 @@ impl fmt::Debug for TestIdp {
     }
 }
 
-/// The folder holding `provider.mjs`, `package.json` and the lockfile.
+/// The folder holding `provider.mjs`, `package.json` and the lockfile, in the workspace of the
+/// test that runs (see `breakglass_testkit::package_dir` for why not `env!`).
 pub fn provider_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testidp")
+    breakglass_testkit::workspace_root().join("crates/idp/testidp")
 }
 
 fn check_installed(dir: &Path) -> Result<(), TestIdpError> {

@@ -10,7 +10,7 @@ use breakglass_ledger::{hash_from_slice, verify_consistency, verify_inclusion, H
 use serde::Deserialize;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rfc6962-merkle-vectors")
+    breakglass_testkit::package_dir().join("tests/fixtures/rfc6962-merkle-vectors")
 }
 
 /// Upstream cases whose expectation depends on Go passing hashes as byte

@@ -134,6 +134,11 @@ impl Desktop {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// tauri-driver's process id: WebKitWebDriver and the apps it starts run under it.
+    pub fn driver_pid(&self) -> u32 {
+        self.children[1].id()
+    }
+
     /// The X display (`:N`).
     pub fn display(&self) -> &str {
         &self.display

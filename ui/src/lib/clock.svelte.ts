@@ -18,6 +18,9 @@ class Clock {
     return () => clearInterval(id);
   });
 
+  /** Local midnight of the current day: changes once a day, so what reads it re-renders once a day. */
+  #today = $derived(startOfDay(this.#now));
+
   #tick() {
     this.#now = Date.now() + this.#offset;
   }
@@ -28,11 +31,26 @@ class Clock {
     return this.#now;
   }
 
+  /**
+   * The start of the current local day, in engine milliseconds. For what depends on the day
+   * only (a moment written with or without its date), so it is not recomputed on every tick.
+   */
+  get today(): number {
+    this.#subscribe();
+    return this.#today;
+  }
+
   /** Aligns with the engine's clock (from `overview().now_ms`, read just now). */
   sync(engineNowMs: number) {
     this.#offset = engineNowMs - Date.now();
     this.#tick();
   }
+}
+
+function startOfDay(ms: number): number {
+  const d = new Date(ms);
+  d.setHours(0, 0, 0, 0);
+  return d.getTime();
 }
 
 export const clock = new Clock();

@@ -27,6 +27,22 @@ class Core {
     return this.setup !== null && setupComplete(this.setup, this.signInSkipped);
   }
 
+  /**
+   * The app's start: the setup status and, at the same time, the overview, so a directory that
+   * is ready shows its main screen after one round trip rather than two. The overview is kept
+   * only when the setup says the main screens may show.
+   */
+  async start(): Promise<SetupStatus> {
+    const [setup, overview] = await Promise.allSettled([api.setupStatus(), api.overview()]);
+    if (setup.status === "rejected") throw setup.reason;
+    if (overview.status === "fulfilled" && setupComplete(setup.value, this.signInSkipped)) {
+      clock.sync(overview.value.now_ms);
+      this.overview = overview.value;
+    }
+    this.setup = setup.value;
+    return setup.value;
+  }
+
   async loadSetup(): Promise<SetupStatus> {
     const s = await api.setupStatus();
     this.setup = s;

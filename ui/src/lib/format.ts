@@ -61,7 +61,7 @@ const fullFormat = new Intl.DateTimeFormat(undefined, {
   second: "2-digit",
 });
 
-/** A moment near `now`: the time alone today, with the day otherwise. */
+/** A moment near `now` (or `clock.today`): the time alone on the same day, with the day otherwise. */
 export function formatMoment(ms: number, now: number): string {
   const a = new Date(ms);
   const b = new Date(now);

@@ -244,8 +244,20 @@ impl Desk {
         Ok(())
     }
 
+    /// Reads the identity's provider session from the keyring; only a person who signs in at a
+    /// provider has one, so a local identity costs no keyring round trip (which would delay
+    /// the app's start).
     fn load_session(&mut self) {
-        self.session = signin::session_token(&self.home, self.me()).ok().flatten();
+        let provider_person = self
+            .engine
+            .state()
+            .identity(self.me())
+            .is_some_and(|i| i.record.binding.oidc().is_some());
+        self.session = if provider_person {
+            signin::session_token(&self.home, self.me()).ok().flatten()
+        } else {
+            None
+        };
     }
 
     /// Enrols a local identity `name` in `groups` (administrators only), with a new signing
