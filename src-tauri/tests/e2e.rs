@@ -446,6 +446,46 @@ async fn scenario(
         denied.body.contains("use the read replica"),
         "the denial notice gives the reason: {denied:?}"
     );
+
+    // A breakglass:// link opened by a second launch goes to the running app (one instance),
+    // which shows that request's record.
+    w.click("nav-request").await;
+    let link = format!("breakglass://request/{}", second.id);
+    let mut second_launch = std::process::Command::new(env!("CARGO_BIN_EXE_breakglass-app"))
+        .arg(&link)
+        .env("DISPLAY", w.desktop.display())
+        .env("BREAKGLASS_HOME", home)
+        .env("DBUS_SESSION_BUS_ADDRESS", bus)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("a second launch with the link");
+    let exited = eventually(
+        "the second launch should hand the link over and exit",
+        || match second_launch.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert!(
+        exited.success(),
+        "the second launch exits cleanly: {exited}"
+    );
+    w.find(&format!("request-record-{}", second.id)).await;
+    assert_eq!(
+        w.find("nav-history")
+            .await
+            .attr("aria-current")
+            .await
+            .ok()
+            .flatten()
+            .as_deref(),
+        Some("page"),
+        "the link opened the history screen"
+    );
+    w.click("request-record-close").await;
     w.shot("history").await;
 
     // Break-glass: granted at once, with the warning shown first.
