@@ -412,8 +412,8 @@ async fn scenario(
     assert!(line.starts_with("Breakglass: "), "{line}");
     let approved = notified(notifications, "Access to demo approved").await;
     assert!(
-        approved.body.contains("active until"),
-        "the approval notice gives the deadline: {approved:?}"
+        approved.body.contains("Approved by admin") && approved.body.contains("active until"),
+        "the approval notice names the approver and gives the deadline: {approved:?}"
     );
     w.click("nav-history").await;
     w.text_until(&format!("request-row-{}", pending.id), "the expiry", |t| {

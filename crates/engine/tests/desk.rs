@@ -115,6 +115,13 @@ async fn a_request_approved_on_another_desk_counts_down_warns_and_expires() {
         told.iter().map(|n| n.kind).collect::<Vec<_>>(),
         vec![NoticeKind::Approved]
     );
+    assert!(
+        told[0]
+            .body
+            .starts_with("Approved by bob. Your access to demo"),
+        "the approval notice names its approver: {}",
+        told[0].body
+    );
     let tray = TraySummary::of(&o);
     assert_eq!((tray.active, tray.nearest_deadline_ms), (1, Some(deadline)));
     assert_eq!(tray.short(o.now_ms), "1 · 00:10:00");

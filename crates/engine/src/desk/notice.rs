@@ -223,6 +223,16 @@ fn arrived(r: &RequestView, o: &Overview) -> Vec<Notice> {
     out
 }
 
+/// "Approved by bob and carol. ", or nothing when the request shows no approvals.
+fn approved_by(r: &RequestView) -> String {
+    let names: Vec<&str> = r.approvals.iter().map(|a| a.by.as_str()).collect();
+    match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => format!("Approved by {last}. "),
+        Some((last, rest)) => format!("Approved by {} and {last}. ", rest.join(", ")),
+    }
+}
+
 /// Notices for a request whose state changed from `before`.
 fn moved(before: Status, r: &RequestView) -> Vec<Notice> {
     if !r.mine {
@@ -240,15 +250,19 @@ fn moved(before: Status, r: &RequestView) -> Vec<Notice> {
             vec![notice(
                 NoticeKind::Approved,
                 format!("Access to {} approved", r.target),
-                match r.deadline_ms {
-                    Some(d) => format!(
-                        "Your access to {} ({}) is active until {}.",
-                        r.target,
-                        r.role,
-                        clock(d)
-                    ),
-                    None => format!("Your request for {} ({}) was approved.", r.target, r.role),
-                },
+                format!(
+                    "{}{}",
+                    approved_by(r),
+                    match r.deadline_ms {
+                        Some(d) => format!(
+                            "Your access to {} ({}) is active until {}.",
+                            r.target,
+                            r.role,
+                            clock(d)
+                        ),
+                        None => format!("Your request for {} ({}) was approved.", r.target, r.role),
+                    }
+                ),
             )]
         }
         Status::Denied => vec![notice(
