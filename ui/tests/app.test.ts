@@ -3,6 +3,8 @@ import userEvent from "@testing-library/user-event";
 import { describe, expect, test } from "vitest";
 import App from "../src/App.svelte";
 import { events, type Overview } from "../src/lib/bindings";
+import { core } from "../src/lib/core.svelte";
+import { readFirst } from "../src/lib/firstReads";
 import { mockCore, overview, request, setupStatus } from "./fixtures";
 
 describe("App", () => {
@@ -18,6 +20,31 @@ describe("App", () => {
     render(App);
     expect(await screen.findByTestId("screen")).toBeInTheDocument();
     expect(calls.slice(0, 2).map((c) => c.cmd).sort()).toEqual(["overview", "setup_status"]);
+  });
+
+  test("takes the reads started before the UI instead of asking again", async () => {
+    const calls = mockCore({ setup_status: () => setupStatus(), overview: () => overview() });
+    core.prefetched(readFirst());
+    render(App);
+    expect(await screen.findByTestId("screen")).toBeInTheDocument();
+    // One more overview, once listening for log changes (below); the start itself asks nothing.
+    await expect.poll(() => calls.filter((c) => c.cmd === "overview").length).toBe(2);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(calls.filter((c) => c.cmd === "setup_status")).toHaveLength(1);
+    expect(calls.filter((c) => c.cmd === "overview")).toHaveLength(2);
+  });
+
+  test("a change between the first read and listening for changes is shown, without an event", async () => {
+    let current: Overview = overview({ requests: [request({ id: "r1", can_decide: true })] });
+    mockCore({ setup_status: () => setupStatus(), overview: () => current });
+    core.prefetched(readFirst());
+    // The log changes after the first read, before the app listens: no event will tell of it.
+    current = overview({
+      log_size: 11,
+      requests: [request({ id: "r1", can_decide: true }), request({ id: "r2", can_decide: true })],
+    });
+    render(App);
+    await expect.poll(() => screen.queryByTestId("approvals-count")?.textContent).toBe("2");
   });
 
   test("before the first run, the overview the core refuses at start is not shown as an error", async () => {

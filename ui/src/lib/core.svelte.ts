@@ -4,6 +4,7 @@
 import { api, ApiError } from "./api";
 import type { Overview, SetupStatus } from "./bindings";
 import { clock } from "./clock.svelte";
+import { readFirst, type FirstReads } from "./firstReads";
 import { banner } from "./errors.svelte";
 
 /** Whether the main screens may show, or the first run must finish first. */
@@ -27,20 +28,44 @@ class Core {
     return this.setup !== null && setupComplete(this.setup, this.signInSkipped);
   }
 
+  /** Reads started ahead of the UI (main.ts); the next start() takes them instead of asking. */
+  #early: FirstReads | null = null;
+  /** start() read the overview and nothing has shown it yet (see takeStartOverview). */
+  #startOverview = false;
+
+  prefetched(reads: FirstReads) {
+    this.#early = reads;
+  }
+
   /**
-   * The app's start: the setup status and, at the same time, the overview, so a directory that
-   * is ready shows its main screen after one round trip rather than two. The overview is kept
-   * only when the setup says the main screens may show.
+   * The app's start: the setup status and the overview, read together (or taken from the reads
+   * main.ts started early). The overview is kept only when the setup says the main screens may
+   * show.
    */
   async start(): Promise<SetupStatus> {
-    const [setup, overview] = await Promise.allSettled([api.setupStatus(), api.overview()]);
+    const early = this.#early;
+    this.#early = null;
+    const [setup, overview] = await (early ?? readFirst());
     if (setup.status === "rejected") throw setup.reason;
+    this.#startOverview = false;
     if (overview.status === "fulfilled" && setupComplete(setup.value, this.signInSkipped)) {
       clock.sync(overview.value.now_ms);
       this.overview = overview.value;
+      this.#startOverview = true;
     }
     this.setup = setup.value;
     return setup.value;
+  }
+
+  /**
+   * Whether the overview on hand is the one start() just read, so entering the main screens
+   * need not read it again. True once: later entries (after the first run, after a sign-in)
+   * read afresh.
+   */
+  takeStartOverview(): boolean {
+    const fresh = this.#startOverview;
+    this.#startOverview = false;
+    return fresh;
   }
 
   async loadSetup(): Promise<SetupStatus> {
