@@ -3,7 +3,9 @@
 //! (the first administrator, whose key the first run put in the keyring) acts from a desk of
 //! their own on the same data directory, as a second app would.
 //!
-//! One test tells the whole story in order, because each step needs the one before.
+//! One test tells the requester's story in order, because each step needs the one before; a
+//! second, alongside it, tells an approver's (a fresh sign-in to decide, approving, revoking,
+//! the break-glass alert).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,7 +70,12 @@ impl Window<'_> {
 
     /// Fails the test with what the window showed: its text, and a screenshot.
     async fn fail(&self, why: &str) -> ! {
-        let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-failure.png");
+        // Named after the test (the thread's name), as the tests run side by side.
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("e2e")
+            .replace("::", "-");
+        let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}-failure.png"));
         self.desktop.screenshot(&shot, WIDTH, HEIGHT);
         let text = match self.client.find(Locator::Css("body")).await {
             Ok(body) => body.text().await.unwrap_or_default(),
@@ -532,4 +539,252 @@ async fn scenario(
     }
     w.shot("verify").await;
     admin.close().await;
+}
+
+/// An approver's policy: the provider's `approvers` group decides, and a sign-in is fresh
+/// enough to decide for 20 s only, so the window has to ask for a new one within the test.
+fn approver_policy(issuer: &str, client_id: &str) -> String {
+    format!(
+        r#"version = 1
+max_auth_age = "20s"
+
+[groups]
+admin = ["admin"]
+approvers = []
+engineers = ["bob"]
+
+[providers.lab]
+issuer = "{issuer}"
+client_id = "{client_id}"
+name_claim = "sub"
+[providers.lab.groups]
+approvers = ["approvers"]
+
+[targets.demo]
+description = "Demonstration target (no real access is granted)"
+roles = ["default"]
+max_duration = "1h"
+request_ttl = "30m"
+extension_cap = "3h"
+approvers = {{ groups = ["approvers"], quorum = 1 }}
+break_glass = {{ max_duration = "15m" }}
+connector = {{ kind = "command", grant = ["/bin/true"], revoke = ["/bin/true"] }}
+"#
+    )
+}
+
+fn form(reason: &str, break_glass: bool) -> breakglass_engine::desk::RequestForm {
+    breakglass_engine::desk::RequestForm {
+        target: "demo".into(),
+        role: None,
+        duration_secs: 600,
+        reason: reason.into(),
+        ticket: Some("INC-7".into()),
+        break_glass,
+        extends: None,
+    }
+}
+
+/// bob's view of request `id`, after catching up with the log.
+async fn status_of(bob: &mut Desk, id: &str) -> breakglass_core::Status {
+    bob.sync().await.expect("bob's desk catches up");
+    bob.overview()
+        .requests
+        .into_iter()
+        .find(|r| r.id == id)
+        .map(|r| r.status)
+        .expect("the request is in the log")
+}
+
+#[test]
+fn an_approver_signs_in_again_approves_revokes_and_sees_break_glass_in_the_real_window() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        // Its own keyring and session bus: the app keeps alice's provider session there. The
+        // desks of this process keep their keys in files, so they never touch a keyring.
+        let keyring = SecretService::start();
+        let mut idp = TestIdp::start(TestIdpOptions::default())
+            .await
+            .expect("the real OpenID provider starts");
+        let home = keyring.tmp.path().join("approver-home");
+        let mut desk = Desk::init_with(
+            &home,
+            "admin",
+            breakglass_engine::KeyStoreKind::File,
+            Arc::new(SystemClock),
+        )
+        .await
+        .expect("a new data directory");
+        desk.apply_policy(&approver_policy(
+            idp.issuer(),
+            &idp.native_client().client_id,
+        ))
+        .await
+        .expect("the approvers' policy applies");
+        desk.enrol_local("bob", &["engineers".to_owned()])
+            .await
+            .expect("bob is enrolled");
+        desk.act_as("bob").expect("bob acts from this desk");
+
+        let mut env = keyring.env();
+        env.push(("BREAKGLASS_HOME".into(), home.display().to_string()));
+        env.push(("BREAKGLASS_NO_BROWSER".into(), "1".into()));
+        let desktop = Desktop::start(&env);
+        let bus = keyring.env()[0].1.clone();
+        let notifications = NotificationDaemon::start(desktop.display(), &bus);
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "tauri:options".into(),
+            json!({ "application": env!("CARGO_BIN_EXE_breakglass-app") }),
+        );
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&desktop.webdriver_url())
+            .await
+            .unwrap_or_else(|e| panic!("a WebDriver session: {e}\n{}", desktop.driver_log()));
+        let w = Window {
+            client,
+            desktop: &desktop,
+            shots: None,
+        };
+        let result = tokio::time::timeout(
+            Duration::from_secs(300),
+            approver_scenario(&w, &idp, &mut desk, &notifications),
+        )
+        .await;
+        if result.is_err() || std::thread::panicking() {
+            eprintln!("{}", desktop.driver_log());
+        }
+        let _ = w.client.clone().close().await;
+        desk.close().await;
+        idp.stop().await;
+        result.expect("the approver's scenario finishes within 5 minutes");
+    });
+}
+
+async fn approver_scenario(
+    w: &Window<'_>,
+    idp: &TestIdp,
+    bob: &mut Desk,
+    notifications: &NotificationDaemon,
+) {
+    // alice opens the app on the team's data directory and signs in at the provider, whose
+    // `approvers` group makes her an approver.
+    w.click("signin-start").await;
+    let url = w
+        .text_until("signin-url", "the sign-in address", |t| {
+            t.starts_with("http")
+        })
+        .await;
+    idp.headless_login(&url::Url::parse(url.trim()).expect("a URL"), "alice")
+        .await
+        .expect("alice signs in at the provider");
+    w.find("nav-approvals").await;
+
+    // bob asks; the request reaches alice live, with a notification giving its expiry.
+    let asked = bob
+        .request(form("rotate the signing key", false))
+        .await
+        .expect("bob requests demo")
+        .request;
+    w.click("nav-approvals").await;
+    w.text_until("approvals-count", "one request waiting", |t| t == "1")
+        .await;
+    let quorum = w.text(&format!("quorum-{}", asked.id)).await;
+    assert!(
+        quorum.starts_with("0 of 1 approval"),
+        "the card shows the quorum's progress: {quorum}"
+    );
+    let notice = notified(notifications, "bob asks for demo").await;
+    assert!(
+        notice.body.contains("rotate the signing key") && notice.body.contains("Lapses at"),
+        "the new-request notice gives the reason and when it lapses: {notice:?}"
+    );
+
+    // The sign-in is older than max_auth_age (20 s): the window asks for a new one, and
+    // deciding waits for it.
+    w.find("reauth-prompt").await;
+    let approve = format!("approve-{}", asked.id);
+    let start = std::time::Instant::now();
+    while w
+        .find(&approve)
+        .await
+        .attr("disabled")
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        assert!(
+            start.elapsed() < WAIT,
+            "approving waits for a fresh sign-in"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    w.click("reauth").await;
+    let url = w
+        .text_until("signin-url", "the sign-in address", |t| {
+            t.starts_with("http")
+        })
+        .await;
+    idp.headless_login(&url::Url::parse(url.trim()).expect("a URL"), "alice")
+        .await
+        .expect("alice signs in again");
+    let start = std::time::Instant::now();
+    while w
+        .client
+        .find(Locator::Css(&css("reauth-prompt")))
+        .await
+        .is_ok()
+    {
+        if start.elapsed() > WAIT {
+            w.fail("the prompt should go once alice has signed in again")
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Approve, with a comment; bob's access is active.
+    w.type_into(&format!("comment-{}", asked.id), "go ahead")
+        .await;
+    w.click(&approve).await;
+    w.find(&format!("active-{}", asked.id)).await;
+    assert_eq!(
+        status_of(bob, &asked.id).await,
+        breakglass_core::Status::Active
+    );
+
+    // Revoke it from the window, with a reason; bob's access ends.
+    w.click(&format!("revoke-{}", asked.id)).await;
+    w.type_into("confirm-text", "done early").await;
+    w.click("confirm-ok").await;
+    let start = std::time::Instant::now();
+    while status_of(bob, &asked.id).await != breakglass_core::Status::Revoked {
+        assert!(start.elapsed() < WAIT, "the revocation reaches the log");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // bob self-activates break-glass: alice's window raises the alert, with a notification.
+    let emergency = bob
+        .request(form("production is down", true))
+        .await
+        .expect("bob activates break-glass")
+        .request;
+    let alert = w
+        .text_until(
+            &format!("alert-{}", emergency.id),
+            "the break-glass alert",
+            |t| t.to_lowercase().contains("break-glass"),
+        )
+        .await;
+    assert!(alert.contains("bob"), "the alert names who: {alert}");
+    w.text_until("alerts-count", "the alert counted in the menu", |t| {
+        t.trim().parse::<u32>().is_ok_and(|n| n >= 1)
+    })
+    .await;
+    let notice = notified(notifications, "Break-glass access activated").await;
+    assert!(
+        notice.body.contains("bob") && notice.body.contains("A review is owed"),
+        "the break-glass notice names who and that a review is owed: {notice:?}"
+    );
 }

@@ -136,13 +136,18 @@ impl KeyLocation {
         }
     }
 
-    /// Removes the key (used to roll back a failed setup).
+    /// Removes the key (used to roll back a failed setup, and to make room for a new one). A
+    /// key that is not there is already removed, from a file as from the keyring.
     pub fn delete(&self) -> Result<(), KeyError> {
         match self {
-            KeyLocation::File(path) => fs::remove_file(path).map_err(|e| KeyError::File {
-                path: path.clone(),
-                why: e.to_string(),
-            }),
+            KeyLocation::File(path) => match fs::remove_file(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(KeyError::File {
+                    path: path.clone(),
+                    why: e.to_string(),
+                }),
+            },
             KeyLocation::Keyring(user) => match keyring_entry(user)?.delete_credential() {
                 Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
                 Err(e) => Err(keyring_error(user, e)),
@@ -239,6 +244,22 @@ mod tests {
             loc.store_new(&generate()).is_err(),
             "an existing key must never be overwritten"
         );
+    }
+
+    #[test]
+    fn deleting_a_key_file_that_is_not_there_is_not_an_error() {
+        // A first sign-in on a data directory with key files clears the place for the new key
+        // before storing it; it must not fail because nothing was there.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/alice.pem");
+        let loc = KeyLocation::File(path.clone());
+        loc.delete().expect("nothing there: already deleted");
+        loc.store_new(&generate()).unwrap();
+        loc.delete().expect("the key file is removed");
+        assert!(!path.exists());
+        // Anything else that stops the removal is still an error.
+        fs::create_dir_all(&path).unwrap();
+        assert!(matches!(loc.delete(), Err(KeyError::File { .. })));
     }
 
     #[test]
