@@ -6,10 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/breakglass/target}"
-if [ -x "$HOME/.cache/breakglass/node/node_modules/.bin/node" ]; then
-  export PATH="$HOME/.cache/breakglass/node/node_modules/.bin:$PATH"
-fi
+source scripts/env.sh
 # The app embeds the built UI.
 scripts/ui.sh
 cargo bench --locked -p breakglass-app --features empty-window --bench desktop -- "$@"

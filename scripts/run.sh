@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/breakglass/target}"
+source scripts/env.sh
 
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
   scripts/ui.sh

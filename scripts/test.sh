@@ -4,11 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/breakglass/target}"
-# A Node newer than the system's, when bootstrap had to fetch one (see bootstrap.sh).
-if [ -x "$HOME/.cache/breakglass/node/node_modules/.bin/node" ]; then
-  export PATH="$HOME/.cache/breakglass/node/node_modules/.bin:$PATH"
-fi
+source scripts/env.sh
 export CARGO_TERM_COLOR=never
 jobs="${BREAKGLASS_TEST_JOBS:-2}"
 results="$(mktemp)"

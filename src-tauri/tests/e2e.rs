@@ -18,8 +18,7 @@ use breakglass_testkit::desktop::Desktop;
 use breakglass_testkit::keyring::SecretService;
 use breakglass_testkit::notifications::{Notification, NotificationDaemon};
 use breakglass_testkit::tray;
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
+use fantoccini::{Client, Locator};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -299,21 +298,9 @@ async fn story(keyring: &SecretService) {
     if let Some(dir) = &shots {
         std::fs::create_dir_all(dir).expect("the screenshot folder");
     }
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "tauri:options".into(),
-        json!({ "application": env!("CARGO_BIN_EXE_breakglass-app") }),
-    );
-    let client = ClientBuilder::new(HttpConnector::new())
-        .capabilities(caps)
-        .connect(&desktop.webdriver_url())
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "a WebDriver session with the app: {e}\n{}",
-                desktop.driver_log()
-            )
-        });
+    let client = desktop
+        .session(Path::new(env!("CARGO_BIN_EXE_breakglass-app")))
+        .await;
     let w = Window {
         client,
         desktop: &desktop,
@@ -632,16 +619,9 @@ fn an_approver_signs_in_again_approves_revokes_and_sees_break_glass_in_the_real_
         let desktop = Desktop::start(&env);
         let bus = keyring.env()[0].1.clone();
         let notifications = NotificationDaemon::start(desktop.display(), &bus);
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "tauri:options".into(),
-            json!({ "application": env!("CARGO_BIN_EXE_breakglass-app") }),
-        );
-        let client = ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps)
-            .connect(&desktop.webdriver_url())
-            .await
-            .unwrap_or_else(|e| panic!("a WebDriver session: {e}\n{}", desktop.driver_log()));
+        let client = desktop
+            .session(Path::new(env!("CARGO_BIN_EXE_breakglass-app")))
+            .await;
         let w = Window {
             client,
             desktop: &desktop,

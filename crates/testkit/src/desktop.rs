@@ -134,6 +134,27 @@ impl Desktop {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Starts `program` through WebDriver (tauri-driver has WebKitWebDriver start it) and
+    /// returns the session; a session that cannot start fails the test with the driver's log.
+    pub async fn session(&self, program: &Path) -> fantoccini::Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "tauri:options".into(),
+            serde_json::json!({ "application": program.display().to_string() }),
+        );
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.webdriver_url())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "a WebDriver session with {}: {e}\n{}",
+                    program.display(),
+                    self.driver_log()
+                )
+            })
+    }
+
     /// tauri-driver's process id: WebKitWebDriver and the apps it starts run under it.
     pub fn driver_pid(&self) -> u32 {
         self.children[1].id()
