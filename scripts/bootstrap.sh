@@ -7,10 +7,11 @@ need_pkgs=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # The desktop app (Tauri 2: WebKitGTK, GTK, the tray's appindicator) and its tests in a real
 # window (Xvfb, WebKitWebDriver, ImageMagick's import for screenshots of the whole display,
-# dunst to receive the notifications the app raises).
+# dunst to receive the notifications the app raises). tzdata: the time zones notices are written
+# in (and a test of them).
 for p in build-essential pkg-config libdbus-1-dev postgresql dbus gnome-keyring libsecret-tools \
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev \
-  xvfb xauth webkit2gtk-driver dbus-x11 imagemagick dunst; do
+  xvfb xauth webkit2gtk-driver dbus-x11 imagemagick dunst tzdata; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 # Node.js runs the real OpenID provider (npm oidc-provider) that the idp crate's tests start.

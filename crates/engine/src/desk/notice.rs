@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 use serde::Serialize;
 
 use breakglass_core::Status;
@@ -61,17 +63,31 @@ struct Seen {
 
 /// Remembers what the person was already told. The first overview only sets the baseline:
 /// opening the app does not replay old news.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Notices {
     seen: HashMap<String, Seen>,
     primed: bool,
+    /// The zone times in notices are written in.
+    zone: TimeZone,
 }
 
-/// `HH:MM UTC` of a Unix time in milliseconds (the front end shows local times; notices name
-/// the zone rather than guess it).
-fn clock(ms: i64) -> String {
-    let day = ms.div_euclid(1000).rem_euclid(86_400);
-    format!("{:02}:{:02} UTC", day / 3600, (day % 3600) / 60)
+impl Default for Notices {
+    fn default() -> Self {
+        Notices::in_zone(TimeZone::system())
+    }
+}
+
+/// `HH:MM` and the zone's abbreviation (`14:05 CET`) of a Unix time in milliseconds, in `zone`:
+/// the person reads a notice on their own clock, and the abbreviation says which clock that is.
+fn clock(ms: i64, zone: &TimeZone) -> String {
+    match Timestamp::from_millisecond(ms) {
+        Ok(t) => t
+            .to_zoned_datetime(zone.clone())
+            .strftime("%H:%M %Z")
+            .to_string(),
+        // Outside jiff's range (years beyond ±9999): no real deadline is.
+        Err(_) => format!("{ms} ms after 1970"),
+    }
 }
 
 /// `hh:mm:ss` of a span in milliseconds (hours may exceed 24).
@@ -81,9 +97,19 @@ pub fn hhmmss(ms: i64) -> String {
 }
 
 impl Notices {
-    /// A tracker with nothing seen yet.
+    /// A tracker with nothing seen yet, writing times in the system's time zone (UTC when it
+    /// cannot be found).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A tracker writing times in `zone`.
+    pub fn in_zone(zone: TimeZone) -> Self {
+        Notices {
+            seen: HashMap::new(),
+            primed: false,
+            zone,
+        }
     }
 
     /// The notices `now` brings, given the overview at that moment.
@@ -98,7 +124,7 @@ impl Notices {
             };
             let Some(prev) = self.seen.get_mut(&r.id) else {
                 if self.primed {
-                    out.extend(arrived(r, o));
+                    out.extend(arrived(r, o, &self.zone));
                 }
                 self.seen.insert(r.id.clone(), fresh);
                 continue;
@@ -107,7 +133,7 @@ impl Notices {
                 continue;
             }
             if prev.status != r.status {
-                out.extend(moved(prev.status, r));
+                out.extend(moved(prev.status, r, &self.zone));
                 prev.status = r.status;
             }
             if r.revoke_failures > prev.revoke_failures {
@@ -147,7 +173,7 @@ impl Notices {
                                     r.target,
                                     r.role,
                                     hhmmss(deadline - now),
-                                    clock(deadline)
+                                    clock(deadline, &self.zone)
                                 ),
                                 urgent: false,
                             });
@@ -179,11 +205,11 @@ fn warned_by(r: &RequestView, now: i64) -> [bool; 2] {
 }
 
 /// Notices for a request first seen now.
-fn arrived(r: &RequestView, o: &Overview) -> Vec<Notice> {
+fn arrived(r: &RequestView, o: &Overview, zone: &TimeZone) -> Vec<Notice> {
     let mut out = Vec::new();
     if r.mine && !r.break_glass && r.status != Status::Pending {
         // Decided before this front end saw it pending (another process, between two looks).
-        return moved(Status::Pending, r);
+        return moved(Status::Pending, r, zone);
     }
     if r.break_glass && !r.mine && o.me.approver {
         out.push(Notice {
@@ -215,7 +241,7 @@ fn arrived(r: &RequestView, o: &Overview) -> Vec<Notice> {
                     .as_deref()
                     .map(|t| format!(" [{t}]"))
                     .unwrap_or_default(),
-                clock(r.lapses_at_ms)
+                clock(r.lapses_at_ms, zone)
             ),
             urgent: false,
         });
@@ -234,7 +260,7 @@ fn approved_by(r: &RequestView) -> String {
 }
 
 /// Notices for a request whose state changed from `before`.
-fn moved(before: Status, r: &RequestView) -> Vec<Notice> {
+fn moved(before: Status, r: &RequestView, zone: &TimeZone) -> Vec<Notice> {
     if !r.mine {
         return Vec::new();
     }
@@ -258,7 +284,7 @@ fn moved(before: Status, r: &RequestView) -> Vec<Notice> {
                             "Your access to {} ({}) is active until {}.",
                             r.target,
                             r.role,
-                            clock(d)
+                            clock(d, zone)
                         ),
                         None => format!("Your request for {} ({}) was approved.", r.target, r.role),
                     }
@@ -372,5 +398,32 @@ impl TraySummary {
             ));
         }
         format!("Breakglass: {}", parts.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-01-15T12:30:00Z and 2026-07-15T12:30:00Z.
+    const WINTER: i64 = 1_768_480_200_000;
+    const SUMMER: i64 = 1_784_118_600_000;
+
+    #[test]
+    fn times_are_written_on_the_readers_clock_and_name_it() {
+        assert_eq!(clock(WINTER, &TimeZone::UTC), "12:30 UTC");
+        let berlin = TimeZone::get("Europe/Berlin").expect("the system's time zone database");
+        assert_eq!(clock(WINTER, &berlin), "13:30 CET");
+        assert_eq!(clock(SUMMER, &berlin), "14:30 CEST");
+        let fixed = TimeZone::fixed(jiff::tz::offset(-5));
+        assert_eq!(clock(WINTER, &fixed), "07:30 -05");
+    }
+
+    #[test]
+    fn a_time_beyond_the_calendar_is_still_written() {
+        assert_eq!(
+            clock(i64::MAX, &TimeZone::UTC),
+            format!("{} ms after 1970", i64::MAX)
+        );
     }
 }
