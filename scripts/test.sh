@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 source scripts/env.sh
 export CARGO_TERM_COLOR=never
+# No incremental compilation: a run builds each crate once, and incremental state written for
+# every clone's path piled up to 21 GB in the shared target directory (disk full, session 5).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 jobs="${BREAKGLASS_TEST_JOBS:-2}"
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT

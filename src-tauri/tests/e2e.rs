@@ -175,33 +175,49 @@ impl Window<'_> {
     }
 }
 
-fn policy(issuer: &str, client_id: &str) -> String {
-    format!(
-        r#"version = 2
-max_auth_age = "15m"
-
-[groups]
-admin = ["admin"]
-approvers = ["admin"]
-engineers = []
-
-[providers.lab]
-issuer = "{issuer}"
-client_id = "{client_id}"
-name_claim = "sub"
-[providers.lab.groups]
-devs = ["engineers"]
-
+/// The demonstration target both stories ask for: no real access is granted.
+const DEMO_TARGET: &str = r#"
 [targets.demo]
 description = "Demonstration target (no real access is granted)"
 roles = ["default"]
 max_duration = "1h"
 request_ttl = "30m"
 extension_cap = "3h"
-approvers = {{ groups = ["approvers"], quorum = 1 }}
-break_glass = {{ max_duration = "15m" }}
-connector = {{ kind = "command", grant = ["/bin/true"], revoke = ["/bin/true"] }}
-"#
+approvers = { groups = ["approvers"], quorum = 1 }
+break_glass = { max_duration = "15m" }
+connector = { kind = "command", grant = ["/bin/true"], revoke = ["/bin/true"] }
+"#;
+
+/// A policy with the provider `lab` and the demonstration target: `head` sets the version,
+/// max_auth_age and groups, `mapping` maps the provider's groups to ours.
+fn policy_with(issuer: &str, client_id: &str, head: &str, mapping: &str) -> String {
+    format!(
+        r#"{head}
+
+[providers.lab]
+issuer = "{issuer}"
+client_id = "{client_id}"
+name_claim = "sub"
+[providers.lab.groups]
+{mapping}
+{DEMO_TARGET}"#
+    )
+}
+
+/// The requester's story's policy, applied over the first-run draft (version 2): alice is an
+/// engineer, the administrator approves.
+fn policy(issuer: &str, client_id: &str) -> String {
+    policy_with(
+        issuer,
+        client_id,
+        r#"version = 2
+max_auth_age = "15m"
+
+[groups]
+admin = ["admin"]
+approvers = ["admin"]
+engineers = []"#,
+        r#"devs = ["engineers"]"#,
     )
 }
 
@@ -531,32 +547,17 @@ async fn scenario(
 /// An approver's policy: the provider's `approvers` group decides, and a sign-in is fresh
 /// enough to decide for 20 s only, so the window has to ask for a new one within the test.
 fn approver_policy(issuer: &str, client_id: &str) -> String {
-    format!(
+    policy_with(
+        issuer,
+        client_id,
         r#"version = 1
 max_auth_age = "20s"
 
 [groups]
 admin = ["admin"]
 approvers = []
-engineers = ["bob"]
-
-[providers.lab]
-issuer = "{issuer}"
-client_id = "{client_id}"
-name_claim = "sub"
-[providers.lab.groups]
-approvers = ["approvers"]
-
-[targets.demo]
-description = "Demonstration target (no real access is granted)"
-roles = ["default"]
-max_duration = "1h"
-request_ttl = "30m"
-extension_cap = "3h"
-approvers = {{ groups = ["approvers"], quorum = 1 }}
-break_glass = {{ max_duration = "15m" }}
-connector = {{ kind = "command", grant = ["/bin/true"], revoke = ["/bin/true"] }}
-"#
+engineers = ["bob"]"#,
+        r#"approvers = ["approvers"]"#,
     )
 }
 
