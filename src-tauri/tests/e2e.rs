@@ -144,6 +144,21 @@ impl Window<'_> {
             .unwrap_or_else(|e| panic!("set {testid}: {e}"));
     }
 
+    /// Clicks `button` (a sign-in panel's start), and signs `who` in at the address the window
+    /// then shows (no browser here: the provider's own pages, headlessly).
+    async fn sign_in(&self, idp: &TestIdp, button: &str, who: &str) {
+        self.click(button).await;
+        let url = self
+            .text_until("signin-url", "the sign-in address", |t| {
+                t.starts_with("http")
+            })
+            .await;
+        let url = url::Url::parse(url.trim()).expect("the shown address is a URL");
+        idp.headless_login(&url, who)
+            .await
+            .unwrap_or_else(|e| panic!("{who} signs in at the provider: {e}"));
+    }
+
     /// Opens the request form on `target`.
     async fn request_form(&self, target: &str) {
         self.click("nav-request").await;
@@ -376,16 +391,7 @@ async fn scenario(
     w.click("policy-apply").await;
 
     // Sign in: the app shows the address (no browser here); the provider completes it.
-    w.click("signin-start").await;
-    let url = w
-        .text_until("signin-url", "the sign-in address", |t| {
-            t.starts_with("http")
-        })
-        .await;
-    let url = url::Url::parse(url.trim()).expect("the shown address is a URL");
-    idp.headless_login(&url, "alice")
-        .await
-        .expect("alice signs in at the provider");
+    w.sign_in(idp, "signin-start", "alice").await;
 
     // Request access; the administrator approves from their own desk.
     w.request_form("demo").await;
@@ -651,15 +657,7 @@ async fn approver_scenario(
 ) {
     // alice opens the app on the team's data directory and signs in at the provider, whose
     // `approvers` group makes her an approver.
-    w.click("signin-start").await;
-    let url = w
-        .text_until("signin-url", "the sign-in address", |t| {
-            t.starts_with("http")
-        })
-        .await;
-    idp.headless_login(&url::Url::parse(url.trim()).expect("a URL"), "alice")
-        .await
-        .expect("alice signs in at the provider");
+    w.sign_in(idp, "signin-start", "alice").await;
     w.find("nav-approvals").await;
 
     // bob asks; the request reaches alice live, with a notification giving its expiry.
@@ -702,15 +700,7 @@ async fn approver_scenario(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    w.click("reauth").await;
-    let url = w
-        .text_until("signin-url", "the sign-in address", |t| {
-            t.starts_with("http")
-        })
-        .await;
-    idp.headless_login(&url::Url::parse(url.trim()).expect("a URL"), "alice")
-        .await
-        .expect("alice signs in again");
+    w.sign_in(idp, "reauth", "alice").await;
     let start = std::time::Instant::now();
     while w
         .client
