@@ -236,6 +236,13 @@ engineers = []"#,
     )
 }
 
+/// Where screenshots go (`BREAKGLASS_SCREENSHOTS`), created if need be; none without it.
+fn screenshot_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("BREAKGLASS_SCREENSHOTS")?);
+    std::fs::create_dir_all(&dir).expect("the screenshot folder");
+    Some(dir)
+}
+
 /// Waits until `probe` finds what it looks for (the tray and notifications are refreshed by the
 /// app's one-second loop), failing with `what` and the last thing seen.
 async fn eventually<T, S: std::fmt::Debug>(
@@ -318,17 +325,10 @@ async fn story(keyring: &SecretService) {
     env.push(("BREAKGLASS_HOME".into(), home.display().to_string()));
     env.push(("BREAKGLASS_NO_BROWSER".into(), "1".into()));
     let desktop = Desktop::start(&env);
-    let bus = env
-        .iter()
-        .find(|(k, _)| k == "DBUS_SESSION_BUS_ADDRESS")
-        .map(|(_, v)| v.clone())
-        .expect("the keyring's session bus");
+    let bus = keyring.bus_address().to_owned();
     // The desktop's notification daemon, on the same display and bus as the app.
     let notifications = NotificationDaemon::start(desktop.display(), &bus);
-    let shots = std::env::var_os("BREAKGLASS_SCREENSHOTS").map(PathBuf::from);
-    if let Some(dir) = &shots {
-        std::fs::create_dir_all(dir).expect("the screenshot folder");
-    }
+    let shots = screenshot_dir();
     let client = desktop
         .session(Path::new(env!("CARGO_BIN_EXE_breakglass-app")))
         .await;
@@ -624,7 +624,7 @@ fn an_approver_signs_in_again_approves_revokes_and_sees_break_glass_in_the_real_
         env.push(("BREAKGLASS_HOME".into(), home.display().to_string()));
         env.push(("BREAKGLASS_NO_BROWSER".into(), "1".into()));
         let desktop = Desktop::start(&env);
-        let bus = keyring.env()[0].1.clone();
+        let bus = keyring.bus_address().to_owned();
         let notifications = NotificationDaemon::start(desktop.display(), &bus);
         let client = desktop
             .session(Path::new(env!("CARGO_BIN_EXE_breakglass-app")))
@@ -632,7 +632,7 @@ fn an_approver_signs_in_again_approves_revokes_and_sees_break_glass_in_the_real_
         let w = Window {
             client,
             desktop: &desktop,
-            shots: None,
+            shots: screenshot_dir(),
         };
         let result = tokio::time::timeout(
             Duration::from_secs(300),
@@ -674,6 +674,7 @@ async fn approver_scenario(
         quorum.starts_with("0 of 1 approval"),
         "the card shows the quorum's progress: {quorum}"
     );
+    w.shot("approvals").await;
     let notice = notified(notifications, "bob asks for demo").await;
     assert!(
         notice.body.contains("rotate the signing key") && notice.body.contains("Lapses at"),

@@ -137,6 +137,11 @@ impl SecretService {
         service
     }
 
+    /// The session bus's address (the keyring, and the tray and notifications of apps on it).
+    pub fn bus_address(&self) -> &str {
+        &self.address
+    }
+
     /// The environment that points a client at this keyring.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![

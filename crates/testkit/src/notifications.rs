@@ -43,8 +43,14 @@ impl NotificationDaemon {
             .tempdir()
             .expect("a temporary directory for dunst");
         let config = dir.path().join("dunstrc");
-        // Keep every notification, however many the test raises.
-        fs::write(&config, "[global]\n    history_length = 1000\n").expect("write dunst's config");
+        // Keep every notification, however many the test raises. Popups sit at the top right of
+        // the app's window (1200 px wide at the screen's left edge), inside what screenshots keep.
+        fs::write(
+            &config,
+            "[global]\n    history_length = 1000\n    origin = top-right\n    offset = 90x64\n    \
+             width = 320\n    font = DejaVu Sans 10\n    frame_width = 1\n    corner_radius = 4\n",
+        )
+        .expect("write dunst's config");
         let log = fs::File::create(dir.path().join("dunst.log")).expect("dunst's log");
         let child = Command::new("dunst")
             .arg("-config")
