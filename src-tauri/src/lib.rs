@@ -8,6 +8,7 @@
 mod commands;
 mod error;
 mod events;
+mod page;
 mod state;
 mod tray;
 
@@ -61,6 +62,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             events::ExportProgress,
             events::OpenRequest
         ])
+        .typ::<page::FirstReads>()
 }
 
 /// The TypeScript the UI imports (`ui/src/lib/bindings.ts`), generated from the Rust types.
@@ -72,6 +74,24 @@ pub fn typescript_bindings() -> Result<String, String> {
                 .header("// Generated from the Rust types by src-tauri (tauri-specta); do not edit.\n// Regenerate: BREAKGLASS_WRITE_BINDINGS=1 cargo test -p breakglass-app --lib bindings\n"),
         )
         .map_err(|e| e.to_string())
+        .and_then(|ts| type_only_window_import(&ts))
+}
+
+/// tauri-specta imports the window type as `import { type WebviewWindow … }`, which the UI's
+/// `verbatimModuleSyntax` keeps as an import of the module itself: Tauri's whole window and
+/// webview API (≈ 17 kB) would load with the first screen, which needs none of it. `import type`
+/// is erased.
+fn type_only_window_import(ts: &str) -> Result<String, String> {
+    const AS_GENERATED: &str =
+        "import { type WebviewWindow as __WebviewWindow__ } from \"@tauri-apps/api/webviewWindow\";";
+    const TYPE_ONLY: &str =
+        "import type { WebviewWindow as __WebviewWindow__ } from \"@tauri-apps/api/webviewWindow\";";
+    if ts.matches(AS_GENERATED).count() != 1 {
+        return Err(format!(
+            "tauri-specta's output no longer has one `{AS_GENERATED}`: see type_only_window_import"
+        ));
+    }
+    Ok(ts.replace(AS_GENERATED, TYPE_ONLY))
 }
 
 /// Starts the app.
@@ -108,11 +128,19 @@ pub fn run() {
             tauri::async_runtime::spawn(background(handle, tray));
             Ok(())
         })
-        .run(tauri::generate_context!());
+        .run(context());
     if let Err(e) = result {
         eprintln!("breakglass-app: {e}");
         std::process::exit(1);
     }
+}
+
+/// The app's context, its page carrying the first reads (see [`page`]).
+fn context() -> tauri::Context {
+    let mut context = tauri::generate_context!();
+    let embedded = context.set_assets(Box::new(page::NoAssets));
+    context.set_assets(Box::new(page::PageAssets::new(embedded)));
+    context
 }
 
 fn open_link(app: &AppHandle, url: &str) {

@@ -1,10 +1,10 @@
 import { render, screen } from "@testing-library/svelte";
 import userEvent from "@testing-library/user-event";
-import { describe, expect, test } from "vitest";
+import { describe, expect, test, vi } from "vitest";
 import App from "../src/App.svelte";
 import { events, type Overview } from "../src/lib/bindings";
 import { core } from "../src/lib/core.svelte";
-import { readFirst } from "../src/lib/firstReads";
+import { FIRST_READS_ID, readFirst } from "../src/lib/firstReads";
 import { mockCore, overview, request, setupStatus } from "./fixtures";
 
 describe("App", () => {
@@ -32,6 +32,44 @@ describe("App", () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(calls.filter((c) => c.cmd === "setup_status")).toHaveLength(1);
     expect(calls.filter((c) => c.cmd === "overview")).toHaveLength(2);
+  });
+
+  test("takes the reads the page carries, asking the core for neither at start", async () => {
+    const calls = mockCore({ setup_status: () => setupStatus(), overview: () => overview() });
+    const block = document.createElement("script");
+    block.type = "application/json";
+    block.id = FIRST_READS_ID;
+    block.textContent = JSON.stringify({
+      setup: setupStatus(),
+      overview: overview({ requests: [request({ id: "r1", can_decide: true })] }),
+    });
+    document.head.append(block);
+    core.prefetched(readFirst());
+    // Taken once: the block has left the page, so a later start asks the core.
+    expect(document.getElementById(FIRST_READS_ID)).toBeNull();
+    render(App);
+    expect(await screen.findByTestId("screen")).toBeInTheDocument();
+    expect(screen.getByTestId("approvals-count").textContent).toBe("1");
+    // The one overview asked for is the catch-up once listening for log changes.
+    await expect.poll(() => calls.filter((c) => c.cmd === "overview").length).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(calls.filter((c) => c.cmd === "setup_status")).toHaveLength(0);
+    expect(calls.filter((c) => c.cmd === "overview")).toHaveLength(1);
+  });
+
+  test("a page whose first reads are unreadable asks the core instead", async () => {
+    const calls = mockCore({ setup_status: () => setupStatus(), overview: () => overview() });
+    const block = document.createElement("script");
+    block.type = "application/json";
+    block.id = FIRST_READS_ID;
+    block.textContent = "{ not json";
+    document.head.append(block);
+    vi.spyOn(console, "error").mockImplementation(() => {});
+    core.prefetched(readFirst());
+    render(App);
+    expect(await screen.findByTestId("screen")).toBeInTheDocument();
+    expect(calls.filter((c) => c.cmd === "setup_status")).toHaveLength(1);
+    expect(document.getElementById(FIRST_READS_ID)).toBeNull();
   });
 
   test("a change between the first read and listening for changes is shown, without an event", async () => {

@@ -129,7 +129,8 @@ test("a file dropped on the window is verified", async () => {
     verify_bundle: () => ({ ok: true, headline: "All entries verify", details: [], entries: 3, checkpoint: null }),
   });
   render(History, { overview: overview() });
-  // Let the drag-drop listener register.
+  // Let the drag-drop listener register: the panel loads Tauri's webview API, then listens.
+  await import("@tauri-apps/api/webview");
   await new Promise((r) => setTimeout(r, 0));
 
   await emit("tauri://drag-drop", { paths: ["/media/usb/audit.bundle", "/tmp/other"], position: { x: 10, y: 10 } });

@@ -4,6 +4,7 @@ import { cleanup } from "@testing-library/svelte";
 import { afterEach, beforeEach } from "vitest";
 import { core } from "../src/lib/core.svelte";
 import { banner } from "../src/lib/errors.svelte";
+import { FIRST_READS_ID } from "../src/lib/firstReads";
 import { nav } from "../src/lib/nav.svelte";
 
 // jsdom does no layout.
@@ -20,6 +21,7 @@ afterEach(async () => {
   clearMocks();
   // The app's singletons outlive a test; start every test from nothing.
   banner.clear();
+  document.getElementById(FIRST_READS_ID)?.remove();
   core.setup = null;
   core.overview = null;
   core.signInSkipped = false;

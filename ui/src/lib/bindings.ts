@@ -537,6 +537,11 @@ done: number;
  */
 total: number }
 /**
+ * What the page needs to draw its first screen: what the `setup_status` and `overview` commands
+ * would return.
+ */
+export type FirstReads = { setup: SetupStatus; overview: Overview }
+/**
  * Which events the history shows.
  */
 export type HistoryFilter = { 
@@ -1044,7 +1049,7 @@ import {
 	Channel as TAURI_CHANNEL,
 } from "@tauri-apps/api/core";
 import * as TAURI_API_EVENT from "@tauri-apps/api/event";
-import { type WebviewWindow as __WebviewWindow__ } from "@tauri-apps/api/webviewWindow";
+import type { WebviewWindow as __WebviewWindow__ } from "@tauri-apps/api/webviewWindow";
 
 type __EventObj__<T> = {
 	listen: (

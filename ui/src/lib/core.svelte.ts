@@ -4,7 +4,7 @@
 import { api, ApiError } from "./api";
 import type { Overview, SetupStatus } from "./bindings";
 import { clock } from "./clock.svelte";
-import { readFirst, type FirstReads } from "./firstReads";
+import { readFirst, type Reads } from "./firstReads";
 import { banner } from "./errors.svelte";
 
 /** Whether the main screens may show, or the first run must finish first. */
@@ -28,24 +28,30 @@ class Core {
     return this.setup !== null && setupComplete(this.setup, this.signInSkipped);
   }
 
-  /** Reads started ahead of the UI (main.ts); the next start() takes them instead of asking. */
-  #early: FirstReads | null = null;
+  /** The start main.ts began with reads taken ahead of the UI; the next start() takes it. */
+  #starting: Promise<SetupStatus> | null = null;
   /** start() read the overview and nothing has shown it yet (see takeStartOverview). */
   #startOverview = false;
 
-  prefetched(reads: FirstReads) {
-    this.#early = reads;
+  /** Starts with reads taken ahead of the UI; settles once they are applied (or failed). */
+  prefetched(reads: Reads): Promise<SetupStatus> {
+    const starting = this.#apply(reads);
+    this.#starting = starting;
+    return starting;
   }
 
   /**
-   * The app's start: the setup status and the overview, read together (or taken from the reads
-   * main.ts started early). The overview is kept only when the setup says the main screens may
-   * show.
+   * The app's start: the setup status and the overview, read together (or the start main.ts
+   * began). The overview is kept only when the setup says the main screens may show.
    */
   async start(): Promise<SetupStatus> {
-    const early = this.#early;
-    this.#early = null;
-    const [setup, overview] = await (early ?? readFirst());
+    const starting = this.#starting;
+    this.#starting = null;
+    return starting ?? this.#apply(readFirst());
+  }
+
+  async #apply(reads: Reads): Promise<SetupStatus> {
+    const [setup, overview] = await reads;
     if (setup.status === "rejected") throw setup.reason;
     this.#startOverview = false;
     if (overview.status === "fulfilled" && setupComplete(setup.value, this.signInSkipped)) {
