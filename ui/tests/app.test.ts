@@ -7,6 +7,11 @@ import { core } from "../src/lib/core.svelte";
 import { FIRST_READS_ID, readFirst } from "../src/lib/firstReads";
 import { mockCore, overview, request, setupStatus } from "./fixtures";
 
+/** Waits until the app listens for events: it asks for a held deep link once it does. */
+async function listening(calls: { cmd: string }[]) {
+  await expect.poll(() => calls.some((c) => c.cmd === "pending_link")).toBe(true);
+}
+
 describe("App", () => {
   test("asks for the setup and the overview together at start, and shows the main screen", async () => {
     const calls = mockCore({
@@ -44,12 +49,17 @@ describe("App", () => {
       overview: overview({ requests: [request({ id: "r1", can_decide: true })] }),
     });
     document.head.append(block);
-    core.prefetched(readFirst());
+    // As main.ts does: mount once the reads are applied.
+    await core.prefetched(readFirst());
     // Taken once: the block has left the page, so a later start asks the core.
     expect(document.getElementById(FIRST_READS_ID)).toBeNull();
     render(App);
-    expect(await screen.findByTestId("screen")).toBeInTheDocument();
+    // The first screen is there at once, and nothing was asked for it: listening for events and
+    // the held-link question wait until it has been drawn.
+    expect(screen.getByTestId("screen")).toBeInTheDocument();
     expect(screen.getByTestId("approvals-count").textContent).toBe("1");
+    expect(calls).toEqual([]);
+    await listening(calls);
     // The one overview asked for is the catch-up once listening for log changes.
     await expect.poll(() => calls.filter((c) => c.cmd === "overview").length).toBe(1);
     await new Promise((r) => setTimeout(r, 50));
@@ -129,12 +139,12 @@ describe("App", () => {
   });
 
   test("a deep link to a pending request opens it on the approvals screen", async () => {
-    mockCore({
+    const calls = mockCore({
       setup_status: () => setupStatus(),
       overview: () => overview({ requests: [request({ id: "r7", can_decide: true })] }),
     });
     render(App);
-    await screen.findByTestId("nav-request");
+    await listening(calls);
 
     await events.openRequest.emit({ id: "r7" });
     const card = await screen.findByTestId("pending-r7");
@@ -143,12 +153,12 @@ describe("App", () => {
   });
 
   test("a deep link to a finished request opens its record in history", async () => {
-    mockCore({
+    const calls = mockCore({
       setup_status: () => setupStatus(),
       overview: () => overview({ requests: [request({ id: "r8", status: "expired" })] }),
     });
     render(App);
-    await screen.findByTestId("nav-request");
+    await listening(calls);
 
     await events.openRequest.emit({ id: "r8" });
     expect(await screen.findByTestId("request-detail")).toHaveAttribute("data-id", "r8");
@@ -156,9 +166,9 @@ describe("App", () => {
   });
 
   test("a deep link to an unknown request says so", async () => {
-    mockCore({ setup_status: () => setupStatus(), overview: () => overview() });
+    const calls = mockCore({ setup_status: () => setupStatus(), overview: () => overview() });
     render(App);
-    await screen.findByTestId("nav-request");
+    await listening(calls);
 
     await events.openRequest.emit({ id: "nope" });
     const banner = await screen.findByTestId("error-banner");
