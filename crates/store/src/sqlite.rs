@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -56,15 +56,21 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
 
-        let connect_error = |source: sqlx::Error| map_open_error(path, source);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(0)
-            .acquire_timeout(Duration::from_secs(120))
-            .connect_with(options.clone())
-            .await
-            .map_err(connect_error)?;
-        migrate(&writer, path).await?;
+        // Opening a fresh file switches it to WAL, which needs SQLite's exclusive lock: when
+        // several processes open the same fresh file at once, SQLite answers some of them "busy"
+        // at once rather than through the busy timeout (two connections each waiting for the
+        // other's lock). Opening again after a pause then finds the file in WAL mode.
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        let writer = loop {
+            match open_writer(&options, path).await {
+                Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                opened => break opened?,
+            }
+        };
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(60))
@@ -84,6 +90,40 @@ impl SqliteStore {
 
 /// Creates the file's parent directory (0700) and the file itself (0600) if missing, so the log
 /// is never world-readable and so a missing or read-only directory is reported as such.
+/// The writer connection, with the schema brought up to date.
+async fn open_writer(
+    options: &SqliteConnectOptions,
+    path: &Path,
+) -> Result<SqlitePool, StoreError> {
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(120))
+        .connect_with(options.clone())
+        .await
+        .map_err(|source| map_open_error(path, source))?;
+    if let Err(e) = migrate(&writer, path).await {
+        writer.close().await;
+        return Err(e);
+    }
+    Ok(writer)
+}
+
+/// Whether SQLite refused for now because another connection holds a lock (SQLITE_BUSY 5,
+/// SQLITE_LOCKED 6, and their extended codes).
+fn is_busy(e: &StoreError) -> bool {
+    let StoreError::Database {
+        source: sqlx::Error::Database(db),
+        ..
+    } = e
+    else {
+        return false;
+    };
+    db.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
 fn prepare_file(path: &Path) -> Result<(), StoreError> {
     let unwritable = |path: &Path| {
         let path = path.to_owned();
