@@ -7,6 +7,15 @@ import { core } from "../src/lib/core.svelte";
 import { FIRST_READS_ID, readFirst } from "../src/lib/firstReads";
 import { mockCore, overview, request, setupStatus } from "./fixtures";
 
+/** Puts `text` in the page as src-tauri/src/page.rs does: a JSON data block in the head. */
+function carry(text: string) {
+  const block = document.createElement("script");
+  block.type = "application/json";
+  block.id = FIRST_READS_ID;
+  block.textContent = text;
+  document.head.append(block);
+}
+
 /** Waits until the app listens for events: it asks for a held deep link once it does. */
 async function listening(calls: { cmd: string }[]) {
   await expect.poll(() => calls.some((c) => c.cmd === "pending_link")).toBe(true);
@@ -41,14 +50,12 @@ describe("App", () => {
 
   test("takes the reads the page carries, asking the core for neither at start", async () => {
     const calls = mockCore({ setup_status: () => setupStatus(), overview: () => overview() });
-    const block = document.createElement("script");
-    block.type = "application/json";
-    block.id = FIRST_READS_ID;
-    block.textContent = JSON.stringify({
-      setup: setupStatus(),
-      overview: overview({ requests: [request({ id: "r1", can_decide: true })] }),
-    });
-    document.head.append(block);
+    carry(
+      JSON.stringify({
+        setup: setupStatus(),
+        overview: overview({ requests: [request({ id: "r1", can_decide: true })] }),
+      }),
+    );
     // As main.ts does: mount once the reads are applied.
     await core.prefetched(readFirst());
     // Taken once: the block has left the page, so a later start asks the core.
@@ -69,11 +76,7 @@ describe("App", () => {
 
   test("a page whose first reads are unreadable asks the core instead", async () => {
     const calls = mockCore({ setup_status: () => setupStatus(), overview: () => overview() });
-    const block = document.createElement("script");
-    block.type = "application/json";
-    block.id = FIRST_READS_ID;
-    block.textContent = "{ not json";
-    document.head.append(block);
+    carry("{ not json");
     vi.spyOn(console, "error").mockImplementation(() => {});
     core.prefetched(readFirst());
     render(App);
