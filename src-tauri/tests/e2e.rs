@@ -552,6 +552,85 @@ async fn scenario(
 
 /// An approver's policy: the provider's `approvers` group decides, and a sign-in is fresh
 /// enough to decide for 20 s only, so the window has to ask for a new one within the test.
+/// The page's Content-Security-Policy allows its own script (by hash, as `ui/inlinePage.ts`
+/// inlines it) and nothing else: a script or style written into the page does not apply, and
+/// `eval` is refused. The policy's text comes from the violation reports (Tauri sends it as a
+/// response header, which the page cannot read otherwise). Results go through the DOM, which
+/// the page's scripts and WebDriver's share.
+async fn csp_in_force(w: &Window<'_>) {
+    w.find("signin-start").await;
+    let tried = w
+        .client
+        .execute(
+            r#"const root = document.documentElement;
+               root.dataset.violations = "[]";
+               document.addEventListener("securitypolicyviolation", (e) => {
+                 const seen = JSON.parse(root.dataset.violations);
+                 seen.push({ directive: e.effectiveDirective, policy: e.originalPolicy });
+                 root.dataset.violations = JSON.stringify(seen);
+               });
+               const s = document.createElement("script");
+               s.textContent = "document.documentElement.dataset.injected = 'ran'";
+               document.head.append(s);
+               const style = document.createElement("style");
+               style.textContent = "body { outline: 7px solid rgb(1, 2, 3) }";
+               document.head.append(style);
+               let evaluated = false;
+               try { evaluated = window.eval("true"); } catch (e) { evaluated = false; }
+               return {
+                 injected: root.dataset.injected === "ran",
+                 styled: getComputedStyle(document.body).outlineColor === "rgb(1, 2, 3)",
+                 evaluated,
+               };"#,
+            vec![],
+        )
+        .await
+        .expect("try to run what the CSP forbids");
+    assert_eq!(tried["injected"], false, "an injected script must not run");
+    assert_eq!(tried["styled"], false, "an injected style must not apply");
+    assert_eq!(tried["evaluated"], false, "eval must be refused");
+    // Violations are reported as a task after the fact.
+    let start = std::time::Instant::now();
+    let violations: Vec<serde_json::Value> = loop {
+        let seen = w
+            .client
+            .execute("return document.documentElement.dataset.violations", vec![])
+            .await
+            .expect("read the violation reports");
+        let seen: Vec<serde_json::Value> =
+            serde_json::from_str(seen.as_str().unwrap_or("[]")).expect("the reports are JSON");
+        if seen.len() >= 2 || start.elapsed() > WAIT {
+            break seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let directives: Vec<&str> = violations
+        .iter()
+        .filter_map(|v| v["directive"].as_str())
+        .collect();
+    assert!(
+        directives.contains(&"script-src-elem") || directives.contains(&"script-src"),
+        "the injected script is reported: {violations:?}"
+    );
+    assert!(
+        directives.iter().any(|d| d.starts_with("style-src")),
+        "the injected style is reported: {violations:?}"
+    );
+    let csp = violations[0]["policy"].as_str().unwrap_or_default();
+    let script_src = csp
+        .split(';')
+        .map(str::trim)
+        .find(|d| d.starts_with("script-src"))
+        .unwrap_or_default();
+    assert!(
+        script_src.starts_with("script-src 'self'") && script_src.contains("'sha256-"),
+        "the page's script is allowed by its hash: {csp}"
+    );
+    for loose in ["unsafe-inline", "unsafe-eval", "*"] {
+        assert!(!csp.contains(loose), "the CSP allows no {loose}: {csp}");
+    }
+}
+
 fn approver_policy(issuer: &str, client_id: &str) -> String {
     policy_with(
         issuer,
@@ -655,6 +734,9 @@ async fn approver_scenario(
     bob: &mut Desk,
     notifications: &NotificationDaemon,
 ) {
+    // The page runs under the strict CSP: its own (inlined) script by hash, nothing injected.
+    csp_in_force(w).await;
+
     // alice opens the app on the team's data directory and signs in at the provider, whose
     // `approvers` group makes her an approver.
     w.sign_in(idp, "signin-start", "alice").await;
