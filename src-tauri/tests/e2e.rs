@@ -75,14 +75,21 @@ impl Window<'_> {
             .unwrap_or("e2e")
             .replace("::", "-");
         let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}-failure.png"));
-        self.desktop.screenshot(&shot, WIDTH, HEIGHT);
         let text = match self.client.find(Locator::Css("body")).await {
-            Ok(body) => body.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
+            Ok(body) => body
+                .text()
+                .await
+                .unwrap_or_else(|e| format!("(its text could not be read: {e})")),
+            Err(e) => format!("(the window could not be read: {e})"),
+        };
+        let shot = if self.desktop.screenshot(&shot, WIDTH, HEIGHT) {
+            shot.display().to_string()
+        } else {
+            "none: the X display did not answer".to_owned()
         };
         panic!(
-            "{why}\nthe window showed:\n{text}\n(screenshot: {})",
-            shot.display()
+            "{why}\nthe window showed:\n{text}\n(screenshot: {shot})\ntauri-driver's log (the app's output):\n{}",
+            self.desktop.driver_log()
         );
     }
 

@@ -1,6 +1,7 @@
 //! A real X display (Xvfb) with `tauri-driver` on it, so a test drives the real desktop app
 //! through WebDriver (tauri-driver starts WebKitWebDriver, which starts the app).
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -33,16 +34,73 @@ fn wait_until(what: &str, timeout: Duration, log: &Path, mut ready: impl FnMut()
     }
 }
 
-/// A display number nobody holds (Xvfb's lock files say who does).
+/// Display numbers this process has handed out: tests in one process run side by side, and two
+/// of them must not pick the same number before either Xvfb has written its lock file.
+static CLAIMED: std::sync::Mutex<BTreeSet<u32>> = std::sync::Mutex::new(BTreeSet::new());
+
+/// A display number nobody holds (Xvfb's lock files say who does) and this process has not
+/// handed out yet.
 fn free_display() -> u32 {
+    let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
     let seed = std::process::id() % 400;
-    (0..400)
+    let n = (0..400)
         .map(|i| 100 + (seed + i) % 400)
         .find(|n| {
-            !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            !claimed.contains(n)
+                && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
                 && !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
         })
-        .expect("a free X display number between 100 and 499")
+        .expect("a free X display number between 100 and 499");
+    claimed.insert(n);
+    n
+}
+
+/// The process that holds display `n`, as its lock file says.
+fn display_holder(n: u32) -> Option<u32> {
+    fs::read_to_string(format!("/tmp/.X{n}-lock"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Starts Xvfb on a free display and waits until that display is this Xvfb's own: its socket is
+/// there and its lock file names this Xvfb. Another process may take a number between the check
+/// and the start (then this Xvfb exits at once, and the next number is tried), and a socket that
+/// appears may be someone else's, so neither alone proves the display is ours.
+fn start_xvfb(xlog: &Path) -> (Child, u32) {
+    for _ in 0..20 {
+        let n = free_display();
+        let mut xvfb = Command::new("Xvfb")
+            .arg(format!(":{n}"))
+            .args(["-screen", "0", SCREEN, "-nolisten", "tcp", "-noreset"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(xlog).expect("create the Xvfb log"))
+            .process_group(0)
+            .spawn()
+            .expect("Xvfb (Debian package xvfb; scripts/bootstrap.sh installs it)");
+        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(_)) = xvfb.try_wait() {
+                break; // another server holds :n: try the next number
+            }
+            if socket.exists() && display_holder(n) == Some(xvfb.id()) {
+                return (xvfb, n);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "Xvfb :{n} was not ready within 10 s; its log:\n{}",
+                fs::read_to_string(xlog).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!(
+        "no X display could be started in 20 tries; the last Xvfb's log:\n{}",
+        fs::read_to_string(xlog).unwrap_or_default()
+    )
 }
 
 /// Where tauri-driver is: on PATH, or where `cargo install` put it.
@@ -65,26 +123,14 @@ impl Desktop {
             .prefix("breakglass-desktop-")
             .tempdir()
             .expect("a temporary directory for the desktop's logs");
-        let n = free_display();
-        let display = format!(":{n}");
         let xlog = logs.path().join("xvfb.log");
-        let xvfb = Command::new("Xvfb")
-            .arg(&display)
-            .args(["-screen", "0", SCREEN, "-nolisten", "tcp", "-noreset"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&xlog).expect("create the Xvfb log"))
-            .process_group(0)
-            .spawn()
-            .expect("Xvfb (Debian package xvfb; scripts/bootstrap.sh installs it)");
+        let (xvfb, n) = start_xvfb(&xlog);
         let mut desktop = Desktop {
             children: vec![xvfb],
-            display,
+            display: format!(":{n}"),
             port: 0,
             logs,
         };
-        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-        wait_until("Xvfb", Duration::from_secs(10), &xlog, || socket.exists());
 
         let port = free_port();
         let native = free_port();
@@ -198,6 +244,47 @@ impl Drop for Desktop {
                 .args(["-KILL", "--", &format!("-{}", child.id())])
                 .stderr(Stdio::null())
                 .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tests in one process start their displays side by side: each must get its own X server,
+    /// not share the first one's (when that one's test ends, the other's app would lose its
+    /// display mid-test).
+    #[test]
+    fn displays_started_at_once_are_each_their_own() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let started: Vec<(Child, u32)> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..4)
+                .map(|i| {
+                    let log = dir.path().join(format!("xvfb-{i}.log"));
+                    s.spawn(move || start_xvfb(&log))
+                })
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().expect("Xvfb starts"))
+                .collect()
+        });
+        let numbers: BTreeSet<u32> = started.iter().map(|(_, n)| *n).collect();
+        assert_eq!(
+            numbers.len(),
+            started.len(),
+            "distinct displays: {numbers:?}"
+        );
+        for (child, n) in &started {
+            assert_eq!(
+                display_holder(*n),
+                Some(child.id()),
+                ":{n} is held by its own Xvfb"
+            );
+        }
+        for (mut child, _) in started {
             let _ = child.kill();
             let _ = child.wait();
         }
