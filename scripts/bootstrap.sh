@@ -8,10 +8,11 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 # The desktop app (Tauri 2: WebKitGTK, GTK, the tray's appindicator) and its tests in a real
 # window (Xvfb, WebKitWebDriver, ImageMagick's import for screenshots of the whole display,
 # dunst to receive the notifications the app raises). tzdata: the time zones notices are written
-# in (and a test of them).
+# in (and a test of them). openssh-server and openssh-client: the SSH connector's tests log in to
+# a real sshd with the certificates it issues.
 for p in build-essential pkg-config libdbus-1-dev postgresql dbus gnome-keyring libsecret-tools \
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev \
-  xvfb xauth webkit2gtk-driver dbus-x11 imagemagick dunst tzdata; do
+  xvfb xauth webkit2gtk-driver dbus-x11 imagemagick dunst tzdata openssh-server openssh-client; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 # Node.js runs the real OpenID provider (npm oidc-provider) that the idp crate's tests start.
@@ -25,7 +26,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "bootstrap: cargo is not installed; install a Rust toolchain (rustup, stable >= 1.85) first" >&2
+  echo "bootstrap: cargo is not installed; install a Rust toolchain (rustup, stable >= 1.89) first" >&2
   exit 1
 fi
 

@@ -6,6 +6,7 @@
 //! - [`desktop::Desktop`]: an Xvfb display with `tauri-driver` (and WebKitWebDriver) on it;
 //! - [`notifications::NotificationDaemon`]: dunst, the desktop's notifications as shown;
 //! - [`procs`]: process trees and their resident memory, for the desktop benchmark;
+//! - [`sshd::Sshd`]: OpenSSH's sshd trusting a user CA and reading a key revocation list;
 //! - [`tray`]: the app's tray menu as a panel reads it over D-Bus.
 //!
 //! Used only by tests; it never mocks what it can start for real.
@@ -14,6 +15,7 @@ pub mod desktop;
 pub mod keyring;
 pub mod notifications;
 pub mod procs;
+pub mod sshd;
 pub mod tray;
 
 /// The folder of the package whose test is running, as cargo says when it runs the test.
