@@ -3,9 +3,12 @@
 //! where the deadline is enforced by the target itself.
 //!
 //! - [`ssh`]: SSH user certificates signed by the policy's CA, valid until the deadline (sshd
-//!   enforces it), revoked through a key revocation list ([`krl`]).
+//!   enforces it), revoked through a key revocation list ([`krl`]);
+//! - [`postgres`]: a temporary LOGIN role per grant, a member of the target role, whose password
+//!   (known only to the requester; the role holds its SCRAM verifier) expires at the deadline.
 
 pub mod krl;
+pub mod postgres;
 pub mod ssh;
 
 /// Why a connector failed. The text is recorded in the signed log, so it never carries a

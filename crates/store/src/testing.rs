@@ -190,6 +190,57 @@ impl PgCluster {
         Ok(self.url(&name))
     }
 
+    /// From now on, every role but the superuser `postgres` must log in with its password
+    /// (SCRAM-SHA-256), as on a real server, so password expiry (`VALID UNTIL`) applies. The
+    /// superuser stays trusted on loopback, as the tests' administrator.
+    pub async fn require_passwords(&self) -> Result<(), ClusterError> {
+        let hba = self.data.join("pg_hba.conf");
+        // Rewritten in place, so the file stays the server user's.
+        std::fs::write(
+            &hba,
+            "local all postgres trust\n\
+             host all postgres 127.0.0.1/32 trust\n\
+             host all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .map_err(io("writing pg_hba.conf"))?;
+        let mut conn = PgConnection::connect(&self.url("postgres")).await?;
+        sqlx::query("SELECT pg_reload_conf()")
+            .execute(&mut conn)
+            .await?;
+        // The server reloads when it gets to it: wait until a role without a password is
+        // refused.
+        sqlx::query("CREATE ROLE breakglass_probe LOGIN")
+            .execute(&mut conn)
+            .await?;
+        let probe = format!(
+            "postgres://breakglass_probe@127.0.0.1:{}/postgres",
+            self.port
+        );
+        let start = std::time::Instant::now();
+        let mut refused = false;
+        while start.elapsed() < std::time::Duration::from_secs(10) {
+            match PgConnection::connect(&probe).await {
+                Ok(c) => c.close().await?,
+                Err(_) => {
+                    refused = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        sqlx::query("DROP ROLE breakglass_probe")
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        if !refused {
+            return Err(ClusterError::Command {
+                command: "SELECT pg_reload_conf()".to_owned(),
+                output: "passwords were still not required 10 s after the reload".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     fn log_file(&self) -> PathBuf {
         self.dir.path().join("server.log")
     }
