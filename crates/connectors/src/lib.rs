@@ -5,11 +5,14 @@
 //! - [`ssh`]: SSH user certificates signed by the policy's CA, valid until the deadline (sshd
 //!   enforces it), revoked through a key revocation list ([`krl`]);
 //! - [`postgres`]: a temporary LOGIN role per grant, a member of the target role, whose password
-//!   (known only to the requester; the role holds its SCRAM verifier) expires at the deadline.
+//!   (known only to the requester; the role holds its SCRAM verifier) expires at the deadline;
+//! - [`webhook`]: a signed JSON POST per grant and revoke, retried with backoff; the receiver
+//!   does not enforce the deadline, Breakglass does.
 
 pub mod krl;
 pub mod postgres;
 pub mod ssh;
+pub mod webhook;
 
 /// Why a connector failed. The text is recorded in the signed log, so it never carries a
 /// secret (a key, a password, a token), only what went wrong.
