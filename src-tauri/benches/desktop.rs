@@ -406,6 +406,7 @@ async fn home_with_grants(dir: &Path, grants: usize) {
                 ticket: Some(format!("BENCH-{i}")),
                 break_glass: false,
                 extends: None,
+                ssh_public_key: None,
             })
             .await
             .expect("a request");

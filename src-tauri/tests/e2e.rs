@@ -662,6 +662,7 @@ fn form(reason: &str, break_glass: bool) -> breakglass_engine::desk::RequestForm
         ticket: Some("INC-7".into()),
         break_glass,
         extends: None,
+        ssh_public_key: None,
     }
 }
 

@@ -17,6 +17,7 @@ export function target(over: Partial<TargetView> = {}): TargetView {
     quorum: 1,
     connector: "command",
     enforces_expiry: false,
+    needs: null,
     can_request: true,
     ...over,
   };

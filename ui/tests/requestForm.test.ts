@@ -15,6 +15,7 @@ const valid: FormInput = {
   ticket: "",
   breakGlass: false,
   extends: null,
+  sshKey: "",
 };
 
 describe("checkRequest", () => {
@@ -33,7 +34,27 @@ describe("checkRequest", () => {
       ticket: "INC-1",
       break_glass: false,
       extends: null,
+      ssh_public_key: null,
     });
+  });
+
+  test("asks for an SSH public key where the target certifies one, and only there", () => {
+    const bastion = target({ name: "prod-db", connector: "ssh", enforces_expiry: true, needs: "ssh_public_key" });
+    const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDGk me@laptop";
+    expect(checkRequest(valid, [bastion], []).errors.ssh_key).toMatch(/paste your ssh public key/i);
+    expect(checkRequest({ ...valid, sshKey: "-----BEGIN OPENSSH PRIVATE KEY-----" }, [bastion], []).errors.ssh_key).toMatch(
+      /private key/i,
+    );
+    expect(
+      checkRequest({ ...valid, sshKey: "ssh-ed25519-cert-v01@openssh.com AAAA me" }, [bastion], []).errors.ssh_key,
+    ).toMatch(/certificate/i);
+    expect(checkRequest({ ...valid, sshKey: "hello world" }, [bastion], []).errors.ssh_key).toMatch(/not an ssh public key/i);
+    expect(checkRequest({ ...valid, sshKey: `${key}\n${key}` }, [bastion], []).errors.ssh_key).toMatch(/not an ssh/i);
+    const ok = checkRequest({ ...valid, sshKey: `  ${key}\n` }, [bastion], []);
+    expect(ok.errors).toEqual({});
+    expect(ok.form?.ssh_public_key).toBe(key);
+    // A key typed in for another target is not sent.
+    expect(checkRequest({ ...valid, sshKey: key }, [target()], []).form?.ssh_public_key).toBeNull();
   });
 
   test("refuses an empty or whitespace-only reason, and one over 500 characters", () => {
@@ -116,6 +137,39 @@ describe("Request screen", () => {
     expect(screen.getByTestId("req-error")).toHaveTextContent(/give a reason/i);
     expect(screen.getByTestId("req-reason")).toHaveAttribute("aria-invalid", "true");
     expect(calls.filter((c) => c.cmd === "request_access")).toHaveLength(0);
+  });
+
+  test("an SSH target asks for the public key and sends it; other targets do not show the field", async () => {
+    const calls = mockCore({ request_access: () => ({ request: request({ status: "pending" }), warning: null, credential: null }) });
+    const user = userEvent.setup();
+    const bastion = target({ name: "bastion", connector: "ssh", enforces_expiry: true, needs: "ssh_public_key" });
+    render(Request, { overview: overview({ targets: [target(), bastion] }) });
+
+    await user.selectOptions(screen.getByTestId("req-target"), "prod-db");
+    expect(screen.queryByTestId("req-ssh-key")).toBeNull();
+    await user.selectOptions(screen.getByTestId("req-target"), "bastion");
+    await fill(user, { hours: "1", minutes: "0", reason: "rotate the disk" });
+    await user.click(screen.getByTestId("req-submit"));
+    expect(screen.getByTestId("req-error")).toHaveTextContent(/paste your ssh public key/i);
+    expect(screen.getByTestId("req-ssh-key")).toHaveAttribute("aria-invalid", "true");
+    expect(calls.filter((c) => c.cmd === "request_access")).toHaveLength(0);
+
+    const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDGk me@laptop";
+    await user.type(screen.getByTestId("req-ssh-key"), key);
+    await user.click(screen.getByTestId("req-submit"));
+    const sent = calls.filter((c) => c.cmd === "request_access");
+    expect(sent).toHaveLength(1);
+    expect((sent[0].args as { form: { ssh_public_key: string } }).form.ssh_public_key).toBe(key);
+  });
+
+  test("a database target says a password will be made and shown once", async () => {
+    mockCore({});
+    const user = userEvent.setup();
+    const db = target({ name: "reports", connector: "postgres", enforces_expiry: true, needs: "database_password" });
+    render(Request, { overview: overview({ targets: [target(), db] }) });
+    await user.selectOptions(screen.getByTestId("req-target"), "reports");
+    expect(screen.getByTestId("req-password-note")).toHaveTextContent(/shown\s+once/);
+    expect(screen.queryByTestId("req-ssh-key")).toBeNull();
   });
 
   test("a duration over the cap is refused, naming the cap", async () => {
@@ -213,6 +267,7 @@ describe("Request screen", () => {
         ticket: "INC-7",
         break_glass: false,
         extends: null,
+        ssh_public_key: null,
       },
     });
 

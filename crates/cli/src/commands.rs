@@ -6,14 +6,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use breakglass_connectors::postgres::{new_password, ScramVerifier};
 use breakglass_core::policy::Policy;
-use breakglass_core::{Clock, PublicKey, RequestId, Span, Status, SystemClock, Timestamp};
+use breakglass_core::{
+    Clock, Credential, CredentialKind, Issued, PublicKey, RequestId, Span, Status, SystemClock,
+    Timestamp,
+};
 use breakglass_engine::{
     default_dir, desk, generate, public_key, signin, write_csv, write_jsonl, Actor, Code, Engine,
     EngineError, ExportFilter, Home, InitOptions, KeyLocation, KeyStoreKind, NewRequest,
 };
 use breakglass_ledger::{verify_bundle, write_bundle, NoteVerifier, VerifyOptions};
 use breakglass_store::Store;
+use zeroize::Zeroizing;
 
 use crate::output::{request_line, status_text};
 use crate::{
@@ -177,6 +182,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Review { id, comment } => {
             decide(&ctx, &id, |e, a, id| Box::pin(e.review(a, id, comment))).await
         }
+        Command::Issued { id, out } => issued(&ctx, &id, out.as_deref()).await,
         Command::Status { json, all } => status(&ctx, json, all).await,
         Command::Log(LogCmd::Verify { json }) => log_verify(&ctx, json).await,
         Command::Export(a) => export(&ctx, a).await,
@@ -438,6 +444,12 @@ async fn request(ctx: &Ctx, a: RequestArgs) -> Result<()> {
     let extends = a.extends.as_deref().map(parse_id).transpose()?;
     let (home, mut engine) = ctx.engine().await?;
     let actor = ctx.signed_actor(&home, &engine).await?;
+    let needs = engine
+        .state()
+        .policy()
+        .and_then(|p| p.policy.target(&a.target))
+        .and_then(|t| t.connector.credential());
+    let (credential, new_password) = request_credential(&a, needs)?;
     let outcome = engine
         .request(
             &actor,
@@ -449,6 +461,7 @@ async fn request(ctx: &Ctx, a: RequestArgs) -> Result<()> {
                 ticket: a.ticket,
                 break_glass: a.break_glass,
                 extends,
+                credential,
             },
         )
         .await?;
@@ -457,6 +470,12 @@ async fn request(ctx: &Ctx, a: RequestArgs) -> Result<()> {
     }
     if a.json {
         return print_json(&outcome);
+    }
+    if let Some(password) = &new_password {
+        println!(
+            "Password of your database role (shown only now, never stored by Breakglass): {}",
+            password.as_str()
+        );
     }
     let r = engine
         .state()
@@ -467,6 +486,102 @@ async fn request(ctx: &Ctx, a: RequestArgs) -> Result<()> {
         println!("Break-glass activated: all approvers are alerted and a review is required.");
     }
     Ok(())
+}
+
+/// The credential a request for a target needing `needs` carries, from `--ssh-key` or
+/// `--db-password-file`, and the password generated when none was given (shown once).
+fn request_credential(
+    a: &RequestArgs,
+    needs: Option<CredentialKind>,
+) -> Result<(Option<Credential>, Option<Zeroizing<String>>)> {
+    let read = |path: &std::path::Path, what: &str| -> Result<Zeroizing<String>> {
+        let bytes = Zeroizing::new(
+            std::fs::read(path)
+                .map_err(|e| refused(format!("cannot read {what} {}: {e}", path.display())))?,
+        );
+        if bytes.len() > breakglass_core::MAX_CREDENTIAL_BYTES {
+            return Err(refused(format!("{what} {} is too large", path.display())));
+        }
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| refused(format!("{what} {} is not text", path.display())))?;
+        Ok(Zeroizing::new(
+            text.trim_end_matches(['\r', '\n']).to_owned(),
+        ))
+    };
+    if let Some(path) = &a.ssh_key {
+        let key = read(path, "SSH public key")?;
+        return Ok((Some(Credential::SshPublicKey(key.trim().to_owned())), None));
+    }
+    if let Some(path) = &a.db_password_file {
+        let password = read(path, "password file")?;
+        let ok = (16..=1024).contains(&password.len())
+            && password.bytes().all(|b| (0x21..0x7f).contains(&b));
+        if !ok {
+            return Err(refused(format!(
+                "the password in {} must be 16 to 1024 printable ASCII characters without spaces",
+                path.display()
+            )));
+        }
+        let verifier = ScramVerifier::of(&password);
+        return Ok((
+            Some(Credential::ScramVerifier(verifier.as_str().to_owned())),
+            None,
+        ));
+    }
+    match needs {
+        Some(CredentialKind::SshPublicKey) => Err(refused(format!(
+            "target {} grants SSH certificates: give the public key to certify with --ssh-key \
+             (e.g. --ssh-key ~/.ssh/id_ed25519.pub)",
+            a.target
+        ))),
+        Some(CredentialKind::ScramVerifier) if a.json => Err(refused(format!(
+            "target {} grants database roles: with --json, give the role's password with \
+             --db-password-file FILE",
+            a.target
+        ))),
+        Some(CredentialKind::ScramVerifier) => {
+            let password = new_password();
+            let verifier = ScramVerifier::of(&password);
+            Ok((
+                Some(Credential::ScramVerifier(verifier.as_str().to_owned())),
+                Some(password),
+            ))
+        }
+        None => Ok((None, None)),
+    }
+}
+
+/// `breakglass issued ID`: what the grant handed out.
+async fn issued(ctx: &Ctx, id: &str, out: Option<&std::path::Path>) -> Result<()> {
+    let id = parse_id(id)?;
+    let (_, engine) = ctx.engine().await?;
+    let r = engine
+        .state()
+        .request(&id)
+        .ok_or_else(|| refused(format!("no request {id}")))?;
+    match (&r.issued, out) {
+        (None, _) => Err(refused(format!(
+            "{id} has issued nothing (it is {})",
+            r.status.as_str()
+        ))),
+        (Some(Issued::SshCertificate(cert)), Some(path)) => {
+            std::fs::write(path, format!("{cert}\n"))
+                .map_err(|e| refused(format!("cannot write {}: {e}", path.display())))?;
+            println!("Wrote the SSH certificate of {id} to {}", path.display());
+            Ok(())
+        }
+        (Some(Issued::SshCertificate(cert)), None) => {
+            println!("{cert}");
+            Ok(())
+        }
+        (Some(Issued::DatabaseRole(_)), Some(_)) => Err(refused(format!(
+            "{id} issued a database role, not a certificate; run without --out"
+        ))),
+        (Some(Issued::DatabaseRole(role)), None) => {
+            println!("{role}");
+            Ok(())
+        }
+    }
 }
 
 type Decide<'e> = std::pin::Pin<

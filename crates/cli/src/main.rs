@@ -124,6 +124,15 @@ enum Command {
         #[arg(long)]
         comment: String,
     },
+    /// Print what a grant issued: its SSH certificate (or write it to a file), or the name of
+    /// its database role.
+    Issued {
+        /// Request id.
+        id: String,
+        /// Write the certificate to this file (e.g. ~/.ssh/id_ed25519-cert.pub).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Show open requests and active grants with their deadlines.
     Status {
         /// Machine-readable output.
@@ -267,6 +276,14 @@ struct RequestArgs {
     /// Extend this active grant (a new request that needs approval).
     #[arg(long, value_name = "ID")]
     extends: Option<String>,
+    /// For a target that grants SSH certificates: your public key to certify (a .pub file).
+    #[arg(long, value_name = "FILE")]
+    ssh_key: Option<PathBuf>,
+    /// For a target that grants PostgreSQL roles: a file holding the password your temporary
+    /// role will have (only its SCRAM verifier is sent). Without it, one is generated and shown
+    /// once.
+    #[arg(long, value_name = "FILE")]
+    db_password_file: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,

@@ -8,16 +8,24 @@
 //! verifier ([`ScramVerifier`]), which PostgreSQL stores as it is. Neither the broker, the log nor
 //! the database ever holds the password itself.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use breakglass_core::policy::PostgresSpec;
+use breakglass_core::{Credential, Issued};
 use rand::{Rng, RngCore};
 use ring::{digest, hmac, pbkdf2};
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Executor, PgConnection, Postgres, Row};
 use zeroize::Zeroizing;
 
-use crate::ConnectorError;
+use crate::{Access, BoxFuture, Connector, ConnectorError, Secrets};
 
 /// PostgreSQL's own default iteration count for SCRAM-SHA-256 verifiers.
 pub const SCRAM_ITERATIONS: u32 = 4096;
@@ -177,10 +185,6 @@ pub async fn grant(
     role_for(role.strip_prefix("bg_").unwrap_or(""))?;
     let until = timestamp(deadline_ms)?;
     let exists = role_exists(conn, role).await?;
-    let mut tx = conn
-        .begin()
-        .await
-        .map_err(sql_error("starting the grant"))?;
     let settings = format!(
         "LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
          PASSWORD '{}' VALID UNTIL '{until}'",
@@ -191,26 +195,24 @@ pub async fn grant(
     } else {
         format!("CREATE ROLE {} {settings}", ident(role))
     };
-    sqlx::raw_sql(&statement)
-        .execute(&mut *tx)
+    // One simple query: PostgreSQL runs its statements as one transaction, so the role never
+    // exists without its membership.
+    let statements = format!(
+        "{statement}; GRANT {} TO {}",
+        ident(target_role),
+        ident(role)
+    );
+    conn.execute(sqlx::raw_sql(&statements))
         .await
-        .map_err(sql_error("creating the grant's role"))?;
-    sqlx::raw_sql(&format!("GRANT {} TO {}", ident(target_role), ident(role)))
-        .execute(&mut *tx)
-        .await
-        .map_err(sql_error(
-            "making the grant's role a member of the target role",
-        ))?;
-    tx.commit()
-        .await
-        .map_err(sql_error("committing the grant"))?;
+        .map_err(sql_error("creating the grant's role in the target role"))?;
     Ok(())
 }
 
+// Queries are run as `conn.execute(query)` rather than `query.execute(&mut *conn)`: the latter's
+// futures fail the compiler's higher-ranked `Send` check inside a boxed connector future.
 async fn role_exists(conn: &mut PgConnection, role: &str) -> Result<bool, ConnectorError> {
-    let row = sqlx::query("SELECT count(*) AS n FROM pg_roles WHERE rolname = $1")
-        .bind(role)
-        .fetch_one(&mut *conn)
+    let row = conn
+        .fetch_one(sqlx::query("SELECT count(*) AS n FROM pg_roles WHERE rolname = $1").bind(role))
         .await
         .map_err(sql_error("looking up the grant's role"))?;
     Ok(row.get::<i64, _>("n") > 0)
@@ -228,48 +230,173 @@ pub async fn revoke(
     if !role_exists(conn, role).await? {
         return Ok(());
     }
-    sqlx::raw_sql(&format!("ALTER ROLE {} NOLOGIN", ident(role)))
-        .execute(&mut *conn)
-        .await
-        .map_err(sql_error("stopping the grant's logins"))?;
-    let stuck: i64 = sqlx::query(
-        "SELECT count(*) FILTER (WHERE NOT pg_terminate_backend(pid, $2)) AS stuck \
-         FROM pg_stat_activity WHERE usename = $1",
-    )
-    .bind(role)
-    .bind(TERMINATE_WAIT_MS)
-    .fetch_one(&mut *conn)
+    conn.execute(sqlx::raw_sql(&format!(
+        "ALTER ROLE {} NOLOGIN",
+        ident(role)
+    )))
     .await
-    .map_err(sql_error("ending the grant's sessions"))?
-    .get("stuck");
+    .map_err(sql_error("stopping the grant's logins"))?;
+    let stuck: i64 = conn
+        .fetch_one(
+            sqlx::query(
+                "SELECT count(*) FILTER (WHERE NOT pg_terminate_backend(pid, $2)) AS stuck \
+                 FROM pg_stat_activity WHERE usename = $1",
+            )
+            .bind(role)
+            .bind(TERMINATE_WAIT_MS),
+        )
+        .await
+        .map_err(sql_error("ending the grant's sessions"))?
+        .get("stuck");
     if stuck > 0 {
         return Err(ConnectorError::new(format!(
             "{stuck} session(s) of {role} did not end within {} s",
             TERMINATE_WAIT_MS / 1000
         )));
     }
-    let mut tx = conn
-        .begin()
-        .await
-        .map_err(sql_error("starting the revoke"))?;
     let owned_sql = match owned {
         OwnedObjects::Drop => format!("DROP OWNED BY {}", ident(role)),
         OwnedObjects::ReassignTo(to) => {
             format!("REASSIGN OWNED BY {} TO {}", ident(role), ident(to))
         }
     };
-    sqlx::raw_sql(&owned_sql)
-        .execute(&mut *tx)
+    // One simple query, so one transaction: its objects go with the role or not at all.
+    let statements = format!("{owned_sql}; DROP ROLE IF EXISTS {}", ident(role));
+    conn.execute(sqlx::raw_sql(&statements))
         .await
-        .map_err(sql_error("handing over the grant's objects"))?;
-    sqlx::raw_sql(&format!("DROP ROLE IF EXISTS {}", ident(role)))
-        .execute(&mut *tx)
-        .await
-        .map_err(sql_error("dropping the grant's role"))?;
-    tx.commit()
-        .await
-        .map_err(sql_error("committing the revoke"))?;
+        .map_err(sql_error(
+            "handing over the grant's objects and dropping its role",
+        ))?;
     Ok(())
+}
+
+/// The `postgres` connector: a pool of administrative connections (opened when first needed)
+/// and the policy's role mapping.
+pub struct PostgresConnector {
+    pool: PgPool,
+    roles: BTreeMap<String, String>,
+    owned: OwnedObjects,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connect options hold the administrative password: never shown.
+        f.debug_struct("PostgresConnector")
+            .field("roles", &self.roles)
+            .field("owned", &self.owned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Administrative connections a connector keeps open at most.
+const POOL_SIZE: u32 = 4;
+
+impl PostgresConnector {
+    /// The connector for `spec`, its administrative password (if any) read through `secrets`.
+    /// Connects only when first used.
+    pub fn new(
+        spec: &PostgresSpec,
+        secrets: &dyn Secrets,
+    ) -> Result<PostgresConnector, ConnectorError> {
+        let mut options = PgConnectOptions::from_str(&spec.url).map_err(|e| {
+            ConnectorError::new(format!("the connector's database URL does not parse: {e}"))
+        })?;
+        if let Some(at) = &spec.password {
+            let password = secrets.read(at)?;
+            let password = std::str::from_utf8(&password).map_err(|_| {
+                ConnectorError::new(format!("the database password in {at} is not UTF-8"))
+            })?;
+            options = options.password(password.trim_end_matches(['\r', '\n']));
+        }
+        let timeout = Duration::from_secs(spec.timeout.as_secs());
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(timeout)
+            .connect_lazy_with(options);
+        Ok(PostgresConnector {
+            pool,
+            roles: spec.roles.clone(),
+            owned: match &spec.reassign_owned_to {
+                Some(to) => OwnedObjects::ReassignTo(to.clone()),
+                None => OwnedObjects::Drop,
+            },
+            timeout,
+        })
+    }
+
+    async fn timed<T>(
+        &self,
+        what: &str,
+        work: impl Future<Output = Result<T, ConnectorError>>,
+    ) -> Result<T, ConnectorError> {
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ConnectorError::new(format!(
+                    "{what} did not finish within {} s",
+                    self.timeout.as_secs()
+                )))
+            })
+    }
+
+    async fn connection(&self) -> Result<PoolConnection<Postgres>, ConnectorError> {
+        self.pool
+            .acquire()
+            .await
+            .map_err(sql_error("connecting to the database"))
+    }
+}
+
+impl Connector for PostgresConnector {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn enforces_expiry(&self) -> bool {
+        true
+    }
+
+    fn grant<'a>(
+        &'a self,
+        access: Access<'a>,
+    ) -> BoxFuture<'a, Result<Option<Issued>, ConnectorError>> {
+        Box::pin(self.timed("the grant", async move {
+            let request = access.request;
+            let Some(Credential::ScramVerifier(verifier)) = &request.credential else {
+                return Err(ConnectorError::new(format!(
+                    "request {} carries no password verifier for its role",
+                    request.id
+                )));
+            };
+            let verifier = ScramVerifier::parse(verifier)?;
+            let target_role = self.roles.get(&request.role).ok_or_else(|| {
+                ConnectorError::new(format!(
+                    "the policy maps role {} to no database role",
+                    request.role
+                ))
+            })?;
+            let role = role_for(request.id.as_str())?;
+            let mut conn = self.connection().await?;
+            grant(
+                &mut conn,
+                &role,
+                target_role,
+                &verifier,
+                access.deadline.unix_millis(),
+            )
+            .await?;
+            Ok(Some(Issued::DatabaseRole(role)))
+        }))
+    }
+
+    fn revoke<'a>(&'a self, access: Access<'a>) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(self.timed("the revoke", async move {
+            let role = role_for(access.request.id.as_str())?;
+            let mut conn = self.connection().await?;
+            revoke(&mut conn, &role, &self.owned).await
+        }))
+    }
 }
 
 #[cfg(test)]

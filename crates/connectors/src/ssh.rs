@@ -3,6 +3,7 @@
 //! (`TrustedUserCAKeys`) stops accepting it at the deadline by itself. Revoking adds the
 //! certificate to the key revocation list sshd reads (`RevokedKeys`), which refuses it at once.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,11 @@ use ssh_key::certificate::{Builder, CertType, Certificate};
 use ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
 use zeroize::Zeroizing;
 
+use breakglass_core::policy::SshSpec;
+use breakglass_core::{Credential, Issued};
+
 use crate::krl::Krl;
-use crate::ConnectorError;
+use crate::{Access, BoxFuture, Connector, ConnectorError, Secrets};
 
 /// How far before the grant a certificate becomes valid, for hosts whose clocks run behind.
 pub const DEFAULT_SKEW_SECS: u64 = 60;
@@ -321,6 +325,140 @@ fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), ConnectorError> {
         let _ = std::fs::remove_file(&tmp);
         ConnectorError::new(format!("writing {}: {e}", path.display()))
     })
+}
+
+/// Parses a requester's OpenSSH public key line (`ssh-ed25519 AAAA… comment`): a plain key, not
+/// a certificate or a private key.
+pub fn parse_public_key(text: &str) -> Result<PublicKey, ConnectorError> {
+    let text = text.trim();
+    if text
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .contains("-cert-v01@openssh.com")
+    {
+        return Err(ConnectorError::new(
+            "give your SSH public key, not a certificate",
+        ));
+    }
+    let key = PublicKey::from_openssh(text).map_err(|e| {
+        ConnectorError::new(format!(
+            "the SSH public key does not parse ({e}); give the .pub file of your key"
+        ))
+    })?;
+    Ok(key)
+}
+
+/// Unix seconds of `t`, rounded down: a certificate valid before the deadline's second ends no
+/// later than the deadline.
+fn unix_secs(t: breakglass_core::Timestamp) -> u64 {
+    u64::try_from(t.unix_millis().div_euclid(1000)).unwrap_or(0)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The `ssh` connector: certificates from the policy's CA, revoked through its list.
+pub struct SshConnector {
+    ca: SshCa,
+    list: RevocationList,
+    principals: BTreeMap<String, Vec<String>>,
+    skew: u64,
+}
+
+impl std::fmt::Debug for SshConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshConnector")
+            .field("ca", &self.ca)
+            .field("list", &self.list.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SshConnector {
+    /// The connector for `spec`, its CA key read through `secrets`.
+    pub fn new(spec: &SshSpec, secrets: &dyn Secrets) -> Result<SshConnector, ConnectorError> {
+        let key = secrets.read(&spec.ca_key)?;
+        let text = std::str::from_utf8(&key).map_err(|_| {
+            ConnectorError::new(format!(
+                "the SSH CA key in {} is not an OpenSSH private key",
+                spec.ca_key
+            ))
+        })?;
+        Ok(SshConnector {
+            ca: SshCa::from_openssh(text)?,
+            list: RevocationList::at(&spec.revocation_list),
+            principals: spec.principals.clone(),
+            skew: spec.skew.as_secs(),
+        })
+    }
+
+    /// The CA's public key.
+    pub fn ca_public_key(&self) -> &PublicKey {
+        self.ca.public_key()
+    }
+
+    fn certify(&self, access: Access<'_>) -> Result<Issued, ConnectorError> {
+        let request = access.request;
+        let Some(Credential::SshPublicKey(key)) = &request.credential else {
+            return Err(ConnectorError::new(format!(
+                "request {} carries no SSH public key to certify",
+                request.id
+            )));
+        };
+        let subject = parse_public_key(key)?;
+        let principals = self.principals.get(&request.role).ok_or_else(|| {
+            ConnectorError::new(format!(
+                "the policy names no accounts for role {}",
+                request.role
+            ))
+        })?;
+        // sshd must find a list (it refuses every key when its RevokedKeys file is missing).
+        self.list.ensure(self.ca.public_key(), now_secs())?;
+        let cert = self.ca.issue(&CertRequest {
+            subject: &subject,
+            key_id: request.id.as_str(),
+            principals,
+            granted_at: unix_secs(access.granted_at),
+            deadline: unix_secs(access.deadline),
+            skew: self.skew,
+        })?;
+        let text = cert
+            .to_openssh()
+            .map_err(|e| ConnectorError::new(format!("encoding the SSH certificate: {e}")))?;
+        Ok(Issued::SshCertificate(text))
+    }
+}
+
+impl Connector for SshConnector {
+    fn kind(&self) -> &'static str {
+        "ssh"
+    }
+
+    fn enforces_expiry(&self) -> bool {
+        true
+    }
+
+    fn grant<'a>(
+        &'a self,
+        access: Access<'a>,
+    ) -> BoxFuture<'a, Result<Option<Issued>, ConnectorError>> {
+        Box::pin(async move { self.certify(access).map(Some) })
+    }
+
+    fn revoke<'a>(&'a self, access: Access<'a>) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(async move {
+            self.list.revoke(
+                self.ca.public_key(),
+                access.request.id.as_str(),
+                unix_secs(access.deadline),
+                now_secs(),
+            )
+        })
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,10 @@ use ring::hmac;
 use url::Url;
 use zeroize::Zeroizing;
 
-use crate::ConnectorError;
+use breakglass_core::policy::WebhookSpec;
+use breakglass_core::Issued;
+
+use crate::{Access, Action, BoxFuture, Connector, ConnectorError, Instruction, Secrets};
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "Breakglass-Signature";
@@ -207,6 +210,69 @@ impl Webhook {
             "webhook not delivered after {} attempt(s): {last}",
             self.retry.attempts
         )))
+    }
+}
+
+/// The `webhook` connector: the [`Instruction`] of each grant and revoke, POSTed and signed.
+#[derive(Debug)]
+pub struct WebhookConnector {
+    hook: Webhook,
+}
+
+impl WebhookConnector {
+    /// The connector for `spec`, its signing secret read through `secrets`.
+    pub fn new(
+        spec: &WebhookSpec,
+        secrets: &dyn Secrets,
+    ) -> Result<WebhookConnector, ConnectorError> {
+        let secret = secrets.read(&spec.secret)?;
+        let retry = Retry {
+            attempts: spec.attempts,
+            timeout: Duration::from_secs(spec.timeout.as_secs()),
+            ..Retry::default()
+        };
+        Ok(WebhookConnector {
+            hook: Webhook::new(&spec.url, &secret, retry)?,
+        })
+    }
+
+    async fn deliver(&self, action: Action, access: Access<'_>) -> Result<(), ConnectorError> {
+        let instruction = Instruction::new(action, access);
+        let body = serde_json::to_vec(&instruction)
+            .map_err(|e| ConnectorError::new(format!("cannot encode the instruction: {e}")))?;
+        let name = match action {
+            Action::Grant => "grant",
+            Action::Revoke => "revoke",
+        };
+        let delivery = format!("{}-{name}", instruction.request);
+        self.hook.send(&delivery, &body, unix_now).await.map(|_| ())
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Connector for WebhookConnector {
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn enforces_expiry(&self) -> bool {
+        false
+    }
+
+    fn grant<'a>(
+        &'a self,
+        access: Access<'a>,
+    ) -> BoxFuture<'a, Result<Option<Issued>, ConnectorError>> {
+        Box::pin(async move { self.deliver(Action::Grant, access).await.map(|()| None) })
+    }
+
+    fn revoke<'a>(&'a self, access: Access<'a>) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(self.deliver(Action::Revoke, access))
     }
 }
 

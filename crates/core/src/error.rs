@@ -106,6 +106,14 @@ pub enum Refusal {
         /// Target.
         target: String,
     },
+    /// The request's credential does not suit the target's connector.
+    #[error("target {target}: {why}")]
+    Credential {
+        /// Target.
+        target: String,
+        /// What is wrong and what to give instead.
+        why: String,
+    },
     /// No such request.
     #[error("no request {0}")]
     UnknownRequest(RequestId),

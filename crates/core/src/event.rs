@@ -2,10 +2,13 @@
 //!
 //! Every state change is one of these, signed by its actor. The serialised form is canonical JSON
 //! (see the ledger crate); fields are never skipped when empty, so each event has exactly one
-//! encoding.
+//! encoding. The exceptions are fields added after format 1 was first written (`credential`,
+//! `issued`): they are omitted when empty, never `null`, which is again exactly one encoding and
+//! keeps earlier logs valid.
 
 use serde::{Deserialize, Serialize};
 
+use crate::credential::{Credential, Issued};
 use crate::id::RequestId;
 use crate::identity::IdentityRecord;
 use crate::span::Span;
@@ -98,6 +101,12 @@ pub enum EventBody {
         auth: Option<String>,
         /// Emergency self-activation under the target's break-glass rule.
         break_glass: bool,
+        /// What the target's connector needs from the requester (their SSH public key, the
+        /// verifier of their database password); `None` for connectors that need nothing.
+        /// Added after format 1 was first written: omitted when `None` (never `null`), so
+        /// earlier logs keep their one encoding.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<Credential>,
         /// How long access should last once granted.
         duration: Span,
         /// The active grant this request would extend.
@@ -162,6 +171,10 @@ pub enum EventBody {
         enforced_by_target: bool,
         /// When the connector was asked to grant: the start of the access window.
         granted_at: Timestamp,
+        /// What the connector handed out (a certificate, a role name), when anything. Omitted
+        /// when `None`, like `credential` above.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issued: Option<Issued>,
         /// The request.
         request: RequestId,
     },

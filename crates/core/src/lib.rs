@@ -21,6 +21,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod credential;
 mod error;
 mod event;
 mod id;
@@ -34,6 +35,7 @@ mod state;
 mod text;
 mod time;
 
+pub use credential::{Credential, CredentialKind, Issued, MAX_CREDENTIAL_BYTES};
 pub use error::Refusal;
 pub use event::{
     AlertKind, Event, EventBody, EVENT_FORMAT, MAX_GRANT_RECORD_DELAY_SECS, MAX_TEXT_LEN,

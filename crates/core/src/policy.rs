@@ -49,9 +49,30 @@
 //!     current membership is allowed: members may be enrolled later.
 //!   - `break_glass` (optional): `max_duration`, at most the target's `max_duration`. Absent
 //!     means break-glass is not allowed on the target.
-//!   - `connector` (required): `kind = "command"`, `grant` and `revoke` (argv arrays whose first
-//!     element is an absolute path, `/…` or `C:\…`, judged the same way on every platform), and
-//!     `timeout` (default `"30s"`, at most `"10m"`).
+//!   - `connector` (required): how access is granted, by `kind`:
+//!     - `"command"`: `grant` and `revoke` (argv arrays whose first element is an absolute
+//!       path, `/…` or `C:\…`, judged the same way on every platform), and `timeout` (default
+//!       `"30s"`, at most `"10m"`). The target does not enforce the deadline; Breakglass does.
+//!     - `"ssh"`: `ca_key` (a secret reference, below: the CA's OpenSSH Ed25519 private key),
+//!       `revocation_list` (absolute path of the key revocation list sshd reads as
+//!       `RevokedKeys`), `principals` (the accounts a certificate may log in as: an array for
+//!       every role, or a table of role = array naming every role), `skew` (default `"1m"`, at
+//!       most `"10m"`: how long before the grant a certificate becomes valid). Requests carry
+//!       the requester's SSH public key; sshd enforces the deadline.
+//!     - `"postgres"`: `url` (`postgres://user@host:port/db?sslmode=…`, no password in it),
+//!       `password` (optional secret reference), `roles` (optional table: role of the target →
+//!       database role; by default the database role of the same name), `reassign_owned_to`
+//!       (optional: who gets the objects a grant's role created; by default they are dropped),
+//!       `timeout` (default `"30s"`, at most `"10m"`). Requests carry the SCRAM verifier of a
+//!       password the requester's machine made; PostgreSQL enforces the deadline.
+//!     - `"webhook"`: `url` (`https://…`, or `http://` on a loopback address), `secret` (a
+//!       secret reference: the HMAC key, at least 32 bytes), `attempts` (default 5, 1 to 20),
+//!       `timeout` (per attempt, default `"10s"`, at most `"10m"`). Breakglass enforces the
+//!       deadline.
+//!
+//!     A secret reference says where a connector secret is kept, never the secret itself:
+//!     `"keyring:NAME"` (an OS keyring entry of the service [`SECRET_KEYRING_SERVICE`]) or
+//!     `"file:/absolute/path"` (a file only its owner may read, mode 0600 or 0400).
 //!
 //! Every table may be written in standard (`[targets.x.approvers]`), inline
 //! (`approvers = { … }`) or dotted-key (`approvers.quorum = 2`) form, with the same meaning.
@@ -89,6 +110,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::credential::CredentialKind;
 use crate::span::Span;
 
 mod parse;
@@ -225,6 +247,12 @@ pub struct BreakGlassRule {
 pub enum ConnectorSpec {
     /// Run a program (never a shell), with the grant as JSON on its standard input.
     Command(CommandSpec),
+    /// Sign the requester's SSH public key with a certificate authority sshd trusts.
+    Ssh(SshSpec),
+    /// Create a temporary PostgreSQL login role in the target role.
+    Postgres(PostgresSpec),
+    /// POST a signed JSON document per grant and revoke.
+    Webhook(WebhookSpec),
 }
 
 impl ConnectorSpec {
@@ -232,6 +260,27 @@ impl ConnectorSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             ConnectorSpec::Command(_) => "command",
+            ConnectorSpec::Ssh(_) => "ssh",
+            ConnectorSpec::Postgres(_) => "postgres",
+            ConnectorSpec::Webhook(_) => "webhook",
+        }
+    }
+
+    /// True when the target itself ends access at the deadline (a certificate's validity, a
+    /// role's `VALID UNTIL`), so a missed revocation cannot outlive the grant.
+    pub fn enforces_expiry(&self) -> bool {
+        match self {
+            ConnectorSpec::Ssh(_) | ConnectorSpec::Postgres(_) => true,
+            ConnectorSpec::Command(_) | ConnectorSpec::Webhook(_) => false,
+        }
+    }
+
+    /// What a request must bring for this connector, if anything.
+    pub fn credential(&self) -> Option<CredentialKind> {
+        match self {
+            ConnectorSpec::Ssh(_) => Some(CredentialKind::SshPublicKey),
+            ConnectorSpec::Postgres(_) => Some(CredentialKind::ScramVerifier),
+            ConnectorSpec::Command(_) | ConnectorSpec::Webhook(_) => None,
         }
     }
 }
@@ -246,6 +295,120 @@ pub struct CommandSpec {
     /// How long one run may take.
     pub timeout: Span,
 }
+
+/// Where a connector's secret is kept: never in the policy, the log or the database.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SecretRef {
+    /// `keyring:NAME`: the OS keyring entry NAME of the service [`SECRET_KEYRING_SERVICE`].
+    Keyring(String),
+    /// `file:/absolute/path`: a file readable by its owner only (mode 0600 or 0400).
+    File(String),
+}
+
+/// The keyring service under which connector secrets are kept (`keyring:NAME` entries).
+pub const SECRET_KEYRING_SERVICE: &str = "breakglass-connector";
+
+impl SecretRef {
+    /// Parses `keyring:NAME` (NAME: 1-128 characters of letters, digits and `-_.`) or
+    /// `file:/absolute/path`.
+    pub fn parse(text: &str) -> Result<SecretRef, String> {
+        let hint = "write keyring:NAME (an entry in the OS keyring) or file:/absolute/path (a \
+                    file only its owner can read)";
+        if let Some(name) = text.strip_prefix("keyring:") {
+            let ok = (1..=128).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok {
+                return Err(format!(
+                    "keyring entry name {name:?} must be 1-128 letters, digits, '-', '_' or '.'"
+                ));
+            }
+            Ok(SecretRef::Keyring(name.to_owned()))
+        } else if let Some(path) = text.strip_prefix("file:") {
+            if !parse::is_absolute(path) || path.chars().any(char::is_control) {
+                return Err(format!("{path:?} is not an absolute path; {hint}"));
+            }
+            Ok(SecretRef::File(path.to_owned()))
+        } else {
+            Err(format!("{text:?} is not a secret reference; {hint}"))
+        }
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Keyring(name) => write!(f, "keyring:{name}"),
+            SecretRef::File(path) => write!(f, "file:{path}"),
+        }
+    }
+}
+
+impl Serialize for SecretRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// SSH certificates signed by the policy's certificate authority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshSpec {
+    /// The CA's private key (OpenSSH format, Ed25519).
+    pub ca_key: SecretRef,
+    /// The key revocation list sshd reads (`RevokedKeys`), an absolute path the broker writes.
+    pub revocation_list: String,
+    /// Role → the accounts (principals) a certificate for that role may log in as; every role
+    /// of the target has an entry.
+    pub principals: BTreeMap<String, Vec<String>>,
+    /// How long before the grant a certificate becomes valid (for clocks running behind).
+    pub skew: Span,
+}
+
+/// `skew` of an SSH connector when the policy does not set it.
+pub const DEFAULT_SSH_SKEW: Span = Span::from_secs(60);
+
+/// The largest `skew` accepted.
+pub const MAX_SSH_SKEW: Span = Span::from_secs(10 * 60);
+
+/// Temporary PostgreSQL login roles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PostgresSpec {
+    /// The administrative connection, `postgres://user@host:port/db?sslmode=…`, without a
+    /// password.
+    pub url: String,
+    /// The administrative password, when the server asks for one.
+    pub password: Option<SecretRef>,
+    /// Role of the target → the database role a grant's login role becomes a member of; every
+    /// role of the target has an entry (by default, the database role of the same name).
+    pub roles: BTreeMap<String, String>,
+    /// Where objects a grant's role created go when it is dropped; `None` drops them.
+    pub reassign_owned_to: Option<String>,
+    /// How long one grant or revoke may take.
+    pub timeout: Span,
+}
+
+/// Webhook deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookSpec {
+    /// Where grants and revokes are POSTed: `https://…` (or `http://` on a loopback address).
+    pub url: String,
+    /// The signing secret (at least 32 bytes).
+    pub secret: SecretRef,
+    /// Attempts per delivery, 1 to [`MAX_WEBHOOK_ATTEMPTS`].
+    pub attempts: u32,
+    /// Time-out of one attempt.
+    pub timeout: Span,
+}
+
+/// `attempts` of a webhook when the policy does not set it.
+pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 5;
+
+/// The largest `attempts` accepted.
+pub const MAX_WEBHOOK_ATTEMPTS: u32 = 20;
+
+/// `timeout` of a webhook when the policy does not set it.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Span = Span::from_secs(10);
 
 impl Policy {
     /// Parses and validates a policy's TOML source.
@@ -282,9 +445,7 @@ impl TargetPolicy {
     /// a missed revocation cannot outlive the grant. False for [`ConnectorSpec::Command`]: the
     /// engine must revoke.
     pub fn enforces_expiry_itself(&self) -> bool {
-        match self.connector {
-            ConnectorSpec::Command(_) => false,
-        }
+        self.connector.enforces_expiry()
     }
 }
 
@@ -377,7 +538,9 @@ mod tests {
                 max_duration: Span::from_secs(30 * 60)
             })
         );
-        let ConnectorSpec::Command(cmd) = &t.connector;
+        let ConnectorSpec::Command(cmd) = &t.connector else {
+            panic!("prod-db runs commands");
+        };
         assert_eq!(cmd.grant, ["/usr/local/bin/grant-db", "--mode", "grant"]);
         assert_eq!(cmd.revoke, ["/usr/local/bin/grant-db", "--mode", "revoke"]);
         assert_eq!(cmd.timeout, DEFAULT_CONNECTOR_TIMEOUT);
@@ -414,6 +577,101 @@ mod tests {
         );
         assert!(p.provider("other").is_none());
         assert!(sample().providers.is_empty());
+    }
+
+    #[test]
+    fn connector_kinds_read_with_their_defaults() {
+        let p = Policy::parse(include_str!(
+            "../tests/fixtures/policies/ok_connectors.toml"
+        ))
+        .expect("parses");
+        let ConnectorSpec::Ssh(bastion) = &p.target("bastion").unwrap().connector else {
+            panic!("bastion signs certificates");
+        };
+        assert_eq!(bastion.ca_key, SecretRef::Keyring("ssh-ca".into()));
+        assert_eq!(bastion.revocation_list, "/etc/ssh/breakglass.krl");
+        assert_eq!(bastion.skew, Span::from_secs(120));
+        assert_eq!(bastion.principals["user"], ["deploy", "first.last@corp"]);
+        assert_eq!(bastion.principals["root"], ["root"]);
+        let ConnectorSpec::Ssh(jump) = &p.target("jump").unwrap().connector else {
+            panic!("jump signs certificates");
+        };
+        assert_eq!(
+            jump.ca_key,
+            SecretRef::File("/etc/breakglass/ssh-ca".into())
+        );
+        assert_eq!(jump.skew, DEFAULT_SSH_SKEW);
+        assert_eq!(
+            jump.principals,
+            BTreeMap::from([(DEFAULT_ROLE.to_owned(), vec!["ops".to_owned()])]),
+            "one list applies to every role"
+        );
+        let db = p.target("prod-db").unwrap();
+        let ConnectorSpec::Postgres(pg) = &db.connector else {
+            panic!("prod-db makes roles");
+        };
+        assert_eq!(
+            pg.password,
+            Some(SecretRef::Keyring("prod-db-admin".into()))
+        );
+        assert_eq!(
+            pg.roles,
+            BTreeMap::from([
+                ("read".to_owned(), "read".to_owned()),
+                ("write".to_owned(), "app_writer".to_owned())
+            ]),
+            "unmapped roles keep their own name"
+        );
+        assert_eq!(pg.reassign_owned_to.as_deref(), Some("app_owner"));
+        assert_eq!(pg.timeout, Span::from_secs(20));
+        assert!(db.enforces_expiry_itself());
+        assert_eq!(
+            db.connector.credential(),
+            Some(CredentialKind::ScramVerifier)
+        );
+        let hook = p.target("tickets").unwrap();
+        let ConnectorSpec::Webhook(w) = &hook.connector else {
+            panic!("tickets posts webhooks");
+        };
+        assert_eq!(
+            (w.attempts, w.timeout),
+            (DEFAULT_WEBHOOK_ATTEMPTS, DEFAULT_WEBHOOK_TIMEOUT)
+        );
+        assert!(!hook.enforces_expiry_itself());
+        assert_eq!(hook.connector.credential(), None);
+        assert_eq!(
+            p.target("bastion").unwrap().connector.credential(),
+            Some(CredentialKind::SshPublicKey)
+        );
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            json["targets"]["prod-db"]["connector"]["password"],
+            "keyring:prod-db-admin"
+        );
+        assert_eq!(json["targets"]["prod-db"]["connector"]["kind"], "postgres");
+    }
+
+    #[test]
+    fn secret_references_are_keyring_entries_or_absolute_files() {
+        assert_eq!(
+            SecretRef::parse("keyring:a-b_c.1"),
+            Ok(SecretRef::Keyring("a-b_c.1".into()))
+        );
+        assert_eq!(
+            SecretRef::parse("file:/etc/x"),
+            Ok(SecretRef::File("/etc/x".into()))
+        );
+        for bad in [
+            "keyring:",
+            "keyring:a b",
+            "file:etc/x",
+            "env:X",
+            "/etc/x",
+            "",
+        ] {
+            assert!(SecretRef::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(SecretRef::Keyring("k".into()).to_string(), "keyring:k");
     }
 
     #[test]

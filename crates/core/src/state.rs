@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::credential::{Credential, Issued};
 use crate::error::Refusal;
 use crate::event::{
     Event, EventBody, EVENT_FORMAT, MAX_GRANT_RECORD_DELAY_SECS, MAX_TEXT_LEN, MAX_TICKET_LEN,
@@ -195,6 +196,10 @@ pub struct Request {
     pub deadline: Option<Timestamp>,
     /// Whether the target enforces the deadline itself.
     pub enforced_by_target: Option<bool>,
+    /// What the requester handed in for the connector (their SSH public key, …).
+    pub credential: Option<Credential>,
+    /// What the grant handed out (a certificate, a role name).
+    pub issued: Option<Issued>,
     /// When it reached a final state.
     pub ended_at: Option<Timestamp>,
     /// Who ordered revocation, if anyone.
@@ -529,8 +534,12 @@ impl LogState {
                 granted_at,
                 deadline,
                 enforced_by_target,
+                issued,
             } => {
                 self.require_broker(event)?;
+                if let Some(problem) = issued.as_ref().and_then(Issued::shape_problem) {
+                    return Err(Refusal::Malformed(format!("grant of {request}: {problem}")));
+                }
                 let r = self.request_in(request, &[Status::Approved], "be granted")?;
                 let approved_at = r.approved_at.ok_or(Refusal::Internal)?;
                 let latest = granted_at
@@ -557,6 +566,7 @@ impl LogState {
                 r.granted_at = Some(*granted_at);
                 r.deadline = Some(*deadline);
                 r.enforced_by_target = Some(*enforced_by_target);
+                r.issued = issued.clone();
             }
             EventBody::GrantFailed { request, error } => {
                 self.require_broker(event)?;
@@ -895,6 +905,7 @@ impl LogState {
             reason,
             ticket,
             break_glass,
+            credential,
             extends,
             policy_version,
         } = &e.body
@@ -939,6 +950,7 @@ impl LogState {
         if let Some(ticket) = ticket {
             check_ticket(ticket)?;
         }
+        check_credential(t, credential.as_ref())?;
         if let Some(allowed) = &t.requesters {
             let member = |g: &String| match &fresh {
                 Some(sign_in) => self.provider_maps_to(&sign_in.provider, &sign_in.groups, g),
@@ -1061,6 +1073,8 @@ impl LogState {
                 granted_at: None,
                 deadline: None,
                 enforced_by_target: None,
+                credential: credential.clone(),
+                issued: None,
                 ended_at: None,
                 revoked_by: None,
                 revoke_failures: 0,
@@ -1267,6 +1281,37 @@ fn check_text(field: &'static str, text: &str, required: bool) -> Result<(), Ref
         });
     }
     Ok(())
+}
+
+/// A request carries exactly the credential its target's connector needs, in the right shape.
+fn check_credential(t: &TargetPolicy, credential: Option<&Credential>) -> Result<(), Refusal> {
+    let refuse = |why: String| Refusal::Credential {
+        target: t.name.clone(),
+        why,
+    };
+    match (t.connector.credential(), credential) {
+        (None, None) => Ok(()),
+        (None, Some(c)) => Err(refuse(format!(
+            "its {} connector takes no credential; {} was given",
+            t.connector.kind(),
+            c.kind().describe()
+        ))),
+        (Some(kind), None) => Err(refuse(format!(
+            "its {} connector needs {} with the request",
+            t.connector.kind(),
+            kind.describe()
+        ))),
+        (Some(kind), Some(c)) if c.kind() != kind => Err(refuse(format!(
+            "its {} connector needs {}, not {}",
+            t.connector.kind(),
+            kind.describe(),
+            c.kind().describe()
+        ))),
+        (Some(_), Some(c)) => match c.shape_problem() {
+            Some(problem) => Err(refuse(problem)),
+            None => Ok(()),
+        },
+    }
 }
 
 fn check_ticket(ticket: &str) -> Result<(), Refusal> {

@@ -286,6 +286,7 @@ fn access_request(id: RequestId, break_glass: bool, auth: Option<String>) -> Eve
     EventBody::AccessRequested {
         auth,
         break_glass,
+        credential: None,
         duration: Span::from_secs(600),
         extends: None,
         policy_version: 1,

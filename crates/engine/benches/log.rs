@@ -157,6 +157,7 @@ fn history(n: usize) -> History {
                 reason: format!("maintenance window {i}"),
                 ticket: Some(format!("OPS-{i}")),
                 break_glass: false,
+                credential: None,
                 extends: None,
                 policy_version: 1,
             },
@@ -184,6 +185,7 @@ fn history(n: usize) -> History {
             EventBody::AccessGranted {
                 request: id,
                 granted_at: time,
+                issued: None,
                 deadline,
                 enforced_by_target: false,
             },
@@ -374,6 +376,7 @@ async fn append_bench(n: usize) -> bool {
                     ticket: Some(format!("OPS-{i}")),
                     break_glass: false,
                     extends: None,
+                    credential: None,
                 },
             )
             .await

@@ -1,13 +1,14 @@
 //! The engine: takes commands, checks them against the rules, signs and appends events, runs
 //! connectors and the expiry scheduler.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use breakglass_core::policy::Policy;
 use breakglass_core::{
-    AlertKind, Binding, Clock, Event, EventBody, IdentityRecord, LogState, PublicKey, Request,
-    RequestId, Span, Status, Timestamp, VerifiedEvent, EVENT_FORMAT,
+    AlertKind, Binding, Clock, Credential, Event, EventBody, IdentityRecord, LogState, PublicKey,
+    Request, RequestId, Span, Status, Timestamp, VerifiedEvent, EVENT_FORMAT,
 };
 use breakglass_ledger::{
     decode_all, replay_onto, Checkpoint, Entry, Frontier, NoteSigner, NoteVerifier,
@@ -17,9 +18,9 @@ use ed25519_dalek::SigningKey;
 use rand::RngCore;
 use serde::Serialize;
 
-use crate::connector::{connector_for, Action, Instruction};
 use crate::error::EngineError;
 use crate::keys::public_key;
+use breakglass_connectors::{Access, Connector, SystemSecrets};
 
 /// An identity ready to sign: its name, its private key and, for a person of an identity
 /// provider, the ID token of their latest sign-in (presented with approvals and break-glass).
@@ -100,6 +101,8 @@ pub struct NewRequest {
     pub break_glass: bool,
     /// The active grant this extends.
     pub extends: Option<RequestId>,
+    /// What the target's connector needs from the requester (see [`Credential`]).
+    pub credential: Option<Credential>,
 }
 
 /// The result of a command that touches a request.
@@ -155,6 +158,9 @@ pub struct Engine {
     /// [`Engine::forget`], so a store that later holds fewer entries is caught as truncated.
     verified: u64,
     frontier: Frontier,
+    /// Connectors built so far, by policy version and target (building one reads its secrets
+    /// and may open connection pools).
+    connectors: HashMap<(u64, String), Arc<dyn Connector>>,
 }
 
 impl fmt::Debug for Engine {
@@ -216,6 +222,7 @@ impl Engine {
             state: LogState::new(),
             verified: 0,
             frontier: Frontier::new(),
+            connectors: HashMap::new(),
         }
     }
 
@@ -689,6 +696,22 @@ impl Engine {
             .target(&req.target)
             .ok_or_else(|| breakglass_core::Refusal::UnknownTarget(req.target.clone()))?;
         let role = req.role.unwrap_or_else(|| target.default_role().to_owned());
+        // A pasted key often ends in a newline; what is signed is the line itself.
+        let credential = req.credential.map(|c| match c {
+            Credential::SshPublicKey(key) => Credential::SshPublicKey(key.trim().to_owned()),
+            other => other,
+        });
+        if let Some(credential) = &credential {
+            // Core checks the shape and whether the connector needs one; this checks the key or
+            // verifier in full, so a request whose grant could never work is not recorded.
+            if credential.shape_problem().is_none() {
+                breakglass_connectors::check_credential(&target.connector, Some(credential))
+                    .map_err(|e| breakglass_core::Refusal::Credential {
+                        target: req.target.clone(),
+                        why: e.to_string(),
+                    })?;
+            }
+        }
         // A stale sign-in is left out of a break-glass activation, which then waits for one
         // approval (possibly offline) instead of failing: the provider may be down.
         let auth = match &actor.sign_in {
@@ -729,6 +752,7 @@ impl Engine {
                 reason: req.reason,
                 ticket: req.ticket,
                 break_glass: req.break_glass,
+                credential,
                 extends: req.extends,
                 policy_version: version,
             },
@@ -949,9 +973,9 @@ impl Engine {
     }
 
     fn request_and_connector(
-        &self,
+        &mut self,
         id: &RequestId,
-    ) -> Result<(Request, Box<dyn crate::connector::Connector>), EngineError> {
+    ) -> Result<(Request, Arc<dyn Connector>), EngineError> {
         let r = self
             .state
             .request(id)
@@ -961,14 +985,24 @@ impl Engine {
             .state
             .policy()
             .ok_or(breakglass_core::Refusal::NoPolicy)?;
+        let key = (policy.policy.version, r.target.clone());
+        if let Some(connector) = self.connectors.get(&key) {
+            return Ok((r, Arc::clone(connector)));
+        }
         let target = policy
             .policy
             .target(&r.target)
             .ok_or_else(|| breakglass_core::Refusal::UnknownTarget(r.target.clone()))?;
-        let connector = connector_for(&target.connector).map_err(|e| EngineError::Connector {
-            target: r.target.clone(),
-            error: e.0,
-        })?;
+        let connector: Arc<dyn Connector> =
+            breakglass_connectors::build(&target.connector, &SystemSecrets)
+                .map_err(|e| EngineError::Connector {
+                    target: r.target.clone(),
+                    error: e.to_string(),
+                })?
+                .into();
+        // Connectors of older policy versions are not needed again.
+        self.connectors.retain(|(version, _), _| *version == key.0);
+        self.connectors.insert(key, Arc::clone(&connector));
         Ok((r, connector))
     }
 
@@ -985,22 +1019,27 @@ impl Engine {
             .checked_add(r.duration)
             .ok_or(breakglass_core::Refusal::TimeOutOfRange)?;
         let result = connector
-            .run(&Instruction::new(Action::Grant, &r, granted_at, deadline))
+            .grant(Access {
+                request: &r,
+                granted_at,
+                deadline,
+            })
             .await;
         let (body, warning) = match result {
-            Ok(()) => (
+            Ok(issued) => (
                 EventBody::AccessGranted {
                     request: *id,
                     granted_at,
                     deadline,
                     enforced_by_target: connector.enforces_expiry(),
+                    issued,
                 },
                 None,
             ),
             Err(e) => (
                 EventBody::GrantFailed {
                     request: *id,
-                    error: e.0.clone(),
+                    error: e.to_string(),
                 },
                 Some(format!("grant of {id} on {} failed: {e}", r.target)),
             ),
@@ -1030,7 +1069,11 @@ impl Engine {
             return Ok(None);
         };
         let result = connector
-            .run(&Instruction::new(Action::Revoke, &r, granted_at, deadline))
+            .revoke(Access {
+                request: &r,
+                granted_at,
+                deadline,
+            })
             .await;
         match result {
             Ok(()) => {
@@ -1054,7 +1097,7 @@ impl Engine {
                         body: EventBody::RevokeFailed {
                             request: *id,
                             attempt,
-                            error: e.0.clone(),
+                            error: e.to_string(),
                         },
                         not_before: None,
                     },

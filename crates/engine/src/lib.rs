@@ -43,7 +43,7 @@
 //! let out = engine.request(&dana, NewRequest {
 //!     target: "db".into(), role: None, duration: Span::parse("10m")?,
 //!     reason: "primary is down".into(), ticket: Some("INC-7".into()),
-//!     break_glass: true, extends: None,
+//!     break_glass: true, extends: None, credential: None,
 //! }).await?;
 //! assert_eq!(out.state, Status::Active);
 //! assert!(out.deadline.is_some());
@@ -52,7 +52,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod connector;
 pub mod desk;
 mod engine;
 mod error;
@@ -62,9 +61,6 @@ mod keys;
 mod session;
 pub mod signin;
 
-pub use connector::{
-    connector_for, Action, BoxFuture, CommandConnector, Connector, ConnectorError, Instruction,
-};
 pub use engine::{Actor, Engine, NewRequest, Outcome, SystemKeys, TickReport};
 pub use error::{Code, EngineError};
 pub use export::{neutralise_formula, write_csv, write_jsonl, ExportFilter, CSV_COLUMNS};

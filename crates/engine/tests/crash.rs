@@ -73,6 +73,7 @@ async fn crash_child() {
                     ticket: None,
                     break_glass: false,
                     extends: None,
+                    credential: None,
                 },
             )
             .await

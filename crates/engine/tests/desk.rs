@@ -26,6 +26,7 @@ fn form(duration_secs: u64, break_glass: bool) -> RequestForm {
         ticket: Some("INC-42".into()),
         break_glass,
         extends: None,
+        ssh_public_key: None,
     }
 }
 

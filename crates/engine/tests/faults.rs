@@ -106,6 +106,7 @@ fn ask(break_glass: bool, minutes: u64) -> NewRequest {
         ticket: None,
         break_glass,
         extends: None,
+        credential: None,
     }
 }
 

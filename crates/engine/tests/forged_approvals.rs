@@ -105,6 +105,7 @@ impl Log {
                     ticket: None,
                     break_glass: false,
                     extends: None,
+                    credential: None,
                 },
             )
             .await
@@ -249,6 +250,7 @@ async fn a_grant_longer_than_the_approved_duration_is_refused_and_flagged() {
             deadline: now.checked_add(Span::from_secs(3600)).unwrap(),
             enforced_by_target: false,
             granted_at: now,
+            issued: None,
             request: id,
         },
     );

@@ -152,6 +152,7 @@ fn ask(target: &str, duration: &str) -> NewRequest {
         ticket: Some("INC-42".into()),
         break_glass: false,
         extends: None,
+        credential: None,
     }
 }
 

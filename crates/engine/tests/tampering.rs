@@ -88,6 +88,7 @@ fn forged_request(log: &Log) -> Entry {
         body: EventBody::AccessRequested {
             auth: None,
             break_glass: false,
+            credential: None,
             duration: Span::from_secs(600),
             extends: None,
             policy_version: 1,
@@ -252,6 +253,7 @@ async fn a_signed_event_that_breaks_a_rule_is_refused_even_with_a_good_checkpoin
                 ticket: None,
                 break_glass: false,
                 extends: None,
+                credential: None,
             },
         )
         .await

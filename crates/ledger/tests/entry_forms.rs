@@ -55,6 +55,7 @@ fn provider_events_round_trip_canonically() {
         EventBody::AccessRequested {
             auth: Some("eyJ.e30.sig".into()),
             break_glass: true,
+            credential: None,
             duration: Span::from_secs(600),
             extends: None,
             policy_version: 1,

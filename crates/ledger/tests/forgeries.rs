@@ -174,6 +174,7 @@ fn grant_exceeding_the_approved_duration_is_a_violation() {
         let body = EventBody::AccessGranted {
             request: id,
             granted_at: t,
+            issued: None,
             deadline,
             enforced_by_target: true,
         };

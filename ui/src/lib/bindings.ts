@@ -610,6 +610,18 @@ admin: boolean;
  */
 approver: boolean }
 /**
+ * What a request for a target must bring.
+ */
+export type Needs = 
+/**
+ * The requester's SSH public key, pasted into the form, to be certified.
+ */
+"ssh_public_key" | 
+/**
+ * A password for the grant's database role: made by the app, shown once.
+ */
+"database_password"
+/**
  * An offline approval to hand to the requester.
  */
 export type OfflineToken = { 
@@ -724,7 +736,11 @@ break_glass: boolean;
 /**
  * The active grant this extends.
  */
-extends: string | null }
+extends: string | null; 
+/**
+ * For a target that grants SSH certificates: the requester's public key (a .pub line).
+ */
+ssh_public_key: string | null }
 /**
  * A request and where it stands.
  */
@@ -1013,6 +1029,10 @@ connector: string;
  * Whether the target itself ends access at the deadline (else only Breakglass does).
  */
 enforces_expiry: boolean; 
+/**
+ * What a request must bring, if anything.
+ */
+needs: Needs | null; 
 /**
  * Whether this app's identity may request it.
  */

@@ -71,9 +71,24 @@ export type FormInput = {
   breakGlass: boolean;
   /** The grant being extended, or null for a new request. */
   extends: string | null;
+  /** The SSH public key pasted in, for a target that grants SSH certificates. */
+  sshKey: string;
 };
 
-export type Field = "target" | "role" | "duration" | "reason";
+export type Field = "target" | "role" | "duration" | "reason" | "ssh_key";
+
+/** One line such as `ssh-ed25519 AAAA… me@laptop`: what a .pub file holds. */
+const SSH_PUBLIC_KEY = /^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+=*( [^\r\n]*)?$/;
+
+/** Why `text` is not an SSH public key to certify, or null when it looks like one. */
+export function sshKeyProblem(text: string): string | null {
+  const key = text.trim();
+  if (!key) return "Paste your SSH public key: the contents of your .pub file.";
+  if (key.includes("PRIVATE KEY")) return "That is a private key: paste the public one, from your .pub file.";
+  if (key.includes("-cert-v01@openssh.com")) return "That is a certificate: paste your public key, from your .pub file.";
+  if (!SSH_PUBLIC_KEY.test(key)) return "That is not an SSH public key: paste one line like ssh-ed25519 AAAA… from your .pub file.";
+  return null;
+}
 export type FieldErrors = Partial<Record<Field, string>>;
 
 export type Checked = { errors: FieldErrors; form: RequestForm | null; cap: Cap | null };
@@ -135,6 +150,12 @@ export function checkRequest(
     else if (cap && seconds > cap.secs) errors.duration = overCapMessage(seconds, cap);
   }
 
+  const needsKey = target?.needs === "ssh_public_key";
+  if (needsKey) {
+    const problem = sshKeyProblem(input.sshKey);
+    if (problem) errors.ssh_key = problem;
+  }
+
   const reason = input.reason.trim();
   if (!reason) errors.reason = "Give a reason: say why you need this access.";
   else if (charCount(reason) > REASON_MAX)
@@ -153,6 +174,7 @@ export function checkRequest(
       ticket: ticket || null,
       break_glass: breakGlass,
       extends: grant ? grant.id : null,
+      ssh_public_key: needsKey ? input.sshKey.trim() : null,
     },
   };
 }

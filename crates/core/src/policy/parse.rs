@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use toml_edit::{ImDocument, Item, Key, TableLike};
 
 use super::{
-    ApproverRule, BreakGlassRule, CommandSpec, ConnectorSpec, Policy, PolicyErrors, PolicyProblem,
-    ProviderPolicy, TargetPolicy, DEFAULT_CONNECTOR_TIMEOUT, DEFAULT_MAX_AUTH_AGE,
-    DEFAULT_PROVIDER_SCOPES, DEFAULT_ROLE, MAX_CONNECTOR_TIMEOUT, MAX_DESCRIPTION_CHARS,
-    MAX_POLICY_BYTES, MAX_PROVIDER_GROUP_CHARS,
+    ApproverRule, BreakGlassRule, Policy, PolicyErrors, PolicyProblem, ProviderPolicy,
+    TargetPolicy, DEFAULT_MAX_AUTH_AGE, DEFAULT_PROVIDER_SCOPES, DEFAULT_ROLE,
+    MAX_DESCRIPTION_CHARS, MAX_POLICY_BYTES, MAX_PROVIDER_GROUP_CHARS,
 };
 use crate::names::name_problem;
 use crate::span::Span;
+
+mod connector;
 
 const TOP_KEYS: &[&str] = &["version", "max_auth_age", "groups", "providers", "targets"];
 const PROVIDER_KEYS: &[&str] = &[
@@ -37,7 +38,6 @@ const TARGET_KEYS: &[&str] = &[
 ];
 const APPROVER_KEYS: &[&str] = &["groups", "quorum"];
 const BREAK_GLASS_KEYS: &[&str] = &["max_duration"];
-const COMMAND_KEYS: &[&str] = &["kind", "grant", "revoke", "timeout"];
 
 pub(super) fn parse(source: &str) -> Result<Policy, PolicyErrors> {
     let mut problems = Problems::default();
@@ -762,7 +762,7 @@ impl Problems {
                 "connector",
                 "how access is granted, e.g. a [targets.NAME.connector] table with kind = \"command\"",
             )
-            .and_then(|e| self.connector(e, &t, &path));
+            .and_then(|e| self.connector(e, &t, &path, roles.as_deref()));
 
         if !name_ok {
             return None;
@@ -921,101 +921,6 @@ impl Problems {
         }
         Some(BreakGlassRule { max_duration: max })
     }
-
-    fn connector(&mut self, entry: Entry<'_>, t: &str, path: &str) -> Option<ConnectorSpec> {
-        let table = self.table(
-            entry,
-            &format!("connector of target {t}"),
-            format!("in [{path}.connector]"),
-        )?;
-        let kind_entry = self.required(
-            &table,
-            "kind",
-            "the kind of connector; this release supports \"command\"",
-        )?;
-        let kind = self.string(kind_entry, &format!("connector.kind of target {t}"))?;
-        if kind != "command" {
-            self.at(
-                kind_entry.value_pos(),
-                format!(
-                    "connector.kind {kind:?} of target {t} is not supported; this release \
-                     supports \"command\""
-                ),
-            );
-            return None;
-        }
-        self.unknown_keys(&table, COMMAND_KEYS);
-        let grant = self
-            .required(
-                &table,
-                "grant",
-                "the program that grants access and its arguments, e.g. [\"/usr/local/bin/grant\"]",
-            )
-            .and_then(|e| self.argv(e, &format!("connector.grant of target {t}")));
-        let revoke = self
-            .required(
-                &table,
-                "revoke",
-                "the program that revokes access and its arguments, e.g. [\"/usr/local/bin/revoke\"]",
-            )
-            .and_then(|e| self.argv(e, &format!("connector.revoke of target {t}")));
-        let timeout = match table.get("timeout") {
-            Some(e) => {
-                let timeout = self.span(e, &format!("connector.timeout of target {t}"))?;
-                if timeout > MAX_CONNECTOR_TIMEOUT {
-                    self.at(
-                        e.value_pos(),
-                        format!(
-                            "connector.timeout {timeout} of target {t} exceeds the maximum of \
-                             {MAX_CONNECTOR_TIMEOUT}"
-                        ),
-                    );
-                    None
-                } else {
-                    Some(timeout)
-                }
-            }
-            None => Some(DEFAULT_CONNECTOR_TIMEOUT),
-        };
-        Some(ConnectorSpec::Command(CommandSpec {
-            grant: grant?,
-            revoke: revoke?,
-            timeout: timeout?,
-        }))
-    }
-
-    fn argv(&mut self, entry: Entry<'_>, what: &str) -> Option<Vec<String>> {
-        let args = self.strings(entry, what, "strings")?;
-        let Some(program) = args.first() else {
-            self.at(
-                entry.value_pos(),
-                format!("{what} is empty; give the program's absolute path, then its arguments"),
-            );
-            return None;
-        };
-        let mut ok = true;
-        if !is_absolute(program.text) {
-            ok = false;
-            self.at(
-                program.pos,
-                format!(
-                    "{what} must start with the program's absolute path (no shell, no PATH \
-                     lookup); found {:?}",
-                    program.text
-                ),
-            );
-        }
-        for arg in &args {
-            if arg.text.contains('\0') {
-                ok = false;
-                self.at(
-                    arg.pos,
-                    format!("{what} contains a NUL character, which no program can receive"),
-                );
-            }
-        }
-        ok.then(|| args.iter().map(|a| a.text.to_owned()).collect())
-    }
 }
 
 /// Why `issuer` is not an acceptable issuer URL: `https://host…`, or plain `http://` only on a
@@ -1058,7 +963,7 @@ fn issuer_problem(issuer: &str) -> Option<String> {
 
 /// Absolute on Unix (`/…`) or Windows (`C:\…`, `C:/…`, `\\server\…`), judged the same way on
 /// every platform so that parsing a logged policy gives the same answer everywhere.
-fn is_absolute(path: &str) -> bool {
+pub(super) fn is_absolute(path: &str) -> bool {
     let bytes = path.as_bytes();
     path.starts_with('/')
         || path.starts_with(r"\\")

@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
+use breakglass_connectors::postgres::{new_password, ScramVerifier};
 use breakglass_core::policy::Policy;
-use breakglass_core::{Clock, EventBody, RequestId, Span};
+use breakglass_core::{
+    Clock, Credential as LogCredential, CredentialKind, EventBody, Issued, RequestId, Span,
+};
 use breakglass_idp::{Provider, ProviderConfig};
 use breakglass_ledger::{verify_bundle, write_bundle, Entry, NoteVerifier, VerifyOptions};
 
@@ -25,7 +28,7 @@ use crate::signin::{self, Method, Prompt};
 pub use notice::{Notice, NoticeKind, Notices, TraySummary, WARN_BEFORE_EXPIRY};
 pub use view::{
     Alert, AlertKind, Credential, Decided, DecisionView, Discovery, EventRow, ExportDone,
-    ExportFormat, ExportProgress, HistoryFilter, Me, OfflineToken, Overview, PolicyProblem,
+    ExportFormat, ExportProgress, HistoryFilter, Me, Needs, OfflineToken, Overview, PolicyProblem,
     ProviderDraft, RequestForm, RequestView, ReviewState, SetupStatus, SignedInView, TargetView,
     VerifyReport,
 };
@@ -309,6 +312,40 @@ impl Desk {
             .ticket
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty());
+        let needs = self
+            .engine
+            .state()
+            .policy()
+            .and_then(|p| p.policy.target(&form.target))
+            .and_then(|t| t.connector.credential());
+        // A database role's password is made here and only its verifier leaves this machine;
+        // the password is shown once, below, and kept nowhere.
+        let (credential, password) = match needs {
+            Some(CredentialKind::SshPublicKey) => {
+                let key = form
+                    .ssh_public_key
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .ok_or_else(|| {
+                        EngineError::Invalid(format!(
+                            "target {} grants SSH certificates: paste your SSH public key (the \
+                             contents of your .pub file)",
+                            form.target
+                        ))
+                    })?;
+                (Some(LogCredential::SshPublicKey(key.to_owned())), None)
+            }
+            Some(CredentialKind::ScramVerifier) => {
+                let password = new_password();
+                let verifier = ScramVerifier::of(&password);
+                (
+                    Some(LogCredential::ScramVerifier(verifier.as_str().to_owned())),
+                    Some(password),
+                )
+            }
+            None => (None, None),
+        };
         let actor = self.signed_actor().await?;
         let outcome = self
             .engine
@@ -322,10 +359,19 @@ impl Desk {
                     ticket,
                     break_glass: form.break_glass,
                     extends,
+                    credential,
                 },
             )
             .await?;
-        self.decided(outcome)
+        let mut decided = self.decided(outcome)?;
+        if let Some(password) = password {
+            decided.credential = Some(Credential {
+                label: "Password of your database role (shown only now; Breakglass keeps no copy)"
+                    .into(),
+                value: password.to_string(),
+            });
+        }
+        Ok(decided)
     }
 
     /// Approves pending request `id`.
@@ -572,10 +618,18 @@ impl Desk {
         let r = state
             .request(&outcome.request)
             .ok_or(breakglass_core::Refusal::UnknownRequest(outcome.request))?;
+        // A certificate is no secret, but it is what the requester needs next: shown at once.
+        let credential = match &r.issued {
+            Some(Issued::SshCertificate(cert)) if r.requester == self.me() => Some(Credential {
+                label: "SSH certificate: save it beside your key as id_ed25519-cert.pub".into(),
+                value: cert.clone(),
+            }),
+            _ => None,
+        };
         Ok(Decided {
             request: view::request_view(state, self.me(), r),
             warning: outcome.warning,
-            credential: None,
+            credential,
         })
     }
 }

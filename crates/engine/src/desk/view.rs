@@ -2,7 +2,9 @@
 //! milliseconds and spans as seconds, so a UI computes countdowns from deadlines and its clock.
 
 use breakglass_core::policy::TargetPolicy;
-use breakglass_core::{AlertKind as LogAlertKind, LogState, Request, Review, Status, Timestamp};
+use breakglass_core::{
+    AlertKind as LogAlertKind, CredentialKind, LogState, Request, Review, Status, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 /// Where the data directory stands, for the first-run walk-through.
@@ -156,8 +158,21 @@ pub struct TargetView {
     pub connector: String,
     /// Whether the target itself ends access at the deadline (else only Breakglass does).
     pub enforces_expiry: bool,
+    /// What a request must bring, if anything.
+    pub needs: Option<Needs>,
     /// Whether this app's identity may request it.
     pub can_request: bool,
+}
+
+/// What a request for a target must bring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "snake_case")]
+pub enum Needs {
+    /// The requester's SSH public key, pasted into the form, to be certified.
+    SshPublicKey,
+    /// A password for the grant's database role: made by the app, shown once.
+    DatabasePassword,
 }
 
 /// A request and where it stands.
@@ -294,6 +309,8 @@ pub struct RequestForm {
     pub break_glass: bool,
     /// The active grant this extends.
     pub extends: Option<String>,
+    /// For a target that grants SSH certificates: the requester's public key (a .pub line).
+    pub ssh_public_key: Option<String>,
 }
 
 /// The result of a command on a request.
@@ -450,6 +467,10 @@ pub(crate) fn target_view(state: &LogState, me: &str, t: &TargetPolicy) -> Targe
         quorum: t.approvers.quorum,
         connector: t.connector.kind().to_owned(),
         enforces_expiry: t.enforces_expiry_itself(),
+        needs: t.connector.credential().map(|kind| match kind {
+            CredentialKind::SshPublicKey => Needs::SshPublicKey,
+            CredentialKind::ScramVerifier => Needs::DatabasePassword,
+        }),
         can_request: t
             .requesters
             .as_ref()

@@ -486,6 +486,7 @@ impl Log {
             reason: "investigate incident".to_owned(),
             ticket: None,
             break_glass,
+            credential: None,
             extends: None,
             policy_version: 1,
         }
@@ -506,6 +507,7 @@ impl Log {
         EventBody::AccessGranted {
             request: *id,
             granted_at,
+            issued: None,
             deadline: plus_secs(granted_at, secs),
             enforced_by_target: false,
         }
@@ -810,6 +812,7 @@ impl Generator {
             reason: format!("step {} needs {target}", self.log.len()),
             ticket,
             break_glass,
+            credential: None,
             extends,
             policy_version: self.policy_version,
         };
@@ -924,6 +927,7 @@ impl Generator {
                     EventBody::AccessGranted {
                         request,
                         granted_at: time,
+                        issued: None,
                         deadline,
                         enforced_by_target,
                     },
