@@ -35,6 +35,7 @@ echo "== fuzz smoke (every reader of outside input; see docs/fuzzing.md)"
 scripts/fuzz.sh
 echo "== benchmarks (each figure beside its target; see BENCHMARKS.md)"
 cargo bench --locked -p breakglass-engine --bench log
+cargo bench --locked -p breakglass-engine --bench expiry
 # The desktop app beside an empty Tauri window (scripts/bench-desktop.sh, without its rebuild of
 # the UI, which is built above).
 cargo bench --locked -p breakglass-app --features empty-window --bench desktop

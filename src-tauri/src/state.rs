@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
 
-use breakglass_core::{Clock, SystemClock};
+use breakglass_core::{Clock, SteadyClock, SystemClock};
 use breakglass_engine::desk::{self, Desk, Notices, SetupStatus, SignedInView};
 use breakglass_engine::signin::{Method, Prompt};
 use breakglass_engine::{default_dir, Home};
@@ -34,7 +34,9 @@ impl AppState {
     /// run will) on the async runtime and returns at once: the desk is locked until it is open,
     /// so the first command waits for it rather than finding none.
     pub fn load() -> AppState {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        // The app runs the expiry scheduler in embedded mode: a wall clock stepped back must not
+        // delay an expiry.
+        let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new(Arc::new(SystemClock)));
         let dir = default_dir();
         let desk = Arc::new(Mutex::new(None));
         let mut slot = desk.clone().try_lock_owned().expect("a new mutex is free");

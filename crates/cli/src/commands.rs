@@ -9,8 +9,8 @@ use std::time::Duration;
 use breakglass_connectors::postgres::{new_password, ScramVerifier};
 use breakglass_core::policy::Policy;
 use breakglass_core::{
-    Clock, Credential, CredentialKind, Issued, PublicKey, RequestId, Span, Status, SystemClock,
-    Timestamp,
+    Clock, Credential, CredentialKind, Issued, PublicKey, RequestId, Span, Status, SteadyClock,
+    SystemClock, Timestamp,
 };
 use breakglass_engine::{
     default_dir, desk, generate, public_key, signin, write_csv, write_jsonl, Actor, Code, Engine,
@@ -1011,31 +1011,78 @@ fn verify(a: VerifyArgs) -> Result<()> {
 
 async fn broker(ctx: &Ctx, interval: &str) -> Result<()> {
     let interval = Span::parse(interval).map_err(|e| usage(format!("invalid --interval: {e}")))?;
-    let (_, mut engine) = ctx.engine().await?;
-    eprintln!("breakglass broker: running the expiry scheduler (Ctrl-C to stop)");
-    loop {
-        let report = engine.tick().await?;
-        for id in &report.expired {
-            eprintln!("expired {id}");
-        }
-        for id in &report.lapsed {
-            eprintln!("lapsed {id}");
-        }
-        for f in &report.failures {
-            eprintln!("warning: {f}");
-        }
-        // Sleep until the next deadline, but never longer than the interval, so a wall-clock
-        // jump is noticed within one interval and new work from other processes is picked up.
-        let now = engine.now();
-        let wait_ms = engine
-            .next_due()
-            .map_or(i64::MAX, |t| t.millis_since(now))
-            .clamp(100, interval.as_millis());
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+    if interval.as_secs() == 0 {
+        return Err(usage("--interval must be at least 1s"));
+    }
+    let home = ctx.home()?;
+    // A wall clock stepped back never delays an expiry: the broker's time never runs slower
+    // than the monotonic clock.
+    let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new(ctx.clock.clone()));
+    let mut engine = home.engine(clock).await?;
+    eprintln!(
+        "breakglass broker: started; ending whatever came due while no broker ran, then each \
+         grant at its deadline (Ctrl-C or SIGTERM to stop)"
+    );
+    let mut first = true;
+    let max_sleep = Duration::from_millis(u64::try_from(interval.as_millis()).unwrap_or(1000));
+    engine
+        .run_broker(
+            max_sleep,
+            |pass| {
+                match pass {
+                    Ok(report) => {
+                        for run in &report.revokes {
+                            let late = run.started.millis_since(run.deadline).max(0);
+                            let what = if run.ok {
+                                "revoked"
+                            } else {
+                                "revoke failed for"
+                            };
+                            eprintln!("{what} {} ({late} ms after its deadline)", run.request);
+                        }
+                        for id in &report.lapsed {
+                            eprintln!("lapsed {id}");
+                        }
+                        for id in &report.granted {
+                            eprintln!("granted {id}");
+                        }
+                        for f in &report.failures {
+                            eprintln!("warning: {f}");
+                        }
+                        if first {
+                            eprintln!(
+                                "breakglass broker: first pass done: {} overdue grant(s) ended, {} \
+                                 failure(s)",
+                                report.expired.len() + report.revoked.len(),
+                                report.failures.len()
+                            );
+                        }
+                    }
+                    Err(e) => eprintln!("breakglass broker: warning: {e}; trying again"),
+                }
+                first = false;
+            },
+            shutdown(),
+        )
+        .await;
+    eprintln!("breakglass broker: stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM (how service managers stop the broker).
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
         }
     }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {

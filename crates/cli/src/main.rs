@@ -149,10 +149,11 @@ enum Command {
     Export(ExportArgs),
     /// Verify an exported bundle offline.
     Verify(VerifyArgs),
-    /// Run the expiry scheduler until interrupted.
+    /// Run the expiry scheduler until interrupted: first end whatever came due while no broker
+    /// ran, then revoke each grant at its deadline (failed revokes are retried with backoff).
     Broker {
-        /// Longest sleep between passes.
-        #[arg(long, default_value = "5s")]
+        /// Longest sleep between passes (work other processes record is picked up within it).
+        #[arg(long, default_value = "1s")]
         interval: String,
     },
 }

@@ -49,4 +49,4 @@ pub use state::{
     hex, Decision, Identity, LogState, PolicyVersion, Request, Review, Status, VerifiedEvent,
     BREAK_GLASS_OFFLINE_QUORUM, SIGN_IN_LEEWAY,
 };
-pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use time::{Clock, ManualClock, SteadyClock, SystemClock, Timestamp};

@@ -206,6 +206,8 @@ pub struct Request {
     pub revoked_by: Option<String>,
     /// Failed revoke attempts so far (reset never; shown loudly).
     pub revoke_failures: u32,
+    /// When the latest revoke attempt failed (retries back off from it).
+    pub last_revoke_failure: Option<Timestamp>,
     /// Last error from a connector.
     pub last_error: Option<String>,
     /// Break-glass review, when one is owed or done.
@@ -636,6 +638,7 @@ impl LogState {
                 }
                 let r = self.requests.get_mut(request).ok_or(Refusal::Internal)?;
                 r.revoke_failures = *attempt;
+                r.last_revoke_failure = Some(event.time);
                 r.last_error = Some(error.clone());
             }
             EventBody::Alert {
@@ -1078,6 +1081,7 @@ impl LogState {
                 ended_at: None,
                 revoked_by: None,
                 revoke_failures: 0,
+                last_revoke_failure: None,
                 last_error: None,
                 review,
             },

@@ -216,6 +216,45 @@ impl Clock for SystemClock {
     }
 }
 
+/// A wall clock that never runs slower than real time: its reading is the later of the wall
+/// clock's and the wall time when it was made plus the monotonic time elapsed since. A wall clock
+/// stepped back (by an operator, or NTP) therefore never delays an expiry; one stepped forward
+/// only brings expiries earlier.
+#[derive(Clone)]
+pub struct SteadyClock {
+    wall: Arc<dyn Clock>,
+    started: std::time::Instant,
+    started_wall: Timestamp,
+}
+
+impl SteadyClock {
+    /// Follows `wall` from now on.
+    pub fn new(wall: Arc<dyn Clock>) -> Self {
+        let started_wall = wall.now();
+        SteadyClock {
+            wall,
+            started: std::time::Instant::now(),
+            started_wall,
+        }
+    }
+}
+
+impl std::fmt::Debug for SteadyClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SteadyClock")
+            .field("started_wall", &self.started_wall)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clock for SteadyClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let floor = Timestamp(self.started_wall.0.saturating_add(elapsed).min(MAX_MILLIS));
+        self.wall.now().max(floor)
+    }
+}
+
 /// A clock that only moves when told to; clones share the same time.
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<AtomicI64>);
@@ -246,6 +285,20 @@ impl Clock for ManualClock {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_steady_clock_ignores_a_wall_clock_stepped_back_and_follows_one_stepped_forward() {
+        let start = Timestamp::parse_lenient("2026-11-24T12:00:00Z").unwrap();
+        let wall = ManualClock::new(start);
+        let steady = SteadyClock::new(Arc::new(wall.clone()));
+        assert!(steady.now() >= start);
+        wall.set(Timestamp::from_unix_millis(start.unix_millis() - 3_600_000).unwrap());
+        assert!(steady.now() >= start, "a step back does not take it back");
+        let ahead = Timestamp::from_unix_millis(start.unix_millis() + 3_600_000).unwrap();
+        wall.set(ahead);
+        assert_eq!(steady.now(), ahead, "a step forward is followed");
+    }
+
     use super::*;
 
     #[test]

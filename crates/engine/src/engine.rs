@@ -20,7 +20,9 @@ use serde::Serialize;
 
 use crate::error::EngineError;
 use crate::keys::public_key;
-use breakglass_connectors::{Access, Connector, SystemSecrets};
+use breakglass_connectors::{Access, Connector, ConnectorError, SystemSecrets};
+
+use crate::scheduler::TickReport;
 
 /// An identity ready to sign: its name, its private key and, for a person of an identity
 /// provider, the ID token of their latest sign-in (presented with approvals and break-glass).
@@ -122,28 +124,13 @@ pub struct Outcome {
     pub warning: Option<String>,
 }
 
-/// What one scheduler pass did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TickReport {
-    /// Requests that lapsed.
-    pub lapsed: Vec<RequestId>,
-    /// Approved requests granted.
-    pub granted: Vec<RequestId>,
-    /// Grants that expired.
-    pub expired: Vec<RequestId>,
-    /// Ordered revocations completed.
-    pub revoked: Vec<RequestId>,
-    /// Connector failures (grant or revoke), one line each.
-    pub failures: Vec<String>,
+pub(crate) struct Pending<'a> {
+    pub(crate) signer: Signer<'a>,
+    pub(crate) body: EventBody,
+    pub(crate) not_before: Option<Timestamp>,
 }
 
-struct Pending<'a> {
-    signer: Signer<'a>,
-    body: EventBody,
-    not_before: Option<Timestamp>,
-}
-
-enum Signer<'a> {
+pub(crate) enum Signer<'a> {
     Actor(&'a Actor),
     Broker,
 }
@@ -374,7 +361,7 @@ impl Engine {
     /// other writers, applies every event to the state (refusing the batch on the first broken
     /// rule), signs a checkpoint over the new tree and commits durably. A refused first event
     /// changes nothing; any later failure drops the in-memory copy (see [`Engine::forget`]).
-    async fn commit(&mut self, pending: Vec<Pending<'_>>) -> Result<u64, EngineError> {
+    pub(crate) async fn commit(&mut self, pending: Vec<Pending<'_>>) -> Result<u64, EngineError> {
         let store = Arc::clone(&self.store);
         let mut tx = store.begin_append().await?;
         let size = tx.size().await?;
@@ -871,71 +858,6 @@ impl Engine {
         Ok(self.outcome(id, false, warning))
     }
 
-    /// One scheduler pass at the clock's current time: lapses overdue requests, grants approved
-    /// ones, expires grants past their deadline and retries failed revocations. Deadlines are
-    /// absolute, so a pass after downtime ends everything that should already have ended.
-    pub async fn tick(&mut self) -> Result<TickReport, EngineError> {
-        self.refresh().await?;
-        let now = self.now();
-        let mut report = TickReport::default();
-        let due: Vec<(RequestId, Status, bool)> = self
-            .state
-            .requests()
-            .filter(|r| !r.status.is_final())
-            .map(|r| {
-                let past = match r.status {
-                    Status::Pending => now >= r.lapses_at,
-                    _ => r.deadline.is_some_and(|d| now >= d),
-                };
-                (r.id, r.status, past)
-            })
-            .collect();
-        for (id, status, past) in due {
-            match status {
-                Status::Pending if past => {
-                    self.commit(vec![Pending {
-                        signer: Signer::Broker,
-                        body: EventBody::RequestLapsed { request: id },
-                        not_before: None,
-                    }])
-                    .await?;
-                    report.lapsed.push(id);
-                }
-                Status::Approved => match self.grant_if_approved(&id).await? {
-                    None => report.granted.push(id),
-                    Some(w) => report.failures.push(w),
-                },
-                Status::Active if past => match self.end_access(&id).await? {
-                    None => report.expired.push(id),
-                    Some(w) => report.failures.push(w),
-                },
-                Status::Revoking => {
-                    let was_past = past;
-                    match self.end_access(&id).await? {
-                        None if was_past => report.expired.push(id),
-                        None => report.revoked.push(id),
-                        Some(w) => report.failures.push(w),
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(report)
-    }
-
-    /// The earliest instant at which [`Engine::tick`] has something to do.
-    pub fn next_due(&self) -> Option<Timestamp> {
-        self.state
-            .requests()
-            .filter_map(|r| match r.status {
-                Status::Pending => Some(r.lapses_at),
-                Status::Active => r.deadline,
-                Status::Approved | Status::Revoking => Some(self.now()),
-                _ => None,
-            })
-            .min()
-    }
-
     async fn single(
         &mut self,
         actor: &Actor,
@@ -972,6 +894,33 @@ impl Engine {
         }
     }
 
+    /// The connector of `target` under the policy in force, built once per policy version
+    /// (building reads its secrets and may set up connection pools).
+    pub(crate) fn connector_for(
+        &mut self,
+        target: &str,
+    ) -> Result<Arc<dyn Connector>, ConnectorError> {
+        let policy = self
+            .state
+            .policy()
+            .ok_or_else(|| ConnectorError::new("no policy is in force"))?;
+        let key = (policy.policy.version, target.to_owned());
+        if let Some(connector) = self.connectors.get(&key) {
+            return Ok(Arc::clone(connector));
+        }
+        let spec = &policy
+            .policy
+            .target(target)
+            .ok_or_else(|| ConnectorError::new(format!("target {target} is not in the policy")))?
+            .connector;
+        let connector: Arc<dyn Connector> =
+            breakglass_connectors::build(spec, &SystemSecrets)?.into();
+        // Connectors of older policy versions are not needed again.
+        self.connectors.retain(|(version, _), _| *version == key.0);
+        self.connectors.insert(key, Arc::clone(&connector));
+        Ok(connector)
+    }
+
     fn request_and_connector(
         &mut self,
         id: &RequestId,
@@ -981,35 +930,27 @@ impl Engine {
             .request(id)
             .ok_or(breakglass_core::Refusal::UnknownRequest(*id))?
             .clone();
-        let policy = self
-            .state
-            .policy()
-            .ok_or(breakglass_core::Refusal::NoPolicy)?;
-        let key = (policy.policy.version, r.target.clone());
-        if let Some(connector) = self.connectors.get(&key) {
-            return Ok((r, Arc::clone(connector)));
-        }
-        let target = policy
-            .policy
-            .target(&r.target)
-            .ok_or_else(|| breakglass_core::Refusal::UnknownTarget(r.target.clone()))?;
-        let connector: Arc<dyn Connector> =
-            breakglass_connectors::build(&target.connector, &SystemSecrets)
-                .map_err(|e| EngineError::Connector {
-                    target: r.target.clone(),
-                    error: e.to_string(),
-                })?
-                .into();
-        // Connectors of older policy versions are not needed again.
-        self.connectors.retain(|(version, _), _| *version == key.0);
-        self.connectors.insert(key, Arc::clone(&connector));
+        let connector = self
+            .connector_for(&r.target)
+            .map_err(|e| EngineError::Connector {
+                target: r.target.clone(),
+                error: e.to_string(),
+            })?;
         Ok((r, connector))
+    }
+
+    /// The engine's clock.
+    pub(crate) fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
     }
 
     /// Grants an approved request: the approval is already durable and covered by a signed
     /// checkpoint (fail closed), then the connector runs, then the grant (or its failure) is
     /// recorded. Returns a warning line when the connector failed.
-    async fn grant_if_approved(&mut self, id: &RequestId) -> Result<Option<String>, EngineError> {
+    pub(crate) async fn grant_if_approved(
+        &mut self,
+        id: &RequestId,
+    ) -> Result<Option<String>, EngineError> {
         if self.state.request(id).map(|r| r.status) != Some(Status::Approved) {
             return Ok(None);
         }
@@ -1060,14 +1001,9 @@ impl Engine {
         let (Some(granted_at), Some(deadline)) = (r.granted_at, r.deadline) else {
             return Ok(None);
         };
-        let now = self.now();
-        let (body, not_before) = if now >= deadline {
-            (EventBody::AccessExpired { request: *id }, Some(deadline))
-        } else if r.status == Status::Revoking {
-            (EventBody::AccessRevoked { request: *id }, None)
-        } else {
+        if self.now() < deadline && r.status != Status::Revoking {
             return Ok(None);
-        };
+        }
         let result = connector
             .revoke(Access {
                 request: &r,
@@ -1075,46 +1011,12 @@ impl Engine {
                 deadline,
             })
             .await;
-        match result {
-            Ok(()) => {
-                self.commit(vec![Pending {
-                    signer: Signer::Broker,
-                    body,
-                    not_before,
-                }])
-                .await?;
-                Ok(None)
-            }
-            Err(e) => {
-                let attempt = r.revoke_failures + 1;
-                let message = format!(
-                    "revoking {id} on {} failed (attempt {attempt}): {e}; access may still be live",
-                    r.target
-                );
-                self.commit(vec![
-                    Pending {
-                        signer: Signer::Broker,
-                        body: EventBody::RevokeFailed {
-                            request: *id,
-                            attempt,
-                            error: e.to_string(),
-                        },
-                        not_before: None,
-                    },
-                    Pending {
-                        signer: Signer::Broker,
-                        body: EventBody::Alert {
-                            request: Some(*id),
-                            kind: AlertKind::RevokeFailing,
-                            message: message.clone(),
-                        },
-                        not_before: None,
-                    },
-                ])
-                .await?;
-                Ok(Some(message))
-            }
+        let mut report = TickReport::default();
+        let events = self.revoke_events(&r, result, &mut report);
+        if !events.is_empty() {
+            self.commit(events).await?;
         }
+        Ok(report.failures.pop())
     }
 
     /// Raw entries `[from, to)` as stored (verified when the engine opened or refreshed).

@@ -58,11 +58,15 @@ mod error;
 mod export;
 mod home;
 mod keys;
+mod scheduler;
 mod session;
 pub mod signin;
 
-pub use engine::{Actor, Engine, NewRequest, Outcome, SystemKeys, TickReport};
+pub use engine::{Actor, Engine, NewRequest, Outcome, SystemKeys};
 pub use error::{Code, EngineError};
 pub use export::{neutralise_formula, write_csv, write_jsonl, ExportFilter, CSV_COLUMNS};
 pub use home::{default_dir, Home, InitOptions, KeyStoreKind, CONFIG_FILE};
 pub use keys::{generate, public_key, KeyError, KeyLocation, KEYRING_SERVICE};
+pub use scheduler::{
+    revoke_due_at, RevokeRun, TickReport, REVOKE_CONCURRENCY, REVOKE_RETRY_FIRST, REVOKE_RETRY_MAX,
+};

@@ -185,8 +185,9 @@ async fn a_hanging_connector_fails_the_grant_and_the_revoke_is_retried_loudly() 
     );
     assert!(out.warning.is_some(), "the requester is told");
 
-    // A grant whose revoke hangs: each pass at or after the deadline records a failed attempt
-    // and raises an alert; the grant stays listed as active until a revoke is confirmed.
+    // A grant whose revoke hangs: each attempt at or after the deadline records a failure and
+    // raises an alert; the grant stays listed as active until a revoke is confirmed. Attempts
+    // back off: 1 s after the first failure, then 2 s, 4 s, … (at most 5 min apart).
     let revoke_hangs =
         policy(&["/bin/true"], &["/bin/sleep", "30"], "1s").replace("version = 1", "version = 2");
     log.engine
@@ -196,18 +197,44 @@ async fn a_hanging_connector_fails_the_grant_and_the_revoke_is_retried_loudly() 
     let out = log.engine.request(&log.dana, ask(true, 10)).await.unwrap();
     assert_eq!(out.state, Status::Active);
     log.clock.set(out.deadline.unwrap());
-    for attempt in 1..=2u32 {
+    // (seconds to advance before the pass, whether it attempts, failures recorded after it)
+    let passes = [
+        (0, true, 1),
+        (0, false, 1),
+        (1, true, 2),
+        (1, false, 2),
+        (1, true, 3),
+    ];
+    for (advance, attempts, failures) in passes {
+        log.clock.advance(Span::from_secs(advance));
         let report = log.engine.tick().await.unwrap();
         assert!(report.expired.is_empty());
-        assert_eq!(report.failures.len(), 1, "{report:?}");
+        assert_eq!(report.revokes.len(), usize::from(attempts), "{report:?}");
+        assert_eq!(report.failures.len(), usize::from(attempts), "{report:?}");
         let r = log.engine.state().request(&out.request).unwrap();
-        assert_eq!(r.revoke_failures, attempt);
+        assert_eq!(r.revoke_failures, failures);
         assert_eq!(
             r.status,
             Status::Active,
             "not reported ended while access may remain"
         );
+        let failed = r.last_revoke_failure.unwrap();
+        let wait = 1u64 << (failures - 1);
+        assert_eq!(
+            log.engine.next_due(),
+            failed.checked_add(Span::from_secs(wait)),
+            "the next attempt is due {wait} s after the last failure"
+        );
     }
+    let alerts = log
+        .engine
+        .entries(0, log.engine.size())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| String::from_utf8_lossy(e).contains("revoke_failing"))
+        .count();
+    assert_eq!(alerts, 3, "each failed attempt raised an alert");
     reopen(&log.location, &log.keys, &log.clock).await;
 }
 

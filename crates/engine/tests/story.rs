@@ -401,6 +401,10 @@ async fn story(location: impl FnOnce(&Path) -> String) {
         1
     );
     std::fs::remove_file(w.dir.join("fail-revoke")).unwrap();
+    // Retried once its backoff (a second after the first failure) has passed.
+    let r = w.engine.tick().await.unwrap();
+    assert!(r.revokes.is_empty(), "not before its backoff: {r:?}");
+    w.clock.advance(Span::from_secs(1));
     let r = w.engine.tick().await.unwrap();
     assert_eq!(r.expired, vec![out.request]);
 

@@ -1,0 +1,312 @@
+//! The expiry scheduler: lapses requests past their TTL, grants approved requests, and revokes
+//! every grant at its deadline (and every ordered revocation), retrying failed revokes with
+//! backoff until the connector confirms, each failure a signed event and an alert.
+//!
+//! Revokes due at the same moment run concurrently (at most [`REVOKE_CONCURRENCY`] at once), so
+//! thousands of grants ending in the same second all start within it; their results are recorded
+//! in batches as they arrive. Deadlines are absolute, so a pass after downtime (the broker's
+//! first) ends everything that should already have ended. [`Engine::run_broker`] runs passes
+//! until told to stop, waking at the next deadline.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use breakglass_connectors::{Access, ConnectorError};
+use breakglass_core::{AlertKind, EventBody, Request, RequestId, Span, Status, Timestamp};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::engine::{Engine, Pending, Signer};
+use crate::error::EngineError;
+
+/// Revokes run at once, at most.
+pub const REVOKE_CONCURRENCY: usize = 64;
+
+/// Revoke results recorded per append while others are still running.
+const RECORD_BATCH: usize = 500;
+
+/// The wait before the first retry of a failed revoke; it doubles with each failure, up to
+/// [`REVOKE_RETRY_MAX`].
+pub const REVOKE_RETRY_FIRST: Span = Span::from_secs(1);
+
+/// The longest wait between retries of a failed revoke.
+pub const REVOKE_RETRY_MAX: Span = Span::from_secs(300);
+
+/// What one scheduler pass did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct TickReport {
+    /// Requests that lapsed.
+    pub lapsed: Vec<RequestId>,
+    /// Approved requests granted.
+    pub granted: Vec<RequestId>,
+    /// Grants that expired.
+    pub expired: Vec<RequestId>,
+    /// Ordered revocations completed.
+    pub revoked: Vec<RequestId>,
+    /// Connector failures (grant or revoke), one line each.
+    pub failures: Vec<String>,
+    /// Every revoke run, with when it started.
+    pub revokes: Vec<RevokeRun>,
+}
+
+/// One revoke the scheduler ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RevokeRun {
+    /// The grant.
+    pub request: RequestId,
+    /// Its deadline.
+    pub deadline: Timestamp,
+    /// When the connector was asked to revoke it.
+    pub started: Timestamp,
+    /// When the connector answered.
+    pub finished: Timestamp,
+    /// Whether the connector confirmed.
+    pub ok: bool,
+}
+
+/// When a revoke of `r` is due: at its deadline while it is active, at once once ordered, and
+/// after a failure only when its backoff has passed. `None` when nothing is to be revoked.
+pub fn revoke_due_at(r: &Request) -> Option<Timestamp> {
+    let base = match r.status {
+        Status::Active => r.deadline?,
+        // Ordered: due now, whatever the time (the grant started before now).
+        Status::Revoking => r.granted_at?,
+        _ => return None,
+    };
+    match r.last_revoke_failure {
+        None => Some(base),
+        Some(failed) => {
+            let doublings = r.revoke_failures.saturating_sub(1).min(16);
+            let wait = REVOKE_RETRY_FIRST
+                .as_secs()
+                .saturating_mul(1 << doublings)
+                .min(REVOKE_RETRY_MAX.as_secs());
+            Some(failed.checked_add(Span::from_secs(wait))?.max(base))
+        }
+    }
+}
+
+impl Engine {
+    /// One scheduler pass at the clock's current time: lapses overdue requests, grants approved
+    /// ones, revokes grants past their deadline or ordered revoked (retrying failed revokes once
+    /// their backoff has passed). Deadlines are absolute, so a pass after downtime ends
+    /// everything that should already have ended.
+    pub async fn tick(&mut self) -> Result<TickReport, EngineError> {
+        self.refresh().await?;
+        let now = self.now();
+        let mut report = TickReport::default();
+        let lapsed: Vec<RequestId> = self
+            .state()
+            .requests()
+            .filter(|r| r.status == Status::Pending && now >= r.lapses_at)
+            .map(|r| r.id)
+            .collect();
+        if !lapsed.is_empty() {
+            let events = lapsed
+                .iter()
+                .map(|id| Pending {
+                    signer: Signer::Broker,
+                    body: EventBody::RequestLapsed { request: *id },
+                    not_before: None,
+                })
+                .collect();
+            self.commit(events).await?;
+            report.lapsed = lapsed;
+        }
+        let approved: Vec<RequestId> = self
+            .state()
+            .requests()
+            .filter(|r| r.status == Status::Approved)
+            .map(|r| r.id)
+            .collect();
+        for id in approved {
+            match self.grant_if_approved(&id).await? {
+                None => report.granted.push(id),
+                Some(w) => report.failures.push(w),
+            }
+        }
+        self.revoke_due(now, &mut report).await?;
+        Ok(report)
+    }
+
+    /// The earliest instant at which [`Engine::tick`] has something to do.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        let now = self.now();
+        self.state()
+            .requests()
+            .filter_map(|r| match r.status {
+                Status::Pending => Some(r.lapses_at),
+                Status::Approved => Some(now),
+                Status::Active | Status::Revoking => revoke_due_at(r),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Runs every revoke due at `now`, concurrently, recording each result as it arrives.
+    async fn revoke_due(
+        &mut self,
+        now: Timestamp,
+        report: &mut TickReport,
+    ) -> Result<(), EngineError> {
+        let due: Vec<Request> = self
+            .state()
+            .requests()
+            .filter(|r| revoke_due_at(r).is_some_and(|at| at <= now))
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let limit = Arc::new(Semaphore::new(REVOKE_CONCURRENCY));
+        let mut running = JoinSet::new();
+        let mut events = Vec::new();
+        for r in due {
+            let (Some(granted_at), Some(deadline)) = (r.granted_at, r.deadline) else {
+                continue;
+            };
+            let connector = match self.connector_for(&r.target) {
+                Ok(c) => c,
+                Err(e) => {
+                    // A connector that cannot even be built (a secret gone missing) is a failed
+                    // revoke like any other: recorded, alerted, retried.
+                    report.revokes.push(RevokeRun {
+                        request: r.id,
+                        deadline,
+                        started: now,
+                        finished: now,
+                        ok: false,
+                    });
+                    events.extend(self.revoke_events(&r, Err(e), report));
+                    continue;
+                }
+            };
+            let clock = self.clock();
+            let limit = Arc::clone(&limit);
+            running.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let started = clock.now();
+                let result = connector
+                    .revoke(Access {
+                        request: &r,
+                        granted_at,
+                        deadline,
+                    })
+                    .await;
+                (r, started, clock.now(), result)
+            });
+        }
+        while let Some(joined) = running.join_next().await {
+            let (r, started, finished, result) = joined.map_err(|e| EngineError::Connector {
+                target: "?".into(),
+                error: format!("a revoke stopped unexpectedly: {e}"),
+            })?;
+            report.revokes.push(RevokeRun {
+                request: r.id,
+                deadline: r.deadline.unwrap_or(started),
+                started,
+                finished,
+                ok: result.is_ok(),
+            });
+            events.extend(self.revoke_events(&r, result, report));
+            if events.len() >= RECORD_BATCH {
+                self.commit(std::mem::take(&mut events)).await?;
+            }
+        }
+        if !events.is_empty() {
+            self.commit(events).await?;
+        }
+        Ok(())
+    }
+
+    /// The events recording a revoke's result: expired (the deadline has passed) or revoked
+    /// (ordered early) when the connector confirmed; a failure and an alert when it did not.
+    pub(crate) fn revoke_events(
+        &self,
+        r: &Request,
+        result: Result<(), ConnectorError>,
+        report: &mut TickReport,
+    ) -> Vec<Pending<'static>> {
+        let id = r.id;
+        let now = self.now();
+        match result {
+            Ok(()) => match r.deadline {
+                Some(deadline) if now >= deadline => {
+                    report.expired.push(id);
+                    vec![Pending {
+                        signer: Signer::Broker,
+                        body: EventBody::AccessExpired { request: id },
+                        not_before: Some(deadline),
+                    }]
+                }
+                _ if r.status == Status::Revoking => {
+                    report.revoked.push(id);
+                    vec![Pending {
+                        signer: Signer::Broker,
+                        body: EventBody::AccessRevoked { request: id },
+                        not_before: None,
+                    }]
+                }
+                _ => Vec::new(),
+            },
+            Err(e) => {
+                let attempt = r.revoke_failures + 1;
+                let message = format!(
+                    "revoking {id} on {} failed (attempt {attempt}): {e}; access may still be live",
+                    r.target
+                );
+                report.failures.push(message.clone());
+                vec![
+                    Pending {
+                        signer: Signer::Broker,
+                        body: EventBody::RevokeFailed {
+                            request: id,
+                            attempt,
+                            error: e.to_string(),
+                        },
+                        not_before: None,
+                    },
+                    Pending {
+                        signer: Signer::Broker,
+                        body: EventBody::Alert {
+                            request: Some(id),
+                            kind: AlertKind::RevokeFailing,
+                            message,
+                        },
+                        not_before: None,
+                    },
+                ]
+            }
+        }
+    }
+
+    /// Runs scheduler passes until `stop` completes: the first at once (so whatever came due
+    /// while no broker ran is ended first), then at each next deadline, and at least every
+    /// `max_sleep` (to pick up work other processes recorded). `on_pass` sees each pass's
+    /// report, or the error that stopped it (the next pass tries again).
+    pub async fn run_broker(
+        &mut self,
+        max_sleep: Duration,
+        mut on_pass: impl FnMut(Result<&TickReport, &EngineError>),
+        stop: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        loop {
+            let result = self.tick().await;
+            on_pass(result.as_ref());
+            let wait = match (&result, self.next_due()) {
+                (Ok(_), Some(due)) => {
+                    let ms = due.millis_since(self.now()).max(0);
+                    Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(max_sleep)
+                }
+                _ => max_sleep,
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = &mut stop => return,
+            }
+        }
+    }
+}
