@@ -9,7 +9,10 @@
 //! - [`postgres`]: a temporary LOGIN role per grant, a member of the target role, whose password
 //!   (known only to the requester; the role holds its SCRAM verifier) expires at the deadline;
 //! - [`webhook`]: a signed JSON POST per grant and revoke, retried with backoff; the receiver
-//!   does not enforce the deadline, Breakglass does.
+//!   does not enforce the deadline, Breakglass does;
+//! - [`oauth`]: short-lived access tokens for a resource from the organisation's provider,
+//!   expiring at or before the deadline, revoked with RFC 7009 (not yet selectable in a
+//!   policy: the sealed hand-over of the token to the requester comes next).
 //!
 //! Each is a [`Connector`], built from the target's [`ConnectorSpec`] by [`build`] with its
 //! secrets read through [`Secrets`]. The engine runs them only after the event that authorises
@@ -24,6 +27,7 @@ use serde::Serialize;
 
 pub mod command;
 pub mod krl;
+pub mod oauth;
 pub mod postgres;
 pub mod secrets;
 pub mod ssh;
@@ -75,6 +79,26 @@ pub trait Connector: Send + Sync {
 
     /// Takes the access away. Idempotent: revoking what is already gone succeeds.
     fn revoke<'a>(&'a self, access: Access<'a>) -> BoxFuture<'a, Result<(), ConnectorError>>;
+
+    /// Whether [`Connector::revoke_many`] takes many revokes at lower cost than one by one; the
+    /// scheduler then hands it every revoke of its target that is due together.
+    fn batches(&self) -> bool {
+        false
+    }
+
+    /// Revokes many grants: one result per access, in order. By default one after the other.
+    fn revoke_many<'a>(
+        &'a self,
+        accesses: &'a [Access<'a>],
+    ) -> BoxFuture<'a, Vec<Result<(), ConnectorError>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(accesses.len());
+            for access in accesses {
+                results.push(self.revoke(*access).await);
+            }
+            results
+        })
+    }
 }
 
 /// Builds the connector a policy target names, reading its secrets.

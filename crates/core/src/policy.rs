@@ -51,8 +51,10 @@
 //!     means break-glass is not allowed on the target.
 //!   - `connector` (required): how access is granted, by `kind`:
 //!     - `"command"`: `grant` and `revoke` (argv arrays whose first element is an absolute
-//!       path, `/…` or `C:\…`, judged the same way on every platform), and `timeout` (default
-//!       `"30s"`, at most `"10m"`). The target does not enforce the deadline; Breakglass does.
+//!       path, `/…` or `C:\…`, judged the same way on every platform), `timeout` (default
+//!       `"30s"`, at most `"10m"`) and `batch` (default `false`; with `true`, revokes due
+//!       together go to one run of the revoke program as JSON Lines, one answer line each). The
+//!       target does not enforce the deadline; Breakglass does.
 //!     - `"ssh"`: `ca_key` (a secret reference, below: the CA's OpenSSH Ed25519 private key),
 //!       `revocation_list` (absolute path of the key revocation list sshd reads as
 //!       `RevokedKeys`), `principals` (the accounts a certificate may log in as: an array for
@@ -294,6 +296,9 @@ pub struct CommandSpec {
     pub revoke: Vec<String>,
     /// How long one run may take.
     pub timeout: Span,
+    /// Revokes due together go to one run of the revoke program, as JSON Lines, answered line
+    /// by line (see the connectors crate's `command` module); grants still run one at a time.
+    pub batch: bool,
 }
 
 /// Where a connector's secret is kept: never in the policy, the log or the database.

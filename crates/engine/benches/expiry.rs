@@ -1,6 +1,7 @@
 //! Expiry benchmarks, each compared with its target in the same run:
 //!
-//! (a) revoke lateness: 10,000 grants through the `command` connector running a no-op and
+//! (a) revoke lateness: 10,000 grants through the `command` connector running a no-op (in its
+//!     batch form: `sed s/.*/ok/` answering `ok` to every revoke) and
 //!     1,000 through the `postgres` connector (a real throwaway cluster), all with deadlines in
 //!     the same second, ended by the broker loop; prints the distribution of the time from each
 //!     deadline to the start of its revoke (and to the connector's confirmation) — target: every
@@ -14,7 +15,8 @@
 //!
 //! `cargo bench -p breakglass-engine --bench expiry`; `-- --enforce` fails on a miss. Sizes:
 //! `BREAKGLASS_BENCH_GRANTS` (default 10000), `BREAKGLASS_BENCH_PG_GRANTS` (default 1000),
-//! `BREAKGLASS_BENCH_OVERDUE` (default 1000).
+//! `BREAKGLASS_BENCH_OVERDUE` (default 1000); `BREAKGLASS_BENCH_BATCH=0` runs one revoke program
+//! per grant instead of the batch protocol.
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
@@ -85,8 +87,10 @@ fn keys(k: &([u8; 32], [u8; 32])) -> SystemKeys {
 }
 
 /// A log (on tmpfs when there is one: durability is not what is measured here) with targets
-/// `noop` (the command connector running /bin/true) and, when `pg_url` is given, `db`.
-async fn bench_log(pg_url: Option<&str>) -> Bench {
+/// `noop` (the command connector: grants run /bin/true; revokes go in batches to `sed
+/// s/.*/ok/`, the no-op of the batch protocol, which answers `ok` to every line, or with
+/// `batch = false` run /bin/true each) and, when `pg_url` is given, `db`.
+async fn bench_log(pg_url: Option<&str>, batch: bool) -> Bench {
     let shm = std::path::Path::new("/dev/shm");
     let dir = if shm.is_dir() {
         tempfile::tempdir_in(shm)
@@ -112,8 +116,16 @@ request_ttl = "30m"
 extension_cap = "2h"
 approvers = { groups = ["admin"], quorum = 1 }
 break_glass = { max_duration = "2h" }
-connector = { kind = "command", grant = ["/bin/true"], revoke = ["/bin/true"] }
+connector = { kind = "command", grant = ["/bin/true"], REVOKE }
 "#,
+    )
+    .replace(
+        "REVOKE",
+        if batch {
+            r#"revoke = ["/usr/bin/sed", "s/.*/ok/"], batch = true"#
+        } else {
+            r#"revoke = ["/bin/true"]"#
+        },
     );
     if let Some(url) = pg_url {
         policy.push_str(&format!(
@@ -243,7 +255,7 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-async fn lateness(grants: usize, pg_grants: usize) -> bool {
+async fn lateness(grants: usize, pg_grants: usize, batch: bool) -> bool {
     let pg = if pg_grants > 0 {
         let pg = PgCluster::start().await.expect("PostgreSQL starts");
         let url = pg.create_database().await.expect("a database");
@@ -256,7 +268,15 @@ async fn lateness(grants: usize, pg_grants: usize) -> bool {
     } else {
         None
     };
-    let mut b = bench_log(pg.as_ref().map(|(_, url)| url.as_str())).await;
+    let mut b = bench_log(pg.as_ref().map(|(_, url)| url.as_str()), batch).await;
+    println!(
+        "expiry (a): command revokes {}",
+        if batch {
+            "in batches (one run of `sed s/.*/ok/` per batch)"
+        } else {
+            "one run of /bin/true each"
+        }
+    );
     let setup = Instant::now();
     // Deadlines an hour ahead, in one second; the grants take a while to make.
     let at = plus_ms(b.clock.now(), 3_600_000);
@@ -325,7 +345,7 @@ async fn lateness(grants: usize, pg_grants: usize) -> bool {
 }
 
 async fn restart(overdue: usize) -> bool {
-    let mut b = bench_log(None).await;
+    let mut b = bench_log(None, true).await;
     let at = plus_ms(b.clock.now(), 60_000);
     let ids = b.grants("noop", overdue, at).await;
     let Bench {
@@ -385,8 +405,9 @@ fn main() {
     let grants = env_usize("BREAKGLASS_BENCH_GRANTS", 10_000);
     let pg_grants = env_usize("BREAKGLASS_BENCH_PG_GRANTS", 1_000);
     let overdue = env_usize("BREAKGLASS_BENCH_OVERDUE", 1_000);
+    let batch = env_usize("BREAKGLASS_BENCH_BATCH", 1) != 0;
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let a = runtime.block_on(lateness(grants, pg_grants));
+    let a = runtime.block_on(lateness(grants, pg_grants, batch));
     let b = runtime.block_on(restart(overdue));
     if enforce && !(a && b) {
         std::process::exit(1);

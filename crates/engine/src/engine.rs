@@ -895,28 +895,35 @@ impl Engine {
     }
 
     /// The connector of `target` under the policy in force, built once per policy version
-    /// (building reads its secrets and may set up connection pools).
+    /// (building reads its secrets and may set up connection pools). A target the policy in
+    /// force no longer names keeps the connector of the newest version that named it, so grants
+    /// made before it was removed are still revoked at their deadline.
     pub(crate) fn connector_for(
         &mut self,
         target: &str,
     ) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let policy = self
+        let current = self
             .state
             .policy()
-            .ok_or_else(|| ConnectorError::new("no policy is in force"))?;
-        let key = (policy.policy.version, target.to_owned());
+            .ok_or_else(|| ConnectorError::new("no policy is in force"))?
+            .policy
+            .version;
+        let (version, spec) = self
+            .state
+            .policies()
+            .iter()
+            .rev()
+            .find_map(|p| Some((p.policy.version, &p.policy.target(target)?.connector)))
+            .ok_or_else(|| ConnectorError::new(format!("target {target} is not in the policy")))?;
+        let key = (version, target.to_owned());
         if let Some(connector) = self.connectors.get(&key) {
             return Ok(Arc::clone(connector));
         }
-        let spec = &policy
-            .policy
-            .target(target)
-            .ok_or_else(|| ConnectorError::new(format!("target {target} is not in the policy")))?
-            .connector;
         let connector: Arc<dyn Connector> =
             breakglass_connectors::build(spec, &SystemSecrets)?.into();
-        // Connectors of older policy versions are not needed again.
-        self.connectors.retain(|(version, _), _| *version == key.0);
+        // Connectors of older policy versions are needed again only for removed targets.
+        self.connectors
+            .retain(|(v, t), _| *v == current || (*v == version && t == target));
         self.connectors.insert(key, Arc::clone(&connector));
         Ok(connector)
     }

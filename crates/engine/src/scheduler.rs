@@ -2,17 +2,18 @@
 //! every grant at its deadline (and every ordered revocation), retrying failed revokes with
 //! backoff until the connector confirms, each failure a signed event and an alert.
 //!
-//! Revokes due at the same moment run concurrently (at most [`REVOKE_CONCURRENCY`] at once), so
-//! thousands of grants ending in the same second all start within it; their results are recorded
-//! in batches as they arrive. Deadlines are absolute, so a pass after downtime (the broker's
+//! Revokes due at the same moment run concurrently (at most [`REVOKE_CONCURRENCY`] at once), or,
+//! for connectors that take batches, all of a target's at once in one call; their results are
+//! recorded in batches as they arrive. Deadlines are absolute, so a pass after downtime (the broker's
 //! first) ends everything that should already have ended. [`Engine::run_broker`] runs passes
 //! until told to stop, waking at the next deadline.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use breakglass_connectors::{Access, ConnectorError};
+use breakglass_connectors::{Access, Connector, ConnectorError};
 use breakglass_core::{AlertKind, EventBody, Request, RequestId, Span, Status, Timestamp};
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -163,6 +164,10 @@ impl Engine {
         let limit = Arc::new(Semaphore::new(REVOKE_CONCURRENCY));
         let mut running = JoinSet::new();
         let mut events = Vec::new();
+        // Connectors that take revokes in batches get every one of their target's at once.
+        // Keyed by the connector itself: one target's grants under two policy versions may have
+        // different connectors.
+        let mut batches: HashMap<usize, (Arc<dyn Connector>, Vec<Request>)> = HashMap::new();
         for r in due {
             let (Some(granted_at), Some(deadline)) = (r.granted_at, r.deadline) else {
                 continue;
@@ -183,6 +188,14 @@ impl Engine {
                     continue;
                 }
             };
+            if connector.batches() {
+                batches
+                    .entry(Arc::as_ptr(&connector).cast::<()>() as usize)
+                    .or_insert_with(|| (connector, Vec::new()))
+                    .1
+                    .push(r);
+                continue;
+            }
             let clock = self.clock();
             let limit = Arc::clone(&limit);
             running.spawn(async move {
@@ -195,22 +208,56 @@ impl Engine {
                         deadline,
                     })
                     .await;
-                (r, started, clock.now(), result)
+                vec![(r, started, clock.now(), result)]
+            });
+        }
+        for (connector, requests) in batches.into_values() {
+            let clock = self.clock();
+            running.spawn(async move {
+                let started = clock.now();
+                let accesses: Vec<Access<'_>> = requests
+                    .iter()
+                    .filter_map(|r| {
+                        Some(Access {
+                            request: r,
+                            granted_at: r.granted_at?,
+                            deadline: r.deadline?,
+                        })
+                    })
+                    .collect();
+                let mut results = connector.revoke_many(&accesses).await;
+                let finished = clock.now();
+                if results.len() != requests.len() {
+                    let e = ConnectorError::new(format!(
+                        "the connector answered {} of {} revokes",
+                        results.len(),
+                        requests.len()
+                    ));
+                    results = requests.iter().map(|_| Err(e.clone())).collect();
+                }
+                drop(accesses);
+                requests
+                    .into_iter()
+                    .zip(results)
+                    .map(|(r, result)| (r, started, finished, result))
+                    .collect::<Vec<_>>()
             });
         }
         while let Some(joined) = running.join_next().await {
-            let (r, started, finished, result) = joined.map_err(|e| EngineError::Connector {
+            let done = joined.map_err(|e| EngineError::Connector {
                 target: "?".into(),
                 error: format!("a revoke stopped unexpectedly: {e}"),
             })?;
-            report.revokes.push(RevokeRun {
-                request: r.id,
-                deadline: r.deadline.unwrap_or(started),
-                started,
-                finished,
-                ok: result.is_ok(),
-            });
-            events.extend(self.revoke_events(&r, result, report));
+            for (r, started, finished, result) in done {
+                report.revokes.push(RevokeRun {
+                    request: r.id,
+                    deadline: r.deadline.unwrap_or(started),
+                    started,
+                    finished,
+                    ok: result.is_ok(),
+                });
+                events.extend(self.revoke_events(&r, result, report));
+            }
             if events.len() >= RECORD_BATCH {
                 self.commit(std::mem::take(&mut events)).await?;
             }

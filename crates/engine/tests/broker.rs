@@ -46,6 +46,7 @@ struct Log {
     _dir: tempfile::TempDir,
     location: String,
     keys: ([u8; 32], [u8; 32]),
+    admin: Actor,
     dana: Actor,
 }
 
@@ -75,6 +76,7 @@ async fn new_log(clock: Arc<dyn Clock>) -> (Log, Engine) {
         _dir: dir,
         location,
         keys: k,
+        admin,
         dana,
     };
     (log, engine)
@@ -201,4 +203,107 @@ async fn a_wall_clock_stepped_forward_an_hour_ends_a_grant_early_never_late() {
     let r = engine.state().request(&out.request).unwrap();
     assert_eq!(r.deadline, Some(deadline), "the deadline never moved");
     assert_eq!(r.status, Status::Expired);
+}
+
+#[tokio::test]
+async fn a_batch_connector_gets_every_due_revoke_in_one_run_and_answers_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("revoke-many.sh");
+    let calls = dir.path().join("calls.jsonl");
+    let runs = dir.path().join("runs");
+    // Answers each line as it reads it (so the pipes fill both ways at once), and refuses the
+    // grants whose reason says so.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho run >> {runs}\nwhile IFS= read -r line; do\n  printf '%s\\n' \"$line\" >> {calls}\n  case \"$line\" in *'refuse me'*) echo 'error: refused' ;; *) echo ok ;; esac\ndone\n",
+            runs = runs.display(),
+            calls = calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let policy = POLICY.replace(
+        r#"revoke = ["/bin/true"] }"#,
+        &format!(r#"revoke = ["{}"], batch = true }}"#, script.display()),
+    );
+    assert!(policy.contains("batch = true"));
+    let clock = breakglass_core::ManualClock::new(SystemClock.now());
+    let (log, mut engine) = new_log(Arc::new(clock.clone())).await;
+    // The policy with the batch connector, as version 2.
+    let v2 = policy.replace("version = 1", "version = 2");
+    engine
+        .apply_policy(&log.admin, &v2)
+        .await
+        .expect("policy v2");
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        let mut ask = break_glass(60);
+        if i == 7 {
+            ask.reason = "refuse me".into();
+        }
+        ids.push(engine.request(&log.dana, ask).await.unwrap().request);
+    }
+    clock.advance(Span::from_secs(61));
+    let report = engine.tick().await.unwrap();
+    assert_eq!(report.revokes.len(), 300);
+    assert_eq!(report.expired.len(), 299);
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    assert!(report.failures[0].contains(ids[7].as_str()));
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap().lines().count(),
+        1,
+        "one run for all 300"
+    );
+    let sent = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(sent.lines().count(), 300);
+    assert!(sent.lines().all(|l| l.contains(r#""action":"revoke""#)));
+    assert_eq!(
+        engine.state().request(&ids[7]).unwrap().status,
+        Status::Active,
+        "the refused one stays live and is retried"
+    );
+    clock.advance(Span::from_secs(1));
+    let report = engine.tick().await.unwrap();
+    assert_eq!(
+        report.revokes.len(),
+        1,
+        "only the failed one, after its backoff"
+    );
+}
+
+#[tokio::test]
+async fn a_grant_on_a_target_the_new_policy_removed_is_still_revoked_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let revoked = dir.path().join("revoked");
+    let script = dir.path().join("revoke.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ncat >> {}\n", revoked.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let clock = breakglass_core::ManualClock::new(SystemClock.now());
+    let (log, mut engine) = new_log(Arc::new(clock.clone())).await;
+    let v2 = POLICY.replace("version = 1", "version = 2").replace(
+        r#"revoke = ["/bin/true"]"#,
+        &format!(r#"revoke = ["{}"]"#, script.display()),
+    );
+    engine.apply_policy(&log.admin, &v2).await.expect("v2");
+    let id = engine
+        .request(&log.dana, break_glass(60))
+        .await
+        .unwrap()
+        .request;
+    // Version 3 drops the target while the grant is live.
+    let v3 = POLICY
+        .replace("version = 1", "version = 3")
+        .replace("[targets.db]", "[targets.other]");
+    engine.apply_policy(&log.admin, &v3).await.expect("v3");
+    clock.advance(Span::from_secs(61));
+    let report = engine.tick().await.unwrap();
+    assert_eq!(report.expired, vec![id], "{:?}", report.failures);
+    assert_eq!(engine.state().request(&id).unwrap().status, Status::Expired);
+    let sent = std::fs::read_to_string(&revoked).expect("the v2 revoke program ran");
+    assert!(sent.contains(id.as_str()));
 }

@@ -325,6 +325,79 @@ impl Provider {
         Err(self.request_refused(&endpoint, &reply))
     }
 
+    /// Obtains an access token for this client itself (the client-credentials grant, RFC 6749
+    /// §4.4), for `resource` (an RFC 8707 resource indicator) when given, with `scopes`, and any
+    /// `extra` form parameters the provider accepts. The client must be confidential.
+    pub async fn client_credentials(
+        &self,
+        resource: Option<&str>,
+        scopes: &[String],
+        extra: &[(&str, String)],
+    ) -> Result<Tokens, IdpError> {
+        if self.inner.config.client_secret.is_none() {
+            return Err(IdpError::Config {
+                provider: self.inner.config.name.clone(),
+                reason: "the client-credentials grant needs a confidential client (a client \
+                         secret)"
+                    .to_owned(),
+            });
+        }
+        let endpoint = Endpoint::new(
+            EndpointKind::Token,
+            self.inner.metadata.token_endpoint.clone(),
+        );
+        let mut form = vec![("grant_type", "client_credentials".to_owned())];
+        if let Some(resource) = resource {
+            form.push(("resource", resource.to_owned()));
+        }
+        if !scopes.is_empty() {
+            form.push(("scope", scopes.join(" ")));
+        }
+        form.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+        let reply = self.post_form(&endpoint, form).await?;
+        if !reply.status.is_success() {
+            return Err(self.request_refused(&endpoint, &reply));
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            access_token: String,
+            token_type: String,
+            expires_in: Option<u64>,
+            scope: Option<String>,
+        }
+        let answer: Answer =
+            serde_json::from_slice(&reply.body).map_err(|e| IdpError::InvalidResponse {
+                issuer: self.issuer().to_owned(),
+                endpoint: endpoint.to_string(),
+                // Never the body: it holds a token.
+                detail: format!(
+                    "not a token response ({:?} error at line {}, column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
+            })?;
+        if !answer.token_type.eq_ignore_ascii_case("bearer") {
+            return Err(IdpError::InvalidResponse {
+                issuer: self.issuer().to_owned(),
+                endpoint: endpoint.to_string(),
+                detail: format!("token type {:?} is not Bearer", answer.token_type),
+            });
+        }
+        let now = self.inner.clock.now();
+        Ok(Tokens {
+            access_token: AccessToken::new(answer.access_token),
+            refresh_token: None,
+            expires_at: answer
+                .expires_in
+                .and_then(|secs| now.checked_add(Span::from_secs(secs))),
+            scopes: answer
+                .scope
+                .map(|s| s.split(' ').map(str::to_owned).collect())
+                .unwrap_or_default(),
+        })
+    }
+
     /// Asks the provider whether a token is still active (RFC 7662).
     pub async fn introspect<T: IssuedToken>(&self, token: &T) -> Result<Introspection, IdpError> {
         let client = self.oauth_client();

@@ -54,6 +54,16 @@ pub const OIDC_PROVIDER_VERSION: &str = "9.13.3";
 pub const NATIVE_CLIENT_ID: &str = "native-app";
 /// The confidential client's id.
 pub const CONFIDENTIAL_CLIENT_ID: &str = "confidential-app";
+/// The service client (client credentials only), as Breakglass's broker would be registered.
+pub const BROKER_CLIENT_ID: &str = "broker";
+/// A resource server whose tokens are opaque (introspectable and revocable at the provider).
+pub const OPAQUE_RESOURCE: &str = "https://api.test/opaque";
+/// A resource server whose tokens are JWTs (checked by the resource server itself).
+pub const JWT_RESOURCE: &str = "https://api.test/jwt";
+/// The longest token either resource server is issued, in seconds.
+pub const RESOURCE_MAX_TTL_SECS: u64 = 3600;
+/// The token-request parameter the test provider takes as the lifetime asked for, in seconds.
+pub const LIFETIME_PARAMETER: &str = "requested_lifetime";
 /// How long the provider may take to print its ready line (about a second when idle).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of the provider's stderr an error quotes.
@@ -207,6 +217,7 @@ pub struct TestIdp {
     issuer_url: Url,
     initial_kid: String,
     confidential_secret: String,
+    broker_secret: String,
     stderr: Arc<Mutex<String>>,
     control: reqwest::Client,
 }
@@ -254,6 +265,7 @@ impl TestIdp {
         let dir = provider_dir();
         check_installed(&dir)?;
         let confidential_secret = format!("secret-{}", oauth2::CsrfToken::new_random().secret());
+        let broker_secret = format!("broker-{}", oauth2::CsrfToken::new_random().secret());
         let users: serde_json::Map<String, serde_json::Value> = options
             .users
             .iter()
@@ -271,6 +283,7 @@ impl TestIdp {
             "refreshTokenTtl": options.refresh_token_ttl.as_secs(),
             "deviceCodeTtl": options.device_code_ttl.as_secs(),
             "confidentialSecret": confidential_secret,
+            "brokerSecret": broker_secret,
             "signingJwk": options.signing_key.as_ref().map(|k| k.0.clone()),
         });
         let mut child = Command::new("node")
@@ -353,6 +366,7 @@ impl TestIdp {
             issuer_url,
             initial_kid: ready.kid,
             confidential_secret,
+            broker_secret,
             stderr,
             control,
         })
@@ -391,6 +405,19 @@ impl TestIdp {
         config.client_id = CONFIDENTIAL_CLIENT_ID.to_owned();
         config.client_secret = Some(ClientSecret::new(self.confidential_secret.clone()));
         config
+    }
+
+    /// Settings for the `broker` client: a service using the client-credentials grant for the
+    /// resources [`OPAQUE_RESOURCE`] and [`JWT_RESOURCE`] (scopes `api:read`, `api:write`).
+    pub fn broker_client(&self) -> ProviderConfig {
+        let mut config = ProviderConfig::new("test-broker", &self.issuer, BROKER_CLIENT_ID);
+        config.client_secret = Some(ClientSecret::new(self.broker_secret.clone()));
+        config
+    }
+
+    /// The broker client's secret, as a policy's `keyring:`/`file:` secret would hold it.
+    pub fn broker_secret(&self) -> &str {
+        &self.broker_secret
     }
 
     /// Stops the provider (SIGKILL) and waits for it to exit: later requests to it are refused

@@ -9,7 +9,7 @@
 // the same loopback port: they exist only in this file, never in a real deployment.
 import http from 'node:http';
 import crypto from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const settings = {
   users: { alice: { email: 'alice@example.test', groups: ['approvers'] } },
@@ -18,6 +18,7 @@ const settings = {
   refreshTokenTtl: 3600,
   deviceCodeTtl: 300,
   confidentialSecret: 'confidential-secret',
+  brokerSecret: 'broker-secret',
   signingJwk: null,
   ...JSON.parse(process.env.TEST_IDP_CONFIG || '{}'),
 };
@@ -35,6 +36,21 @@ let keys = [settings.signingJwk || newSigningKey()];
 const server = http.createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
+
+// Resource servers (RFC 8707) whose tokens the `broker` client obtains by the client-credentials
+// grant, as Breakglass's OAuth connector does: one issues opaque tokens (introspectable,
+// revocable), the other JWTs (checked by resource servers on their own, so they last until `exp`).
+// A token lives as long as the request's `requested_lifetime` (seconds; a parameter this test
+// provider accepts, as some real ones accept their own) asks, at most `maxTtl`, else `maxTtl`.
+const RESOURCES = {
+  'https://api.test/opaque': { format: 'opaque', maxTtl: 3600 },
+  'https://api.test/jwt': { format: 'jwt', maxTtl: 3600 },
+};
+
+function resourceTtl(ctx, resource) {
+  const asked = Number(ctx.oidc.body?.requested_lifetime);
+  return Number.isInteger(asked) && asked > 0 ? Math.min(asked, resource.maxTtl) : resource.maxTtl;
+}
 
 const loopbackRedirect = ['http://127.0.0.1/callback']; // native clients: any port (RFC 8252 7.3)
 const grantTypes = ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'];
@@ -55,8 +71,14 @@ function configuration() {
         redirect_uris: loopbackRedirect, grant_types: grantTypes, response_types: ['code'],
         require_auth_time: true,
       },
+      { // a service (Breakglass's broker): client credentials only
+        client_id: 'broker', client_secret: settings.brokerSecret,
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['client_credentials'], response_types: [], redirect_uris: [],
+        scope: 'api:read api:write',
+      },
     ],
-    scopes: ['openid', 'offline_access', 'email', 'groups'],
+    scopes: ['openid', 'offline_access', 'email', 'groups', 'api:read', 'api:write'],
     claims: { openid: ['sub'], email: ['email', 'email_verified'], groups: ['groups'] },
     conformIdTokenClaims: false, // scope-requested claims (groups) go in the ID token itself
     findAccount: async (ctx, sub) => users[sub] && ({
@@ -70,10 +92,29 @@ function configuration() {
       deviceFlow: { enabled: true },
       revocation: { enabled: true },
       introspection: { enabled: true },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        // No resource asked for: as before, an opaque token for userinfo.
+        defaultResource: async (ctx, client, oneOf) => oneOf,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (ctx, indicator) => {
+          const resource = RESOURCES[indicator];
+          if (!resource) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
+          return {
+            scope: 'api:read api:write',
+            audience: indicator,
+            accessTokenTTL: resourceTtl(ctx, resource),
+            accessTokenFormat: resource.format,
+            ...(resource.format === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
+          };
+        },
+      },
     },
     ttl: {
       IdToken: settings.idTokenTtl,
       AccessToken: settings.accessTokenTtl,
+      ClientCredentials: (ctx, token) => token.resourceServer?.accessTokenTTL ?? settings.accessTokenTtl,
       RefreshToken: settings.refreshTokenTtl,
       DeviceCode: settings.deviceCodeTtl,
       AuthorizationCode: 60,

@@ -11,7 +11,7 @@ use crate::policy::{
 use crate::span::Span;
 
 const KINDS: &str = "\"command\", \"ssh\", \"postgres\" or \"webhook\"";
-const COMMAND_KEYS: &[&str] = &["kind", "grant", "revoke", "timeout"];
+const COMMAND_KEYS: &[&str] = &["kind", "grant", "revoke", "timeout", "batch"];
 const SSH_KEYS: &[&str] = &["kind", "ca_key", "revocation_list", "principals", "skew"];
 const POSTGRES_KEYS: &[&str] = &[
     "kind",
@@ -90,10 +90,15 @@ impl Problems {
             )
             .and_then(|e| self.argv(e, &format!("connector.revoke of target {t}")));
         let timeout = self.timeout(table, t, DEFAULT_CONNECTOR_TIMEOUT);
+        let batch = match table.get("batch") {
+            Some(e) => self.boolean(e, &format!("connector.batch of target {t}")),
+            None => Some(false),
+        };
         Some(CommandSpec {
             grant: grant?,
             revoke: revoke?,
             timeout: timeout?,
+            batch: batch?,
         })
     }
 
