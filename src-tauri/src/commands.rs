@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use breakglass_engine::desk::{
-    self, Decided, Discovery, EventRow, ExportDone, ExportFormat, HistoryFilter, OfflineToken,
-    Overview, PolicyProblem, ProviderDraft, RequestForm, SetupStatus, SignedInView, VerifyReport,
+    self, Credential, Decided, Discovery, EventRow, ExportDone, ExportFormat, HistoryFilter,
+    OfflineToken, Overview, PolicyProblem, ProviderDraft, RequestForm, SetupStatus, SignedInView,
+    VerifyReport,
 };
 use breakglass_engine::signin::Method;
 use tauri::{AppHandle, State};
@@ -123,6 +124,13 @@ pub async fn sign_out(app: AppHandle, state: State<'_, AppState>) -> Result<Opti
 #[specta::specta]
 pub async fn overview(state: State<'_, AppState>) -> Result<Overview> {
     Ok(state.desk().await?.overview())
+}
+
+/// What this identity's live grant issued (its SSH certificate or access token), to show it.
+#[tauri::command]
+#[specta::specta]
+pub async fn issued(state: State<'_, AppState>, id: String) -> Result<Credential> {
+    Ok(state.desk().await?.issued(&id)?)
 }
 
 /// Requests access.

@@ -43,6 +43,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::sign_in,
             commands::sign_out,
             commands::overview,
+            commands::issued,
             commands::request_access,
             commands::approve,
             commands::deny,

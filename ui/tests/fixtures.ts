@@ -55,6 +55,7 @@ export function request(over: Partial<RequestView> = {}): RequestView {
     can_decide: false,
     can_revoke: false,
     can_review: false,
+    can_show_issued: false,
     ...over,
   };
 }

@@ -52,6 +52,24 @@ describe("My access", () => {
     expect(await screen.findByTestId("access-result")).toHaveAttribute("data-status", "revoked");
   });
 
+  test("Show token fetches the live grant's token from the core and shows it until dismissed", async () => {
+    const calls = mockCore({
+      issued: () => ({ label: "Access token for https://api.test, valid until …", value: "tok-123" }),
+    });
+    const user = userEvent.setup();
+    const withToken = { ...active, can_show_issued: true };
+    render(MyAccess, {
+      overview: overview({ requests: [withToken, waiting], targets: [target({ needs: "access_token" })] }),
+    });
+    expect(screen.queryByTestId("show-issued-p1")).toBeNull();
+    expect(screen.getByTestId("show-issued-g1")).toHaveTextContent("Show token");
+    await user.click(screen.getByTestId("show-issued-g1"));
+    expect(calls.filter((c) => c.cmd === "issued")).toEqual([{ cmd: "issued", args: { id: "g1" } }]);
+    expect(await screen.findByTestId("credential-value")).toHaveTextContent("tok-123");
+    await user.click(screen.getByTestId("credential-dismiss"));
+    expect(screen.queryByTestId("credential-value")).toBeNull();
+  });
+
   test("Withdraw cancels a pending request", async () => {
     const calls = mockCore({ cancel: () => ({ request: { ...waiting, status: "cancelled" }, warning: null, credential: null }) });
     const user = userEvent.setup();

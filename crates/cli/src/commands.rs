@@ -547,14 +547,16 @@ fn request_credential(
                 Some(password),
             ))
         }
-        None => Ok((None, None)),
+        // A token is sealed to the requester's own key: the engine adds it.
+        Some(CredentialKind::SealKey) | None => Ok((None, None)),
     }
 }
 
-/// `breakglass issued ID`: what the grant handed out.
+/// `breakglass issued ID`: what the grant handed out. An access token is opened with the
+/// requester's own key (no one else can) and printed, or written to a new owner-only file.
 async fn issued(ctx: &Ctx, id: &str, out: Option<&std::path::Path>) -> Result<()> {
     let id = parse_id(id)?;
-    let (_, engine) = ctx.engine().await?;
+    let (home, engine) = ctx.engine().await?;
     let r = engine
         .state()
         .request(&id)
@@ -581,7 +583,53 @@ async fn issued(ctx: &Ctx, id: &str, out: Option<&std::path::Path>) -> Result<()
             println!("{role}");
             Ok(())
         }
+        (Some(Issued::AccessToken(t)), out) => {
+            let actor = ctx.actor(&home, &engine)?;
+            if actor.name() != r.requester {
+                return Err(refused(format!(
+                    "the access token of {id} is sealed to its requester {}; {} cannot open it",
+                    r.requester,
+                    actor.name()
+                )));
+            }
+            let token = actor.open_token(r)?;
+            if !matches!(r.status, Status::Active) {
+                eprintln!(
+                    "breakglass: warning: {id} is {}: its token no longer works",
+                    r.status.as_str()
+                );
+            }
+            match out {
+                Some(path) => {
+                    write_private(path, token.as_bytes())?;
+                    println!(
+                        "Wrote the access token of {id} for {} (until {}) to {}",
+                        t.resource,
+                        t.expires_at,
+                        path.display()
+                    );
+                }
+                None => println!("{}", token.as_str()),
+            }
+            Ok(())
+        }
     }
+}
+
+/// Writes `contents` to a new file only its owner can read (refusing to replace one).
+fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| refused(format!("cannot create {}: {e}", path.display())))?;
+    file.write_all(contents)
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| refused(format!("cannot write {}: {e}", path.display())))
 }
 
 type Decide<'e> = std::pin::Pin<

@@ -124,12 +124,13 @@ enum Command {
         #[arg(long)]
         comment: String,
     },
-    /// Print what a grant issued: its SSH certificate (or write it to a file), or the name of
-    /// its database role.
+    /// Print what a grant issued: its SSH certificate (or write it to a file), the name of its
+    /// database role, or its access token (opened with the requester's key; or written to a new
+    /// owner-only file).
     Issued {
         /// Request id.
         id: String,
-        /// Write the certificate to this file (e.g. ~/.ssh/id_ed25519-cert.pub).
+        /// Write the certificate (e.g. ~/.ssh/id_ed25519-cert.pub) or token to this file.
         #[arg(long, short = 'o', value_name = "FILE")]
         out: Option<PathBuf>,
     },

@@ -153,3 +153,111 @@ fn a_database_password_is_made_shown_once_and_never_logged() {
     out.ok("a script gives its own password");
     assert!(!out.stdout.contains("correct-horse"), "never echoed");
 }
+
+#[test]
+fn an_access_token_is_opened_only_by_its_requester_and_written_to_a_private_file() {
+    use breakglass_idp::testing::{
+        TestIdp, TestIdpOptions, BROKER_CLIENT_ID, LIFETIME_PARAMETER, OPAQUE_RESOURCE,
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let idp = runtime
+        .block_on(TestIdp::start(TestIdpOptions::default()))
+        .expect("the test provider starts");
+    let w = World::sqlite();
+    let secret = w.path("client-secret");
+    std::fs::write(&secret, idp.broker_secret()).expect("write the secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let source = format!(
+        r#"{base}
+[targets.billing]
+max_duration = "1h"
+request_ttl = "10m"
+extension_cap = "1h"
+approvers = {{ groups = ["sre"], quorum = 1 }}
+connector = {{ kind = "oauth", issuer = "{issuer}", client_id = "{client}", client_secret = "file:{secret}", resource = "{resource}", scopes = ["api:read"], max_token_lifetime = "1h", lifetime_parameter = "{parameter}" }}
+"#,
+        base = support::policy(2),
+        issuer = idp.issuer(),
+        client = BROKER_CLIENT_ID,
+        secret = secret.display(),
+        resource = OPAQUE_RESOURCE,
+        parameter = LIFETIME_PARAMETER,
+    );
+    let file = w.path("policy-2.toml");
+    std::fs::write(&file, &source).expect("write the policy");
+    let too_long = w.path("policy-too-long.toml");
+    std::fs::write(
+        &too_long,
+        source.replace(
+            r#"max_duration = "1h"
+request_ttl = "10m""#,
+            r#"max_duration = "2h"
+request_ttl = "10m""#,
+        ),
+    )
+    .expect("write");
+    w.by(
+        &w.admin,
+        &["policy", "check", &too_long.display().to_string()],
+    )
+    .code(REFUSED, "caps beyond the provider's tokens are refused")
+    .stderr_mentions(&["max_token_lifetime"], "naming the connector's limit");
+    w.by(&w.admin, &["policy", "apply", &file.display().to_string()])
+        .ok("the policy with an oauth target applies");
+
+    let mut args = request_args("billing", "20m", "reconcile invoices");
+    args.push("--json");
+    let out = w.by(&w.dave, &args);
+    out.ok("no credential to give: the token is sealed to dave's key");
+    let id = out.json()["request"].as_str().expect("an id").to_owned();
+    w.by(&w.bob, &["approve", &id]).ok("bob approves");
+    assert_eq!(w.state_of(&id), "active");
+
+    w.by(&w.bob, &["issued", &id])
+        .code(REFUSED, "only the requester opens the token")
+        .stderr_mentions(&["sealed to its requester dave"], "says whose it is");
+    let printed = w.by(&w.dave, &["issued", &id]);
+    printed.ok("dave opens it");
+    let token = printed.stdout.trim().to_owned();
+    assert!(token.len() >= 20, "a token: {token:?}");
+    let out_file = w.path("token");
+    w.by(
+        &w.dave,
+        &["issued", &id, "-o", &out_file.display().to_string()],
+    )
+    .ok("written to a file");
+    assert_eq!(
+        std::fs::read_to_string(&out_file)
+            .expect("the token file")
+            .trim(),
+        token
+    );
+    let mode = std::fs::metadata(&out_file)
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "only its owner may read it");
+    w.by(
+        &w.dave,
+        &["issued", &id, "-o", &out_file.display().to_string()],
+    )
+    .code(REFUSED, "an existing file is not replaced");
+
+    // Every file of the data directory (the database, its write-ahead log) and status.
+    let mut places: Vec<Vec<u8>> = std::fs::read_dir(&w.cli.data_dir)
+        .expect("the data directory")
+        .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+        .collect();
+    places.push(w.by(&w.dave, &["status", "--json"]).stdout.into_bytes());
+    for place in places {
+        assert!(
+            !place
+                .windows(token.len())
+                .any(|win| win == token.as_bytes()),
+            "the token is in neither the data directory nor status"
+        );
+    }
+    drop(idp);
+}

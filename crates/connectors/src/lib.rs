@@ -11,8 +11,8 @@
 //! - [`webhook`]: a signed JSON POST per grant and revoke, retried with backoff; the receiver
 //!   does not enforce the deadline, Breakglass does;
 //! - [`oauth`]: short-lived access tokens for a resource from the organisation's provider,
-//!   expiring at or before the deadline, revoked with RFC 7009 (not yet selectable in a
-//!   policy: the sealed hand-over of the token to the requester comes next).
+//!   expiring at or before the deadline, handed over sealed to the requester (and to the
+//!   broker, which revokes them with RFC 7009).
 //!
 //! Each is a [`Connector`], built from the target's [`ConnectorSpec`] by [`build`] with its
 //! secrets read through [`Secrets`]. The engine runs them only after the event that authorises
@@ -22,6 +22,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use breakglass_core::policy::ConnectorSpec;
+use breakglass_core::seal::SealSecretKey;
 use breakglass_core::{Credential, Issued, Request, Timestamp};
 use serde::Serialize;
 
@@ -101,16 +102,19 @@ pub trait Connector: Send + Sync {
     }
 }
 
-/// Builds the connector a policy target names, reading its secrets.
+/// Builds the connector a policy target names, reading its secrets. `broker` is the broker's
+/// sealing key: connectors that hand out secrets keep a copy sealed to it, to revoke them.
 pub fn build(
     spec: &ConnectorSpec,
     secrets: &dyn Secrets,
+    broker: &SealSecretKey,
 ) -> Result<Box<dyn Connector>, ConnectorError> {
     Ok(match spec {
         ConnectorSpec::Command(c) => Box::new(command::CommandConnector::new(c.clone())),
         ConnectorSpec::Ssh(s) => Box::new(ssh::SshConnector::new(s, secrets)?),
         ConnectorSpec::Postgres(p) => Box::new(postgres::PostgresConnector::new(p, secrets)?),
         ConnectorSpec::Webhook(w) => Box::new(webhook::WebhookConnector::new(w, secrets)?),
+        ConnectorSpec::OAuth(o) => Box::new(oauth::OAuthConnector::new(o, secrets, broker)?),
         other => {
             return Err(ConnectorError::new(format!(
                 "this build has no {} connector",
@@ -132,6 +136,11 @@ pub fn check_credential(
         }
         (ConnectorSpec::Postgres(_), Some(Credential::ScramVerifier(v))) => {
             postgres::ScramVerifier::parse(v).map(|_| ())
+        }
+        (ConnectorSpec::OAuth(_), Some(Credential::SealKey(key))) => {
+            breakglass_core::seal::SealPublicKey::parse(key)
+                .map(|_| ())
+                .map_err(|e| ConnectorError::new(e.to_string()))
         }
         // Whether one is needed at all is core's rule, checked when the request is recorded.
         _ => Ok(()),

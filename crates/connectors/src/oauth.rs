@@ -11,11 +11,17 @@
 //! the requester.
 
 use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-use breakglass_core::{jose, Span, Timestamp};
-use breakglass_idp::{AccessToken, Provider};
+use breakglass_core::policy::OAuthSpec;
+use breakglass_core::seal::{seal, SealPublicKey, SealSecretKey};
+use breakglass_core::{jose, Clock, Credential, Issued, SealedToken, Span, SystemClock, Timestamp};
+use breakglass_idp::{AccessToken, ClientSecret, Provider, ProviderConfig};
+use tokio::sync::OnceCell;
 
-use crate::ConnectorError;
+use crate::{Access, BoxFuture, Connector, ConnectorError, Secrets};
 
 /// How far before the deadline a token is asked to end, for the time the request takes and
 /// clocks that differ slightly.
@@ -26,8 +32,6 @@ pub const EXPIRY_MARGIN: Span = Span::from_secs(1);
 pub struct TokenSettings {
     /// The resource indicator (RFC 8707): the API the token is for.
     pub resource: String,
-    /// The scopes asked for.
-    pub scopes: Vec<String>,
     /// The longest lifetime the provider issues tokens for the resource with.
     pub max_lifetime: Span,
     /// The token-request parameter with which the provider takes a shorter lifetime (seconds),
@@ -72,13 +76,14 @@ impl TokenIssuer {
         TokenIssuer { provider, settings }
     }
 
-    /// A token for access from `now` until `deadline`: asked to end [`EXPIRY_MARGIN`] before
-    /// the deadline, and refused (revoked at once) if the provider's answer says it would live
-    /// past the deadline.
+    /// A token with `scopes` for access from `now` until `deadline`: asked to end
+    /// [`EXPIRY_MARGIN`] before the deadline, and refused (revoked at once) if the provider's
+    /// answer says it would live past the deadline.
     pub async fn obtain(
         &self,
         now: Timestamp,
         deadline: Timestamp,
+        scopes: &[String],
     ) -> Result<ObtainedToken, ConnectorError> {
         let s = &self.settings;
         let window = deadline.millis_since(now) / 1000 - EXPIRY_MARGIN.as_secs() as i64;
@@ -101,7 +106,7 @@ impl TokenIssuer {
             .collect();
         let tokens = self
             .provider
-            .client_credentials(Some(&s.resource), &s.scopes, &extra)
+            .client_credentials(Some(&s.resource), scopes, &extra)
             .await
             .map_err(provider_error("obtaining a token"))?;
         let token = tokens.access_token;
@@ -158,5 +163,198 @@ impl TokenIssuer {
     /// The provider.
     pub fn provider(&self) -> &Provider {
         &self.provider
+    }
+}
+
+/// The `oauth` connector: a token per grant from the policy's provider, handed over sealed —
+/// to the requester's sealing key for use and to the broker's for revocation — so the log and
+/// the database hold it only in forms those two can open. The token's own expiry, at or before
+/// the deadline, ends access even when no Breakglass process runs; revoking ends an opaque
+/// token at once (a JWT stays valid until its `exp`: resource servers check it on their own).
+pub struct OAuthConnector {
+    config: ProviderConfig,
+    settings: TokenSettings,
+    scopes: std::collections::BTreeMap<String, Vec<String>>,
+    timeout: Duration,
+    broker: SealSecretKey,
+    /// Discovered on first use (building a connector does no network I/O).
+    issuer: OnceCell<TokenIssuer>,
+}
+
+impl fmt::Debug for OAuthConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthConnector")
+            .field("issuer", &self.config.issuer)
+            .field("client_id", &self.config.client_id)
+            .field("resource", &self.settings.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OAuthConnector {
+    /// The connector for `spec`, its client secret read through `secrets`; `broker` is the
+    /// broker's sealing key.
+    pub fn new(
+        spec: &OAuthSpec,
+        secrets: &dyn Secrets,
+        broker: &SealSecretKey,
+    ) -> Result<OAuthConnector, ConnectorError> {
+        let secret = secrets.read(&spec.client_secret)?;
+        let secret = std::str::from_utf8(&secret)
+            .map_err(|_| ConnectorError::new("the OAuth client secret is not UTF-8 text"))?
+            .trim_end_matches(['\r', '\n']);
+        if secret.is_empty() {
+            return Err(ConnectorError::new("the OAuth client secret is empty"));
+        }
+        let mut config = ProviderConfig::new("oauth-connector", &spec.issuer, &spec.client_id);
+        config.client_secret = Some(ClientSecret::new(secret));
+        Ok(OAuthConnector {
+            config,
+            settings: TokenSettings {
+                resource: spec.resource.clone(),
+                max_lifetime: spec.max_token_lifetime,
+                lifetime_parameter: spec.lifetime_parameter.clone(),
+            },
+            scopes: spec.scopes.clone(),
+            timeout: Duration::from_secs(spec.timeout.as_secs()),
+            broker: broker.clone(),
+            issuer: OnceCell::new(),
+        })
+    }
+
+    async fn issuer(&self) -> Result<&TokenIssuer, ConnectorError> {
+        self.issuer
+            .get_or_try_init(|| async {
+                let provider = Provider::discover(self.config.clone(), Arc::new(SystemClock))
+                    .await
+                    .map_err(provider_error("reading the provider's discovery document"))?;
+                Ok(TokenIssuer::new(provider, self.settings.clone()))
+            })
+            .await
+    }
+
+    async fn within<T>(
+        &self,
+        what: &str,
+        work: impl Future<Output = Result<T, ConnectorError>>,
+    ) -> Result<T, ConnectorError> {
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ConnectorError::new(format!(
+                    "{what} took longer than {}s",
+                    self.timeout.as_secs()
+                )))
+            })
+    }
+
+    async fn grant_token(&self, access: Access<'_>) -> Result<Issued, ConnectorError> {
+        let r = access.request;
+        let Some(Credential::SealKey(key)) = &r.credential else {
+            return Err(ConnectorError::new(
+                "the request carries no sealing key to hand the token over with",
+            ));
+        };
+        let requester =
+            SealPublicKey::parse(key).map_err(|e| ConnectorError::new(e.to_string()))?;
+        let scopes = self.scopes.get(&r.role).cloned().unwrap_or_default();
+        let issuer = self.within("reaching the provider", self.issuer()).await?;
+        let got = self
+            .within(
+                "obtaining a token",
+                issuer.obtain(SystemClock.now(), access.deadline, &scopes),
+            )
+            .await?;
+        let sealed = seal(
+            &requester,
+            &SealedToken::requester_context(&r.id),
+            got.token.expose_secret().as_bytes(),
+        )
+        .and_then(|for_requester| {
+            Ok((
+                for_requester,
+                seal(
+                    &self.broker.public_key(),
+                    &SealedToken::broker_context(&r.id),
+                    got.token.expose_secret().as_bytes(),
+                )?,
+            ))
+        });
+        match sealed {
+            Ok((for_requester, for_broker)) => Ok(Issued::AccessToken(SealedToken {
+                resource: self.settings.resource.clone(),
+                expires_at: got.expires_at,
+                jwt: got.jwt,
+                for_requester,
+                for_broker,
+            })),
+            Err(e) => {
+                let _ = self
+                    .within("revoking the token", issuer.revoke(&got.token))
+                    .await;
+                Err(ConnectorError::new(format!(
+                    "the token could not be sealed ({e}); it was revoked"
+                )))
+            }
+        }
+    }
+
+    async fn revoke_token(&self, access: Access<'_>) -> Result<(), ConnectorError> {
+        let r = access.request;
+        let Some(Issued::AccessToken(t)) = &r.issued else {
+            // The grant issued nothing (it failed before a token existed): nothing to revoke.
+            return Ok(());
+        };
+        if SystemClock.now() >= t.expires_at {
+            // Expired on its own: no provider accepts it any more.
+            return Ok(());
+        }
+        let token = self
+            .broker
+            .open(&SealedToken::broker_context(&r.id), &t.for_broker)
+            .map_err(|e| {
+                ConnectorError::new(format!(
+                    "the broker's copy of the token does not open ({e}); it expires at {}",
+                    t.expires_at
+                ))
+            })?;
+        let token = AccessToken::new(
+            String::from_utf8(token.to_vec())
+                .map_err(|_| ConnectorError::new("the sealed token is not text"))?,
+        );
+        let issuer = self.within("reaching the provider", self.issuer()).await?;
+        self.within("revoking the token", issuer.revoke(&token))
+            .await
+            .map_err(|e| {
+                if t.jwt {
+                    ConnectorError::new(format!(
+                        "{e}; the token is a JWT and stays valid until {} regardless",
+                        t.expires_at
+                    ))
+                } else {
+                    e
+                }
+            })
+    }
+}
+
+impl Connector for OAuthConnector {
+    fn kind(&self) -> &'static str {
+        "oauth"
+    }
+
+    fn enforces_expiry(&self) -> bool {
+        true
+    }
+
+    fn grant<'a>(
+        &'a self,
+        access: Access<'a>,
+    ) -> BoxFuture<'a, Result<Option<Issued>, ConnectorError>> {
+        Box::pin(async move { self.grant_token(access).await.map(Some) })
+    }
+
+    fn revoke<'a>(&'a self, access: Access<'a>) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(self.revoke_token(access))
     }
 }

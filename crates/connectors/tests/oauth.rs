@@ -22,11 +22,14 @@ async fn issuer_for(idp: &TestIdp, resource: &str, lifetime_parameter: bool) -> 
         provider,
         TokenSettings {
             resource: resource.to_owned(),
-            scopes: vec!["api:read".to_owned()],
             max_lifetime: Span::from_secs(RESOURCE_MAX_TTL_SECS),
             lifetime_parameter: lifetime_parameter.then(|| LIFETIME_PARAMETER.to_owned()),
         },
     )
+}
+
+fn scopes() -> Vec<String> {
+    vec!["api:read".to_owned()]
 }
 
 fn in_secs(secs: i64) -> (Timestamp, Timestamp) {
@@ -46,7 +49,10 @@ async fn an_opaque_token_is_active_until_revoked_and_ends_by_the_deadline() {
     let idp = idp().await;
     let issuer = issuer_for(&idp, OPAQUE_RESOURCE, true).await;
     let (now, deadline) = in_secs(600);
-    let got = issuer.obtain(now, deadline).await.expect("a token");
+    let got = issuer
+        .obtain(now, deadline, &scopes())
+        .await
+        .expect("a token");
     assert!(!got.jwt, "this resource's tokens are opaque");
     assert!(
         got.expires_at <= deadline,
@@ -100,7 +106,10 @@ async fn a_jwt_expires_by_the_deadline_and_a_resource_server_refuses_it_after() 
     let idp = idp().await;
     let issuer = issuer_for(&idp, JWT_RESOURCE, true).await;
     let (now, deadline) = in_secs(3);
-    let got = issuer.obtain(now, deadline).await.expect("a token");
+    let got = issuer
+        .obtain(now, deadline, &scopes())
+        .await
+        .expect("a token");
     assert!(got.jwt, "this resource's tokens are JWTs");
     let claims = jose::peek_claims(got.token.expose_secret()).expect("claims");
     let exp = claims["exp"].as_i64().expect("exp");
@@ -127,7 +136,11 @@ async fn a_token_that_would_outlive_the_deadline_is_revoked_and_the_grant_fails(
     // Without the lifetime parameter the provider issues its full hour.
     let issuer = issuer_for(&idp, OPAQUE_RESOURCE, false).await;
     let (now, deadline) = in_secs(120);
-    let error = issuer.obtain(now, deadline).await.unwrap_err().to_string();
+    let error = issuer
+        .obtain(now, deadline, &scopes())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains("after the grant's deadline")
             && error.contains("it was revoked and not handed out")
@@ -141,10 +154,18 @@ async fn a_grant_longer_than_the_provider_issues_or_too_short_is_refused_before_
     let idp = idp().await;
     let issuer = issuer_for(&idp, JWT_RESOURCE, true).await;
     let (now, deadline) = in_secs(2 * 3600);
-    let error = issuer.obtain(now, deadline).await.unwrap_err().to_string();
+    let error = issuer
+        .obtain(now, deadline, &scopes())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("longer than the 1h tokens"), "{error}");
     let (now, deadline) = in_secs(1);
-    let error = issuer.obtain(now, deadline).await.unwrap_err().to_string();
+    let error = issuer
+        .obtain(now, deadline, &scopes())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("too soon"), "{error}");
     assert_eq!(
         idp.request_counts().await.expect("counts").token,

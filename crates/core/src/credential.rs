@@ -5,6 +5,9 @@
 //! - PostgreSQL: the SCRAM-SHA-256 verifier of a password the requester's machine generated and
 //!   kept; the grant is a login role holding that verifier. The password never leaves the
 //!   requester's machine and is never logged; the database only ever stores its verifier.
+//! - OAuth: the requester's sealing public key ([`crate::seal`]); the grant is an access token
+//!   sealed to it, and a copy sealed to the broker (which revokes it), so the log holds the
+//!   token only in forms those two alone can open.
 //!
 //! Core checks their shape (bounded, one line, the right form); the connectors check them in
 //! full before a request is recorded.
@@ -12,6 +15,8 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::{RequestId, Timestamp};
 
 /// The longest credential accepted, in bytes: generous for any OpenSSH public key (an RSA-16384
 /// key is about 2.8 kB) and a SCRAM verifier (about 130 bytes).
@@ -26,6 +31,9 @@ pub enum Credential {
     /// A PostgreSQL SCRAM-SHA-256 verifier
     /// (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`).
     ScramVerifier(String),
+    /// The requester's X25519 public key for sealing ([`crate::seal::SealPublicKey`]), derived
+    /// from their identity key: what a granted access token is sealed to.
+    SealKey(String),
 }
 
 impl fmt::Debug for Credential {
@@ -35,6 +43,7 @@ impl fmt::Debug for Credential {
         match self {
             Credential::SshPublicKey(key) => f.debug_tuple("SshPublicKey").field(key).finish(),
             Credential::ScramVerifier(_) => f.write_str("ScramVerifier(<verifier>)"),
+            Credential::SealKey(key) => f.debug_tuple("SealKey").field(key).finish(),
         }
     }
 }
@@ -47,6 +56,8 @@ pub enum CredentialKind {
     SshPublicKey,
     /// [`Credential::ScramVerifier`].
     ScramVerifier,
+    /// [`Credential::SealKey`].
+    SealKey,
 }
 
 impl CredentialKind {
@@ -55,6 +66,7 @@ impl CredentialKind {
         match self {
             CredentialKind::SshPublicKey => "an SSH public key",
             CredentialKind::ScramVerifier => "a database password verifier",
+            CredentialKind::SealKey => "a sealing public key",
         }
     }
 }
@@ -65,13 +77,16 @@ impl Credential {
         match self {
             Credential::SshPublicKey(_) => CredentialKind::SshPublicKey,
             Credential::ScramVerifier(_) => CredentialKind::ScramVerifier,
+            Credential::SealKey(_) => CredentialKind::SealKey,
         }
     }
 
     /// The text as given.
     pub fn as_str(&self) -> &str {
         match self {
-            Credential::SshPublicKey(s) | Credential::ScramVerifier(s) => s,
+            Credential::SshPublicKey(s) | Credential::ScramVerifier(s) | Credential::SealKey(s) => {
+                s
+            }
         }
     }
 
@@ -117,13 +132,20 @@ impl Credential {
                     );
                 }
             }
+            Credential::SealKey(key) => {
+                if let Err(e) = crate::seal::SealPublicKey::parse(key) {
+                    return Some(format!(
+                        "a sealing public key must be 43 characters of base64url: {e}"
+                    ));
+                }
+            }
         }
         None
     }
 }
 
-/// What a grant handed out, recorded with it. Never a secret: for a secret (a token) only a
-/// form the requester alone can open would be.
+/// What a grant handed out, recorded with it. Never a secret in plain: a secret (a token) is
+/// recorded only sealed to the requester and to the broker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Issued {
@@ -132,19 +154,64 @@ pub enum Issued {
     SshCertificate(String),
     /// The database login role created for the grant; its password is the requester's.
     DatabaseRole(String),
+    /// An OAuth access token, sealed.
+    AccessToken(SealedToken),
+}
+
+/// An access token as recorded: sealed to the requester (who uses it) and to the broker (which
+/// revokes it), with what may be said of it in the open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedToken {
+    // Fields in byte order of their names: the canonical encoding (see docs/log-format.md).
+    /// When it stops working at the latest: at or before the grant's deadline.
+    pub expires_at: Timestamp,
+    /// The token sealed to the broker's sealing key, context [`SealedToken::broker_context`].
+    pub for_broker: String,
+    /// The token sealed to the requester's [`Credential::SealKey`], context
+    /// [`SealedToken::requester_context`].
+    pub for_requester: String,
+    /// A JWT, which resource servers check on their own: revoking it at the provider does not
+    /// stop it before `expires_at`.
+    pub jwt: bool,
+    /// The resource (RFC 8707 indicator) it is for.
+    pub resource: String,
+}
+
+impl SealedToken {
+    /// The sealing context of the requester's copy of request `request`'s token.
+    pub fn requester_context(request: &RequestId) -> String {
+        format!("access token {request} requester")
+    }
+
+    /// The sealing context of the broker's copy of request `request`'s token.
+    pub fn broker_context(request: &RequestId) -> String {
+        format!("access token {request} broker")
+    }
 }
 
 impl Issued {
     /// Why it is malformed, if it is (bounded, one line of printable ASCII).
     pub fn shape_problem(&self) -> Option<String> {
-        let text = match self {
-            Issued::SshCertificate(s) | Issued::DatabaseRole(s) => s,
+        let texts: Vec<&str> = match self {
+            Issued::SshCertificate(s) | Issued::DatabaseRole(s) => vec![s],
+            Issued::AccessToken(t) => vec![&t.resource, &t.for_requester, &t.for_broker],
         };
-        if text.is_empty() || text.len() > 2 * MAX_CREDENTIAL_BYTES {
-            return Some("an issued credential must be 1 to 16384 bytes long".into());
+        for text in texts {
+            if text.is_empty() || text.len() > 2 * MAX_CREDENTIAL_BYTES {
+                return Some("an issued credential must be 1 to 16384 bytes long".into());
+            }
+            if !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                return Some("an issued credential must be one line of printable ASCII".into());
+            }
         }
-        if !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            return Some("an issued credential must be one line of printable ASCII".into());
+        if let Issued::AccessToken(t) = self {
+            if ![&t.for_requester, &t.for_broker]
+                .iter()
+                .all(|s| s.starts_with(crate::seal::SEALED_PREFIX))
+            {
+                return Some("an issued access token must be sealed".into());
+            }
         }
         None
     }
@@ -214,6 +281,34 @@ mod tests {
         assert!(
             with.contains(r#""break_glass":false,"credential":{"ssh_public_key":"ssh-ed25519 AAAA"},"duration""#),
             "in byte order of the names: {with}"
+        );
+    }
+
+    #[test]
+    fn a_sealed_token_encodes_its_fields_in_byte_order() {
+        let t = Issued::AccessToken(SealedToken {
+            expires_at: Timestamp::from_unix_millis(1_800_000_000_000).unwrap(),
+            for_broker: "bgseal1.b".into(),
+            for_requester: "bgseal1.r".into(),
+            jwt: false,
+            resource: "https://api".into(),
+        });
+        let text = serde_json::to_string(&t).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            text,
+            serde_json::to_string(&value).unwrap(),
+            "already canonical"
+        );
+        assert_eq!(serde_json::from_str::<Issued>(&text).unwrap(), t);
+        assert_eq!(t.shape_problem(), None);
+        let mut plain = t.clone();
+        if let Issued::AccessToken(p) = &mut plain {
+            p.for_requester = "eyJhbGciOi".into();
+        }
+        assert!(
+            plain.shape_problem().is_some(),
+            "an unsealed token is refused"
         );
     }
 

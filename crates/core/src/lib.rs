@@ -30,12 +30,13 @@ pub mod jose;
 pub mod names;
 pub mod offline;
 pub mod policy;
+pub mod seal;
 pub mod span;
 mod state;
 mod text;
 mod time;
 
-pub use credential::{Credential, CredentialKind, Issued, MAX_CREDENTIAL_BYTES};
+pub use credential::{Credential, CredentialKind, Issued, SealedToken, MAX_CREDENTIAL_BYTES};
 pub use error::Refusal;
 pub use event::{
     AlertKind, Event, EventBody, EVENT_FORMAT, MAX_GRANT_RECORD_DELAY_SECS, MAX_TEXT_LEN,

@@ -71,6 +71,15 @@
 //!       secret reference: the HMAC key, at least 32 bytes), `attempts` (default 5, 1 to 20),
 //!       `timeout` (per attempt, default `"10s"`, at most `"10m"`). Breakglass enforces the
 //!       deadline.
+//!     - `"oauth"`: `issuer` (the provider's issuer URL), `client_id` and `client_secret` (a
+//!       secret reference) of the broker's confidential client, `resource` (the RFC 8707
+//!       resource indicator of the API), `scopes` (optional: an array for every role, or a table
+//!       of role = array naming every role), `max_token_lifetime` (required: the longest
+//!       lifetime the provider issues tokens for the resource with; the target's
+//!       `max_duration` may not exceed it), `lifetime_parameter` (optional: the token-request
+//!       parameter with which the provider takes a shorter lifetime in seconds), `timeout`
+//!       (default `"30s"`, at most `"10m"`). Requests carry the requester's sealing key; the
+//!       token's own expiry, at or before the deadline, enforces it.
 //!
 //!     A secret reference says where a connector secret is kept, never the secret itself:
 //!     `"keyring:NAME"` (an OS keyring entry of the service [`SECRET_KEYRING_SERVICE`]) or
@@ -255,6 +264,9 @@ pub enum ConnectorSpec {
     Postgres(PostgresSpec),
     /// POST a signed JSON document per grant and revoke.
     Webhook(WebhookSpec),
+    /// Obtain a short-lived OAuth access token for a resource from the provider.
+    #[serde(rename = "oauth")]
+    OAuth(OAuthSpec),
 }
 
 impl ConnectorSpec {
@@ -265,6 +277,7 @@ impl ConnectorSpec {
             ConnectorSpec::Ssh(_) => "ssh",
             ConnectorSpec::Postgres(_) => "postgres",
             ConnectorSpec::Webhook(_) => "webhook",
+            ConnectorSpec::OAuth(_) => "oauth",
         }
     }
 
@@ -272,8 +285,17 @@ impl ConnectorSpec {
     /// role's `VALID UNTIL`), so a missed revocation cannot outlive the grant.
     pub fn enforces_expiry(&self) -> bool {
         match self {
-            ConnectorSpec::Ssh(_) | ConnectorSpec::Postgres(_) => true,
+            ConnectorSpec::Ssh(_) | ConnectorSpec::Postgres(_) | ConnectorSpec::OAuth(_) => true,
             ConnectorSpec::Command(_) | ConnectorSpec::Webhook(_) => false,
+        }
+    }
+
+    /// The longest grant the connector can make, when it has a limit of its own (the longest
+    /// token the provider issues): no target may allow longer.
+    pub fn longest_grant(&self) -> Option<Span> {
+        match self {
+            ConnectorSpec::OAuth(o) => Some(o.max_token_lifetime),
+            _ => None,
         }
     }
 
@@ -282,6 +304,7 @@ impl ConnectorSpec {
         match self {
             ConnectorSpec::Ssh(_) => Some(CredentialKind::SshPublicKey),
             ConnectorSpec::Postgres(_) => Some(CredentialKind::ScramVerifier),
+            ConnectorSpec::OAuth(_) => Some(CredentialKind::SealKey),
             ConnectorSpec::Command(_) | ConnectorSpec::Webhook(_) => None,
         }
     }
@@ -403,6 +426,29 @@ pub struct WebhookSpec {
     /// Attempts per delivery, 1 to [`MAX_WEBHOOK_ATTEMPTS`].
     pub attempts: u32,
     /// Time-out of one attempt.
+    pub timeout: Span,
+}
+
+/// OAuth access tokens from the organisation's provider, by the client-credentials grant with
+/// an RFC 8707 resource indicator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OAuthSpec {
+    /// The provider's issuer URL (its discovery document is read from it).
+    pub issuer: String,
+    /// The broker's client id at the provider (a confidential client).
+    pub client_id: String,
+    /// The client's secret.
+    pub client_secret: SecretRef,
+    /// The resource indicator: the API the tokens are for.
+    pub resource: String,
+    /// Role of the target → the scopes its tokens are asked for (possibly none).
+    pub scopes: BTreeMap<String, Vec<String>>,
+    /// The longest lifetime the provider issues tokens for the resource with; no grant on the
+    /// target may be longer.
+    pub max_token_lifetime: Span,
+    /// The token-request parameter with which the provider takes a shorter lifetime (seconds).
+    pub lifetime_parameter: Option<String>,
+    /// How long one token request or revocation may take.
     pub timeout: Span,
 }
 
@@ -654,6 +700,28 @@ mod tests {
             "keyring:prod-db-admin"
         );
         assert_eq!(json["targets"]["prod-db"]["connector"]["kind"], "postgres");
+        let api = p.target("billing-api").unwrap();
+        let ConnectorSpec::OAuth(o) = &api.connector else {
+            panic!("billing-api hands out tokens");
+        };
+        assert_eq!(o.client_secret, SecretRef::Keyring("idp-broker".into()));
+        assert_eq!(o.scopes["write"], ["billing:read", "billing:write"]);
+        assert_eq!(o.max_token_lifetime, Span::from_secs(3600));
+        assert_eq!(o.lifetime_parameter.as_deref(), Some("requested_lifetime"));
+        assert_eq!(o.timeout, DEFAULT_CONNECTOR_TIMEOUT);
+        assert!(api.enforces_expiry_itself());
+        assert_eq!(api.connector.credential(), Some(CredentialKind::SealKey));
+        assert_eq!(api.connector.longest_grant(), Some(Span::from_secs(3600)));
+        let ConnectorSpec::OAuth(r) = &p.target("reports").unwrap().connector else {
+            panic!("reports hands out tokens");
+        };
+        assert_eq!(
+            r.scopes,
+            BTreeMap::from([(DEFAULT_ROLE.to_owned(), Vec::new())]),
+            "no scopes asked for unless listed"
+        );
+        assert_eq!(r.lifetime_parameter, None);
+        assert_eq!(json["targets"]["reports"]["connector"]["kind"], "oauth");
     }
 
     #[test]

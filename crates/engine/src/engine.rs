@@ -6,9 +6,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use breakglass_core::policy::Policy;
+use breakglass_core::seal::SealSecretKey;
 use breakglass_core::{
-    AlertKind, Binding, Clock, Credential, Event, EventBody, IdentityRecord, LogState, PublicKey,
-    Request, RequestId, Span, Status, Timestamp, VerifiedEvent, EVENT_FORMAT,
+    AlertKind, Binding, Clock, Credential, CredentialKind, Event, EventBody, IdentityRecord,
+    Issued, LogState, PublicKey, Request, RequestId, SealedToken, Span, Status, Timestamp,
+    VerifiedEvent, EVENT_FORMAT,
 };
 use breakglass_ledger::{
     decode_all, replay_onto, Checkpoint, Entry, Frontier, NoteSigner, NoteVerifier,
@@ -17,6 +19,7 @@ use breakglass_store::{Store, StoredCheckpoint};
 use ed25519_dalek::SigningKey;
 use rand::RngCore;
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use crate::error::EngineError;
 use crate::keys::public_key;
@@ -56,6 +59,29 @@ impl Actor {
     /// The identity's public key.
     pub fn public_key(&self) -> PublicKey {
         public_key(&self.key)
+    }
+
+    /// The identity's sealing key, derived from its signing key: access tokens granted to it
+    /// are sealed to its public half.
+    pub fn seal_key(&self) -> SealSecretKey {
+        SealSecretKey::derive(&self.key.to_bytes())
+    }
+
+    /// Opens the access token granted to this identity by request `r`.
+    pub fn open_token(&self, r: &Request) -> Result<Zeroizing<String>, EngineError> {
+        let Some(Issued::AccessToken(t)) = &r.issued else {
+            return Err(EngineError::Invalid(format!(
+                "{} issued no access token",
+                r.id
+            )));
+        };
+        let bytes = self
+            .seal_key()
+            .open(&SealedToken::requester_context(&r.id), &t.for_requester)
+            .map_err(|e| EngineError::Invalid(format!("the token of {}: {e}", r.id)))?;
+        String::from_utf8(bytes.to_vec())
+            .map(Zeroizing::new)
+            .map_err(|_| EngineError::Invalid(format!("the token of {} is not text", r.id)))
     }
 }
 
@@ -688,6 +714,13 @@ impl Engine {
             Credential::SshPublicKey(key) => Credential::SshPublicKey(key.trim().to_owned()),
             other => other,
         });
+        // A token is sealed to the requester's own sealing key unless they name another.
+        let credential = match (credential, target.connector.credential()) {
+            (None, Some(CredentialKind::SealKey)) => Some(Credential::SealKey(
+                actor.seal_key().public_key().to_string(),
+            )),
+            (given, _) => given,
+        };
         if let Some(credential) = &credential {
             // Core checks the shape and whether the connector needs one; this checks the key or
             // verifier in full, so a request whose grant could never work is not recorded.
@@ -919,8 +952,9 @@ impl Engine {
         if let Some(connector) = self.connectors.get(&key) {
             return Ok(Arc::clone(connector));
         }
+        let broker = SealSecretKey::derive(&self.keys.broker.to_bytes());
         let connector: Arc<dyn Connector> =
-            breakglass_connectors::build(spec, &SystemSecrets)?.into();
+            breakglass_connectors::build(spec, &SystemSecrets, &broker)?.into();
         // Connectors of older policy versions are needed again only for removed targets.
         self.connectors
             .retain(|(v, t), _| *v == current || (*v == version && t == target));

@@ -1,9 +1,9 @@
 //! Grants whose targets enforce the deadline themselves, end to end through the engine: a
-//! request carries the requester's SSH public key or database password verifier, approvals
-//! grant it through the policy's connector, and the real sshd and the real PostgreSQL stop
-//! accepting it at the deadline on their own (nothing ticks), and at once after a revoke.
-//! Connector secrets (the CA key, the administrative password) come from 0600 files the policy
-//! names; the log never holds them.
+//! request carries the requester's SSH public key, database password verifier or sealing key,
+//! approvals grant it through the policy's connector, and the real sshd, the real PostgreSQL and
+//! the real OpenID provider stop accepting it at the deadline on their own (nothing ticks), and
+//! at once after a revoke. Connector secrets (the CA key, the administrative password, the
+//! client secret) come from 0600 files the policy names; the log never holds them.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,11 @@ use breakglass_core::{
     Clock, Credential, Issued, Refusal, RequestId, Span, Status, SystemClock, Timestamp,
 };
 use breakglass_engine::{generate, Actor, Engine, EngineError, NewRequest, SystemKeys};
+use breakglass_idp::testing::{
+    TestIdp, TestIdpOptions, BROKER_CLIENT_ID, JWT_RESOURCE, LIFETIME_PARAMETER, OPAQUE_RESOURCE,
+    RESOURCE_MAX_TTL_SECS,
+};
+use breakglass_idp::{AccessToken, Provider};
 use breakglass_ledger::NoteSigner;
 use breakglass_store::testing::PgCluster;
 use breakglass_store::Store;
@@ -92,11 +97,11 @@ impl Lab {
         &mut self,
         target: &str,
         duration: &str,
-        credential: Credential,
+        credential: Option<Credential>,
     ) -> (RequestId, Timestamp, Issued) {
         let out = self
             .engine
-            .request(&self.dana, request(target, duration, Some(credential)))
+            .request(&self.dana, request(target, duration, credential))
             .await
             .expect("requested");
         assert_eq!(out.state, Status::Pending);
@@ -175,7 +180,11 @@ principals = ["{user}"]
 
     // A short grant: sshd refuses the certificate from the deadline on, with nothing revoking it.
     let (id, deadline, issued) = lab
-        .granted("bastion", "4s", Credential::SshPublicKey(public.clone()))
+        .granted(
+            "bastion",
+            "4s",
+            Some(Credential::SshPublicKey(public.clone())),
+        )
         .await;
     let Issued::SshCertificate(text) = issued else {
         panic!("an SSH grant issues a certificate, not {issued:?}");
@@ -212,7 +221,7 @@ principals = ["{user}"]
 
     // A long grant, revoked early by the requester: refused at once.
     let (id, _, issued) = lab
-        .granted("bastion", "30m", Credential::SshPublicKey(public))
+        .granted("bastion", "30m", Some(Credential::SshPublicKey(public)))
         .await;
     let Issued::SshCertificate(text) = issued else {
         panic!("a certificate");
@@ -350,7 +359,7 @@ roles = {{ read = "readers" }}
         .granted(
             "reports",
             "5s",
-            Credential::ScramVerifier(verifier.as_str().into()),
+            Some(Credential::ScramVerifier(verifier.as_str().into())),
         )
         .await;
     let Issued::DatabaseRole(role) = issued else {
@@ -397,4 +406,140 @@ roles = {{ read = "readers" }}
     assert!(!log.contains(password.as_str()));
     assert!(!log.contains(admin_password.as_str()));
     assert!(log.contains(verifier.as_str()), "only the verifier");
+}
+
+/// An `oauth` target of the real test provider for `resource`, its client secret in a 0600 file.
+fn oauth_policy(dir: &Path, idp: &TestIdp, resource: &str) -> String {
+    let secret = dir.join("client-secret");
+    write_secret(&secret, idp.broker_secret().as_bytes());
+    format!(
+        r#"{groups}
+[targets.billing]
+roles = ["read", "write"]
+max_duration = "1h"
+request_ttl = "30m"
+extension_cap = "2h"
+requesters = ["engineers"]
+approvers = {{ groups = ["sre"], quorum = 1 }}
+[targets.billing.connector]
+kind = "oauth"
+issuer = "{issuer}"
+client_id = "{client}"
+client_secret = "file:{secret}"
+resource = "{resource}"
+scopes = {{ read = ["api:read"], write = ["api:read", "api:write"] }}
+max_token_lifetime = "{max}s"
+lifetime_parameter = "{parameter}"
+"#,
+        groups = groups(),
+        issuer = idp.issuer(),
+        client = BROKER_CLIENT_ID,
+        secret = secret.display(),
+        max = RESOURCE_MAX_TTL_SECS,
+        parameter = LIFETIME_PARAMETER,
+    )
+}
+
+async fn test_idp() -> TestIdp {
+    TestIdp::start(TestIdpOptions::default())
+        .await
+        .expect("the test provider starts")
+}
+
+#[tokio::test]
+async fn an_oauth_token_reaches_only_its_requester_ends_by_the_deadline_and_dies_on_revoke() {
+    let idp = test_idp().await;
+    let mut lab = lab(|dir| oauth_policy(dir, &idp, OPAQUE_RESOURCE)).await;
+    // No credential given: the engine seals to dana's own key.
+    let (id, deadline, issued) = lab.granted("billing", "10m", None).await;
+    let Issued::AccessToken(sealed) = &issued else {
+        panic!("an oauth grant issues a sealed token, not {issued:?}");
+    };
+    assert_eq!(sealed.resource, OPAQUE_RESOURCE);
+    assert!(!sealed.jwt);
+    assert!(
+        sealed.expires_at <= deadline,
+        "{} after {deadline}",
+        sealed.expires_at
+    );
+    let r = lab.engine.state().request(&id).expect("recorded").clone();
+    assert!(
+        matches!(&r.credential, Some(Credential::SealKey(k)) if *k == lab.dana.seal_key().public_key().to_string()),
+        "the request carries dana's sealing key: {:?}",
+        r.credential
+    );
+    let token = lab.dana.open_token(&r).expect("dana opens her token");
+    assert!(
+        lab.bob.open_token(&r).is_err(),
+        "the approver cannot open it"
+    );
+
+    // The provider knows it: active, for the resource, until at most the deadline.
+    let provider = Provider::discover(idp.broker_client(), Arc::new(SystemClock))
+        .await
+        .expect("discovery");
+    let bearer = AccessToken::new(token.as_str());
+    let seen = provider.introspect(&bearer).await.expect("introspection");
+    assert!(seen.active, "active while the grant lasts");
+
+    // The log holds it only sealed.
+    let entries = lab
+        .engine
+        .entries(0, lab.engine.size())
+        .await
+        .expect("entries");
+    let log = String::from_utf8_lossy(&entries.concat()).into_owned();
+    assert!(
+        !log.contains(token.as_str()),
+        "no plaintext token in the log"
+    );
+    assert!(
+        !log.contains(idp.broker_secret()),
+        "no client secret in the log"
+    );
+    assert!(log.contains(&sealed.for_requester));
+
+    lab.engine
+        .revoke(&lab.dana, &id, None)
+        .await
+        .expect("dana ends it early");
+    assert_eq!(
+        lab.engine.state().request(&id).expect("recorded").status,
+        Status::Revoked
+    );
+    let seen = provider.introspect(&bearer).await.expect("introspection");
+    assert!(!seen.active, "inactive at once after the revoke");
+}
+
+#[tokio::test]
+async fn an_oauth_jwt_expires_by_the_deadline_and_a_target_whose_caps_exceed_the_token_is_refused()
+{
+    let idp = test_idp().await;
+    let mut lab = lab(|dir| oauth_policy(dir, &idp, JWT_RESOURCE)).await;
+    let (id, deadline, issued) = lab.granted("billing", "30s", None).await;
+    let Issued::AccessToken(sealed) = &issued else {
+        panic!("a sealed token, not {issued:?}");
+    };
+    assert!(sealed.jwt);
+    let r = lab.engine.state().request(&id).expect("recorded").clone();
+    let token = lab.dana.open_token(&r).expect("dana opens her token");
+    let claims = breakglass_core::jose::peek_claims(token.as_str()).expect("a JWT");
+    let exp = claims["exp"].as_i64().expect("exp");
+    assert!(
+        exp * 1000 <= deadline.unix_millis(),
+        "exp {exp} at or before the deadline {deadline}"
+    );
+    assert_eq!(claims["aud"], JWT_RESOURCE);
+
+    // A policy allowing grants longer than the provider's tokens is refused, naming the limit.
+    let longer = oauth_policy(lab.dir.path(), &idp, JWT_RESOURCE)
+        .replace("version = 1", "version = 2")
+        .replace(r#"max_duration = "1h""#, r#"max_duration = "2h""#);
+    let error = breakglass_core::policy::Policy::parse(&longer)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("max_duration 2h of target billing exceeds the 1h its oauth connector"),
+        "{error}"
+    );
 }

@@ -124,6 +124,17 @@ async overview() : Promise<Result<Overview, AppError>> {
 }
 },
 /**
+ * What this identity's live grant issued (its SSH certificate or access token), to show it.
+ */
+async issued(id: string) : Promise<Result<Credential, AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("issued", { id }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
  * Requests access.
  */
 async requestAccess(form: RequestForm) : Promise<Result<Decided, AppError>> {
@@ -620,7 +631,12 @@ export type Needs =
 /**
  * A password for the grant's database role: made by the app, shown once.
  */
-"database_password"
+"database_password" | 
+/**
+ * Nothing to type: the grant's access token is sealed to this app's key and shown once
+ * granted (and on request while the grant lasts).
+ */
+"access_token"
 /**
  * An offline approval to hand to the requester.
  */
@@ -860,7 +876,12 @@ can_revoke: boolean;
 /**
  * Whether this app's identity may record the review it owes.
  */
-can_review: boolean }
+can_review: boolean; 
+/**
+ * Whether this app's identity can see what the live grant issued (its SSH certificate or
+ * access token) again.
+ */
+can_show_issued: boolean }
 /**
  * Where a break-glass review stands.
  */

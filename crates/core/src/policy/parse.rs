@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use toml_edit::{ImDocument, Item, Key, TableLike};
 
 use super::{
-    ApproverRule, BreakGlassRule, Policy, PolicyErrors, PolicyProblem, ProviderPolicy,
-    TargetPolicy, DEFAULT_MAX_AUTH_AGE, DEFAULT_PROVIDER_SCOPES, DEFAULT_ROLE,
+    ApproverRule, BreakGlassRule, ConnectorSpec, Policy, PolicyErrors, PolicyProblem,
+    ProviderPolicy, TargetPolicy, DEFAULT_MAX_AUTH_AGE, DEFAULT_PROVIDER_SCOPES, DEFAULT_ROLE,
     MAX_DESCRIPTION_CHARS, MAX_POLICY_BYTES, MAX_PROVIDER_GROUP_CHARS,
 };
 use crate::names::name_problem;
@@ -763,6 +763,21 @@ impl Problems {
                 "how access is granted, e.g. a [targets.NAME.connector] table with kind = \"command\"",
             )
             .and_then(|e| self.connector(e, &t, &path, roles.as_deref()));
+        if let (Some((entry, Some(max))), Some(limit)) = (
+            max_duration,
+            connector.as_ref().and_then(ConnectorSpec::longest_grant),
+        ) {
+            if max > limit {
+                self.at(
+                    entry.value_pos(),
+                    format!(
+                        "max_duration {max} of target {t} exceeds the {limit} its {} connector can \
+                         grant for (the longest token the provider issues, max_token_lifetime)",
+                        connector.as_ref().map_or("", ConnectorSpec::kind)
+                    ),
+                );
+            }
+        }
 
         if !name_ok {
             return None;

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use breakglass_connectors::postgres::{new_password, ScramVerifier};
 use breakglass_core::policy::Policy;
 use breakglass_core::{
-    Clock, Credential as LogCredential, CredentialKind, EventBody, Issued, RequestId, Span,
+    Clock, Credential as LogCredential, CredentialKind, EventBody, Issued, RequestId, Span, Status,
 };
 use breakglass_idp::{Provider, ProviderConfig};
 use breakglass_ledger::{verify_bundle, write_bundle, Entry, NoteVerifier, VerifyOptions};
@@ -344,7 +344,8 @@ impl Desk {
                     Some(password),
                 )
             }
-            None => (None, None),
+            // The engine seals the token to this identity's own key.
+            Some(CredentialKind::SealKey) | None => (None, None),
         };
         let actor = self.signed_actor().await?;
         let outcome = self
@@ -613,18 +614,69 @@ impl Desk {
         Ok(actor)
     }
 
+    /// What this identity's grant `id` handed over, to show it: its SSH certificate, or its
+    /// access token opened with this identity's key. Nothing is stored or logged.
+    pub fn issued(&self, id: &str) -> Result<Credential, EngineError> {
+        let id = parse_id(id)?;
+        let r = self
+            .engine
+            .state()
+            .request(&id)
+            .ok_or(breakglass_core::Refusal::UnknownRequest(id))?;
+        if r.requester != self.me() {
+            return Err(EngineError::Invalid(format!(
+                "{id} is {}'s grant: only they can see what it issued",
+                r.requester
+            )));
+        }
+        if r.status != Status::Active {
+            return Err(EngineError::Invalid(format!(
+                "{id} is {}: what it issued no longer works",
+                r.status.as_str()
+            )));
+        }
+        self.credential_of(r)?.ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "{id} issued nothing to show (see its target's note)"
+            ))
+        })
+    }
+
+    fn credential_of(
+        &self,
+        r: &breakglass_core::Request,
+    ) -> Result<Option<Credential>, EngineError> {
+        Ok(match &r.issued {
+            // A certificate is no secret, but it is what the requester needs next.
+            Some(Issued::SshCertificate(cert)) => Some(Credential {
+                label: "SSH certificate: save it beside your key as id_ed25519-cert.pub".into(),
+                value: cert.clone(),
+            }),
+            Some(Issued::AccessToken(t)) => {
+                let token = self.actor()?.open_token(r)?;
+                Some(Credential {
+                    label: format!(
+                        "Access token for {}, valid until {}: copy it now; it is not shown in \
+                         the log",
+                        t.resource, t.expires_at
+                    ),
+                    value: token.as_str().to_owned(),
+                })
+            }
+            Some(Issued::DatabaseRole(_)) | None => None,
+        })
+    }
+
     fn decided(&self, outcome: Outcome) -> Result<Decided, EngineError> {
         let state = self.engine.state();
         let r = state
             .request(&outcome.request)
             .ok_or(breakglass_core::Refusal::UnknownRequest(outcome.request))?;
-        // A certificate is no secret, but it is what the requester needs next: shown at once.
-        let credential = match &r.issued {
-            Some(Issued::SshCertificate(cert)) if r.requester == self.me() => Some(Credential {
-                label: "SSH certificate: save it beside your key as id_ed25519-cert.pub".into(),
-                value: cert.clone(),
-            }),
-            _ => None,
+        // What the requester needs next is shown at once when the grant is theirs.
+        let credential = if r.requester == self.me() {
+            self.credential_of(r)?
+        } else {
+            None
         };
         Ok(Decided {
             request: view::request_view(state, self.me(), r),

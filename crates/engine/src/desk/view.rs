@@ -3,7 +3,7 @@
 
 use breakglass_core::policy::TargetPolicy;
 use breakglass_core::{
-    AlertKind as LogAlertKind, CredentialKind, LogState, Request, Review, Status, Timestamp,
+    AlertKind as LogAlertKind, CredentialKind, Issued, LogState, Request, Review, Status, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -173,6 +173,9 @@ pub enum Needs {
     SshPublicKey,
     /// A password for the grant's database role: made by the app, shown once.
     DatabasePassword,
+    /// Nothing to type: the grant's access token is sealed to this app's key and shown once
+    /// granted (and on request while the grant lasts).
+    AccessToken,
 }
 
 /// A request and where it stands.
@@ -237,6 +240,9 @@ pub struct RequestView {
     pub can_revoke: bool,
     /// Whether this app's identity may record the review it owes.
     pub can_review: bool,
+    /// Whether this app's identity can see what the live grant issued (its SSH certificate or
+    /// access token) again.
+    pub can_show_issued: bool,
 }
 
 /// Where a break-glass review stands.
@@ -470,6 +476,7 @@ pub(crate) fn target_view(state: &LogState, me: &str, t: &TargetPolicy) -> Targe
         needs: t.connector.credential().map(|kind| match kind {
             CredentialKind::SshPublicKey => Needs::SshPublicKey,
             CredentialKind::ScramVerifier => Needs::DatabasePassword,
+            CredentialKind::SealKey => Needs::AccessToken,
         }),
         can_request: t
             .requesters
@@ -541,6 +548,12 @@ pub(crate) fn request_view(state: &LogState, me: &str, r: &Request) -> RequestVi
         can_revoke: matches!(r.status, Status::Approved | Status::Active)
             && (mine || approver || state.is_admin(me)),
         can_review: review == Some(ReviewState::Required) && approver && !mine,
+        can_show_issued: mine
+            && r.status == Status::Active
+            && matches!(
+                r.issued,
+                Some(Issued::SshCertificate(_) | Issued::AccessToken(_))
+            ),
     }
 }
 

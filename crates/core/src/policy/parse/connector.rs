@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 
 use super::{is_absolute, issuer_problem, Entry, Problems, Table};
 use crate::policy::{
-    CommandSpec, ConnectorSpec, PostgresSpec, SecretRef, SshSpec, WebhookSpec,
+    CommandSpec, ConnectorSpec, OAuthSpec, PostgresSpec, SecretRef, SshSpec, WebhookSpec,
     DEFAULT_CONNECTOR_TIMEOUT, DEFAULT_SSH_SKEW, DEFAULT_WEBHOOK_ATTEMPTS, DEFAULT_WEBHOOK_TIMEOUT,
     MAX_CONNECTOR_TIMEOUT, MAX_SSH_SKEW, MAX_WEBHOOK_ATTEMPTS,
 };
 use crate::span::Span;
 
-const KINDS: &str = "\"command\", \"ssh\", \"postgres\" or \"webhook\"";
+const KINDS: &str = "\"command\", \"ssh\", \"postgres\", \"webhook\" or \"oauth\"";
 const COMMAND_KEYS: &[&str] = &["kind", "grant", "revoke", "timeout", "batch"];
 const SSH_KEYS: &[&str] = &["kind", "ca_key", "revocation_list", "principals", "skew"];
 const POSTGRES_KEYS: &[&str] = &[
@@ -22,6 +22,23 @@ const POSTGRES_KEYS: &[&str] = &[
     "timeout",
 ];
 const WEBHOOK_KEYS: &[&str] = &["kind", "url", "secret", "attempts", "timeout"];
+const OAUTH_KEYS: &[&str] = &[
+    "kind",
+    "issuer",
+    "client_id",
+    "client_secret",
+    "resource",
+    "scopes",
+    "max_token_lifetime",
+    "lifetime_parameter",
+    "timeout",
+];
+
+/// The longest scope accepted, in characters.
+const MAX_SCOPE_CHARS: usize = 128;
+
+/// The longest client id, resource indicator or parameter name accepted, in characters.
+const MAX_OAUTH_TEXT_CHARS: usize = 512;
 
 /// The longest SSH principal (an account name) accepted, in characters.
 const MAX_PRINCIPAL_CHARS: usize = 64;
@@ -63,6 +80,10 @@ impl Problems {
             "webhook" => {
                 self.unknown_keys(&table, WEBHOOK_KEYS);
                 self.webhook(&table, t).map(ConnectorSpec::Webhook)
+            }
+            "oauth" => {
+                self.unknown_keys(&table, OAUTH_KEYS);
+                self.oauth(&table, t, roles).map(ConnectorSpec::OAuth)
             }
             other => {
                 self.at(
@@ -145,10 +166,31 @@ impl Problems {
         t: &str,
         roles: Option<&[String]>,
     ) -> Option<BTreeMap<String, Vec<String>>> {
-        let what = format!("connector.principals of target {t}");
-        let of_role = |role: &str| format!("connector.principals.{role} of target {t}");
+        self.per_role(
+            entry,
+            "principals",
+            "accounts",
+            t,
+            roles,
+            Self::principal_list,
+        )
+    }
+
+    /// A list for every role of target `t` at connector key `key`: one array for every role, or
+    /// a table of role = array naming every role. `unit` names what is listed ("accounts").
+    fn per_role(
+        &mut self,
+        entry: Entry<'_>,
+        key: &str,
+        unit: &str,
+        t: &str,
+        roles: Option<&[String]>,
+        list: fn(&mut Self, Entry<'_>, &str) -> Option<Vec<String>>,
+    ) -> Option<BTreeMap<String, Vec<String>>> {
+        let what = format!("connector.{key} of target {t}");
+        let of_role = |role: &str| format!("connector.{key}.{role} of target {t}");
         if entry.item.is_array() {
-            let list = self.principal_list(entry, &what)?;
+            let list = list(self, entry, &what)?;
             let roles = roles?;
             return Some(roles.iter().map(|r| (r.clone(), list.clone())).collect());
         }
@@ -156,7 +198,7 @@ impl Problems {
             self.at(
                 entry.value_pos(),
                 format!(
-                    "{what} must be an array of accounts or a table of role = [accounts]; found {}",
+                    "{what} must be an array of {unit} or a table of role = [{unit}]; found {}",
                     entry.type_name()
                 ),
             );
@@ -174,7 +216,7 @@ impl Problems {
                 );
                 continue;
             }
-            match self.principal_list(role, &of_role(name)) {
+            match list(self, role, &of_role(name)) {
                 Some(list) => {
                     map.insert(name.to_owned(), list);
                 }
@@ -186,7 +228,7 @@ impl Problems {
                 ok = false;
                 self.at(
                     table.pos,
-                    format!("{what} lists no accounts for role {role:?}"),
+                    format!("{what} lists no {unit} for role {role:?}"),
                 );
             }
         }
@@ -386,6 +428,154 @@ impl Problems {
             attempts: attempts?,
             timeout: timeout?,
         })
+    }
+
+    fn oauth(&mut self, table: &Table<'_>, t: &str, roles: Option<&[String]>) -> Option<OAuthSpec> {
+        let issuer = self
+            .required(
+                table,
+                "issuer",
+                "the provider's issuer URL, e.g. \"https://login.example.org\"",
+            )
+            .and_then(|e| {
+                let what = format!("connector.issuer of target {t}");
+                let issuer = self.string(e, &what)?;
+                match issuer_problem(issuer) {
+                    Some(problem) => {
+                        self.at(e.value_pos(), format!("{what}: {problem}"));
+                        None
+                    }
+                    None => Some(issuer.to_owned()),
+                }
+            });
+        let client_id = self
+            .required(
+                table,
+                "client_id",
+                "the broker's client id at the provider, e.g. \"breakglass-broker\"",
+            )
+            .and_then(|e| self.oauth_text(e, &format!("connector.client_id of target {t}")));
+        let client_secret = self
+            .required(
+                table,
+                "client_secret",
+                "where the client's secret is kept, e.g. \"keyring:idp-broker\"",
+            )
+            .and_then(|e| self.secret(e, &format!("connector.client_secret of target {t}")));
+        let resource = self
+            .required(
+                table,
+                "resource",
+                "the resource indicator of the API the tokens are for, e.g. \"https://api.example.org\"",
+            )
+            .and_then(|e| {
+                let what = format!("connector.resource of target {t}");
+                let resource = self.oauth_text(e, &what)?;
+                let absolute = resource.starts_with("https://") || resource.starts_with("http://");
+                if !absolute || resource.contains('#') {
+                    self.at(
+                        e.value_pos(),
+                        format!(
+                            "{what} must be an absolute http(s) URI without a fragment \
+                             (RFC 8707); found {resource:?}"
+                        ),
+                    );
+                    return None;
+                }
+                Some(resource)
+            });
+        let scopes = match table.get("scopes") {
+            Some(e) => self.per_role(e, "scopes", "scopes", t, roles, Self::scope_list),
+            None => roles.map(|roles| roles.iter().map(|r| (r.clone(), Vec::new())).collect()),
+        };
+        let max_token_lifetime = self
+            .required(
+                table,
+                "max_token_lifetime",
+                "the longest lifetime the provider issues tokens for the resource with, e.g. \"1h\"",
+            )
+            .and_then(|e| self.span(e, &format!("connector.max_token_lifetime of target {t}")));
+        let lifetime_parameter = match table.get("lifetime_parameter") {
+            Some(e) => {
+                let what = format!("connector.lifetime_parameter of target {t}");
+                let name = self.oauth_text(e, &what)?;
+                if !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                {
+                    self.at(
+                        e.value_pos(),
+                        format!("{what} must be a form parameter name (letters, digits, '_', '-', '.'); found {name:?}"),
+                    );
+                    None
+                } else {
+                    Some(Some(name))
+                }
+            }
+            None => Some(None),
+        };
+        let timeout = self.timeout(table, t, DEFAULT_CONNECTOR_TIMEOUT);
+        Some(OAuthSpec {
+            issuer: issuer?,
+            client_id: client_id?,
+            client_secret: client_secret?,
+            resource: resource?,
+            scopes: scopes?,
+            max_token_lifetime: max_token_lifetime?,
+            lifetime_parameter: lifetime_parameter?,
+            timeout: timeout?,
+        })
+    }
+
+    /// One line of 1 to [`MAX_OAUTH_TEXT_CHARS`] printable ASCII characters, no spaces.
+    fn oauth_text(&mut self, entry: Entry<'_>, what: &str) -> Option<String> {
+        let text = self.string(entry, what)?;
+        let ok = (1..=MAX_OAUTH_TEXT_CHARS).contains(&text.len())
+            && text.bytes().all(|b| (0x21..0x7f).contains(&b));
+        if !ok {
+            self.at(
+                entry.value_pos(),
+                format!(
+                    "{what} must be 1-{MAX_OAUTH_TEXT_CHARS} printable ASCII characters without \
+                     spaces; found {text:?}"
+                ),
+            );
+            return None;
+        }
+        Some(text.to_owned())
+    }
+
+    fn scope_list(&mut self, entry: Entry<'_>, what: &str) -> Option<Vec<String>> {
+        let elements = self.strings(entry, what, "scopes")?;
+        let mut ok = true;
+        let mut list: Vec<String> = Vec::new();
+        for e in &elements {
+            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+            let valid = (1..=MAX_SCOPE_CHARS).contains(&e.text.len())
+                && e.text
+                    .bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+            if !valid {
+                ok = false;
+                self.at(
+                    e.pos,
+                    format!(
+                        "scope {:?} in {what} must be 1-{MAX_SCOPE_CHARS} printable ASCII \
+                         characters other than space, '\"' and '\\'",
+                        e.text
+                    ),
+                );
+            } else if list.iter().any(|s| s == e.text) {
+                ok = false;
+                self.at(
+                    e.pos,
+                    format!("scope {:?} is listed twice in {what}", e.text),
+                );
+            } else {
+                list.push(e.text.to_owned());
+            }
+        }
+        ok.then_some(list)
     }
 
     fn timeout(&mut self, table: &Table<'_>, t: &str, default: Span) -> Option<Span> {
