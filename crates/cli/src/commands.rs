@@ -13,8 +13,9 @@ use breakglass_core::{
     SystemClock, Timestamp,
 };
 use breakglass_engine::{
-    default_dir, desk, generate, public_key, signin, write_csv, write_jsonl, Actor, Code, Engine,
-    EngineError, ExportFilter, Home, InitOptions, KeyLocation, KeyStoreKind, NewRequest,
+    default_dir, desk, generate, public_key, signin, write_csv, write_jsonl, Actor, BrokerNotice,
+    Code, Engine, EngineError, ExportFilter, Home, InitOptions, KeyLocation, KeyStoreKind,
+    NewRequest,
 };
 use breakglass_ledger::{verify_bundle, write_bundle, NoteVerifier, VerifyOptions};
 use breakglass_store::Store;
@@ -1068,14 +1069,31 @@ async fn broker(ctx: &Ctx, interval: &str) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new(ctx.clock.clone()));
     let mut engine = home.engine(clock).await?;
     eprintln!(
-        "breakglass broker: started; ending whatever came due while no broker ran, then each \
-         grant at its deadline (Ctrl-C or SIGTERM to stop)"
+        "breakglass broker: started; once it holds the broker lease it ends whatever came due \
+         while no broker ran, then each grant at its deadline (Ctrl-C or SIGTERM to stop)"
     );
-    let mut first = true;
+    // Set on taking the lease, so the pass after each takeover reports as the first.
+    let first = std::cell::Cell::new(true);
     let max_sleep = Duration::from_millis(u64::try_from(interval.as_millis()).unwrap_or(1000));
     engine
-        .run_broker(
+        .run_leased_broker(
             max_sleep,
+            |notice| match notice {
+                BrokerNotice::Standby => eprintln!(
+                    "breakglass broker: standby: another broker is acting on this log; taking \
+                     over when it stops"
+                ),
+                BrokerNotice::Acting => {
+                    first.set(true);
+                    eprintln!("breakglass broker: acting (holds the broker lease)");
+                }
+                BrokerNotice::Lost(e) => {
+                    eprintln!("breakglass broker: warning: {e}; stopped acting, waiting as a standby")
+                }
+                BrokerNotice::LeaseError(e) => {
+                    eprintln!("breakglass broker: warning: cannot take the broker lease: {e}; trying again")
+                }
+            },
             |pass| {
                 match pass {
                     Ok(report) => {
@@ -1097,7 +1115,7 @@ async fn broker(ctx: &Ctx, interval: &str) -> Result<()> {
                         for f in &report.failures {
                             eprintln!("warning: {f}");
                         }
-                        if first {
+                        if first.get() {
                             eprintln!(
                                 "breakglass broker: first pass done: {} overdue grant(s) ended, {} \
                                  failure(s)",
@@ -1108,7 +1126,7 @@ async fn broker(ctx: &Ctx, interval: &str) -> Result<()> {
                     }
                     Err(e) => eprintln!("breakglass broker: warning: {e}; trying again"),
                 }
-                first = false;
+                first.set(false);
             },
             shutdown(),
         )

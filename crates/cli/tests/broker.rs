@@ -1,6 +1,7 @@
 //! `breakglass broker` as a process: killed with SIGKILL while grants are active, it ends every
 //! grant whose deadline passed while it was down in the first pass after it is started again,
-//! before anything else; SIGTERM stops it cleanly.
+//! before anything else; SIGTERM stops it cleanly. On a shared PostgreSQL a second broker waits
+//! as a standby and takes over when the acting one dies, revoking nothing twice.
 
 mod support;
 
@@ -41,9 +42,9 @@ fn until(rx: &Receiver<String>, marker: &str) -> Vec<String> {
     }
 }
 
-#[test]
-fn a_killed_broker_ends_every_overdue_grant_in_its_first_pass_when_restarted() {
-    let w = World::sqlite();
+/// Applies a policy with target `timed` (break-glass up to 10 minutes) whose revoke program
+/// appends each instruction to the file returned.
+fn timed_target(w: &World) -> std::path::PathBuf {
     let calls = w.path("revokes.jsonl");
     let script = w.path("revoke.sh");
     std::fs::write(
@@ -69,7 +70,28 @@ connector = {{ kind = "command", grant = ["/bin/true"], revoke = ["{}"] }}
     std::fs::write(&file, policy).expect("write the policy");
     w.by(&w.admin, &["policy", "apply", &file.display().to_string()])
         .ok("the policy applies");
+    calls
+}
 
+/// Each of `ids` reached the revoke program exactly once.
+fn assert_revoked_once(calls: &std::path::Path, ids: &[String]) {
+    let revoked = std::fs::read_to_string(calls).expect("the revoke program ran");
+    for id in ids {
+        assert_eq!(
+            revoked
+                .lines()
+                .filter(|l| l.contains(&format!("\"request\":\"{id}\"")))
+                .count(),
+            1,
+            "{id} revoked exactly once: {revoked}"
+        );
+    }
+}
+
+#[test]
+fn a_killed_broker_ends_every_overdue_grant_in_its_first_pass_when_restarted() {
+    let w = World::sqlite();
+    let calls = timed_target(&w);
     let mut broker = w.cli.spawn(&["broker", "--interval", "1s"]);
     let rx = lines(&mut broker);
     until(&rx, "first pass done");
@@ -104,17 +126,7 @@ connector = {{ kind = "command", grant = ["/bin/true"], revoke = ["{}"] }}
             "{id} is revoked in the first pass: {first:#?}"
         );
     }
-    let revoked = std::fs::read_to_string(&calls).expect("the revoke program ran");
-    for id in &ids {
-        assert_eq!(
-            revoked
-                .lines()
-                .filter(|l| l.contains(&format!("\"request\":\"{id}\"")))
-                .count(),
-            1,
-            "{id} revoked exactly once: {revoked}"
-        );
-    }
+    assert_revoked_once(&calls, &ids);
 
     let stopped = Command::new("kill")
         .args(["-TERM", &broker.id().to_string()])
@@ -127,4 +139,49 @@ connector = {{ kind = "command", grant = ["/bin/true"], revoke = ["{}"] }}
     for id in &ids {
         assert_eq!(w.state_of(id), "expired");
     }
+}
+
+#[test]
+fn a_standby_broker_takes_over_when_the_acting_one_dies_and_nothing_is_revoked_twice() {
+    let pg = breakglass_store::testing::PgCluster::start_blocking()
+        .expect("a throwaway PostgreSQL cluster");
+    let url = support::block_on(pg.create_database()).expect("a fresh database");
+    let w = World::with_env(&[("BREAKGLASS_DATABASE_URL", &url)]);
+    let calls = timed_target(&w);
+    let mut active = w.cli.spawn(&["broker", "--interval", "1s"]);
+    let active_rx = lines(&mut active);
+    until(&active_rx, "first pass done");
+    let mut standby = w.cli.spawn(&["broker", "--interval", "1s"]);
+    let standby_rx = lines(&mut standby);
+    until(&standby_rx, "standby: another broker is acting");
+
+    // Three grants are left for the standby; the last one made ends while the first broker
+    // acts (made last, so no other command's pass ends it first).
+    let mut ids = Vec::new();
+    for secs in ["8s", "8s", "8s", "1s"] {
+        let mut args = request_args("timed", secs, "primary is down");
+        args.extend(["--break-glass", "--json"]);
+        let out = w.by(&w.dave, &args);
+        out.ok("break-glass on timed");
+        ids.push(out.json()["request"].as_str().expect("an id").to_owned());
+    }
+    until(&active_rx, &format!("revoked {}", ids[3]));
+    active.kill().expect("SIGKILL the acting broker");
+    active.wait().expect("it is gone");
+
+    let took_over = until(&standby_rx, "acting (holds the broker lease)");
+    assert!(
+        took_over.iter().all(|l| !l.starts_with("revoked")),
+        "the standby did nothing before taking over: {took_over:#?}"
+    );
+    for id in &ids[..3] {
+        until(&standby_rx, &format!("revoked {id}"));
+    }
+    assert_revoked_once(&calls, &ids);
+    for id in &ids {
+        assert_eq!(w.state_of(id), "expired");
+    }
+    standby.kill().expect("stop the standby");
+    standby.wait().expect("it is gone");
+    drop(pg);
 }

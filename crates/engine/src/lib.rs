@@ -68,5 +68,6 @@ pub use export::{neutralise_formula, write_csv, write_jsonl, ExportFilter, CSV_C
 pub use home::{default_dir, Home, InitOptions, KeyStoreKind, CONFIG_FILE};
 pub use keys::{generate, public_key, KeyError, KeyLocation, KEYRING_SERVICE};
 pub use scheduler::{
-    revoke_due_at, RevokeRun, TickReport, REVOKE_CONCURRENCY, REVOKE_RETRY_FIRST, REVOKE_RETRY_MAX,
+    revoke_due_at, BrokerNotice, RevokeRun, TickReport, REVOKE_CONCURRENCY, REVOKE_RETRY_FIRST,
+    REVOKE_RETRY_MAX, STANDBY_POLL,
 };

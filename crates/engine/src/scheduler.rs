@@ -15,12 +15,30 @@ use std::time::Duration;
 
 use breakglass_connectors::{Access, Connector, ConnectorError};
 use breakglass_core::{AlertKind, EventBody, Request, RequestId, Span, Status, Timestamp};
+use breakglass_store::StoreError;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::engine::{Engine, Pending, Signer};
 use crate::error::EngineError;
+
+/// How often a standby broker tries to take the broker lease: a broker that dies is replaced
+/// within about this long (for PostgreSQL, once the server has seen its connection close).
+pub const STANDBY_POLL: Duration = Duration::from_secs(1);
+
+/// What [`Engine::run_leased_broker`] reports besides its passes.
+#[derive(Debug)]
+pub enum BrokerNotice<'a> {
+    /// Another broker holds the lease: this one waits.
+    Standby,
+    /// This broker holds the lease and acts.
+    Acting,
+    /// The lease could not be confirmed: this broker stopped acting and waits again.
+    Lost(&'a StoreError),
+    /// Trying to take the lease failed (the database is unreachable, say); it is tried again.
+    LeaseError(&'a StoreError),
+}
 
 /// Revokes run at once, at most.
 pub const REVOKE_CONCURRENCY: usize = 64;
@@ -343,17 +361,75 @@ impl Engine {
         loop {
             let result = self.tick().await;
             on_pass(result.as_ref());
-            let wait = match (&result, self.next_due()) {
-                (Ok(_), Some(due)) => {
-                    let ms = due.millis_since(self.now()).max(0);
-                    Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(max_sleep)
-                }
-                _ => max_sleep,
-            };
+            let wait = self.wait_after(&result, max_sleep);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = &mut stop => return,
             }
+        }
+    }
+
+    /// [`Engine::run_broker`] as the one broker of its log: it waits as a standby (trying every
+    /// [`STANDBY_POLL`]) until it holds the store's [`breakglass_store::BrokerLease`], confirms the lease before
+    /// every pass, and on losing it stops acting and waits again. `on_notice` hears of each
+    /// change.
+    pub async fn run_leased_broker(
+        &mut self,
+        max_sleep: Duration,
+        mut on_notice: impl FnMut(BrokerNotice<'_>),
+        mut on_pass: impl FnMut(Result<&TickReport, &EngineError>),
+        stop: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        loop {
+            let mut standby = false;
+            let mut lease = loop {
+                match self.store().try_broker_lease().await {
+                    Ok(Some(lease)) => break lease,
+                    Ok(None) if !standby => {
+                        standby = true;
+                        on_notice(BrokerNotice::Standby);
+                    }
+                    Ok(None) => {}
+                    Err(e) => on_notice(BrokerNotice::LeaseError(&e)),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(STANDBY_POLL) => {}
+                    () = &mut stop => return,
+                }
+            };
+            on_notice(BrokerNotice::Acting);
+            loop {
+                if let Err(e) = lease.check().await {
+                    on_notice(BrokerNotice::Lost(&e));
+                    break;
+                }
+                let result = self.tick().await;
+                on_pass(result.as_ref());
+                let wait = self.wait_after(&result, max_sleep);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = &mut stop => {
+                        lease.release().await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// How long to sleep after a pass: until the next deadline, at most `max_sleep`.
+    fn wait_after(
+        &self,
+        result: &Result<TickReport, EngineError>,
+        max_sleep: Duration,
+    ) -> Duration {
+        match (result, self.next_due()) {
+            (Ok(_), Some(due)) => {
+                let ms = due.millis_since(self.now()).max(0);
+                Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(max_sleep)
+            }
+            _ => max_sleep,
         }
     }
 }

@@ -146,6 +146,13 @@ pub enum StoreError {
         detail: String,
     },
 
+    /// The broker lease could not be confirmed: another broker may be acting now.
+    #[error("the broker lease is lost: {reason}")]
+    LeaseLost {
+        /// Why.
+        reason: String,
+    },
+
     /// Any other database failure while doing `operation`.
     #[error("log database error while {operation}: {source}")]
     Database {

@@ -38,6 +38,7 @@
 //! ```
 
 mod error;
+mod lease;
 mod location;
 mod postgres;
 mod schema;
@@ -52,6 +53,7 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 
 pub use error::StoreError;
+pub use lease::BrokerLease;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -230,6 +232,15 @@ impl Store {
                 SqliteStore::open(url.as_deref(), &path).await?,
             )),
             Location::Postgres { url } => Ok(Store::Postgres(PgStore::open(&url).await?)),
+        }
+    }
+
+    /// Tries to become the one broker acting on this log ([`BrokerLease`]): `None` while another
+    /// broker holds the lease.
+    pub async fn try_broker_lease(&self) -> Result<Option<BrokerLease>, StoreError> {
+        match self {
+            Store::Sqlite(s) => BrokerLease::file(s.path()),
+            Store::Postgres(p) => BrokerLease::postgres(p.options()).await,
         }
     }
 

@@ -26,6 +26,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Appends are serialised across every process by a transaction-scoped advisory lock.
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    /// How to connect (for connections of their own, such as the broker lease's). Holds the
+    /// password: never shown. Boxed: it is large and rarely used.
+    options: Box<PgConnectOptions>,
     /// The location with its password redacted; the only form of it that is kept.
     location: String,
 }
@@ -65,8 +68,16 @@ impl PgStore {
             .max_connections(4)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(60))
-            .connect_lazy_with(options);
-        Ok(PgStore { pool, location })
+            .connect_lazy_with(options.clone());
+        Ok(PgStore {
+            pool,
+            options: Box::new(options),
+            location,
+        })
+    }
+
+    pub(crate) fn options(&self) -> &PgConnectOptions {
+        &self.options
     }
 
     pub(crate) async fn close(self) {

@@ -38,6 +38,11 @@ impl fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub(crate) async fn open(url: Option<&str>, path: &Path) -> Result<SqliteStore, StoreError> {
         let options = match url {
             Some(url) => {

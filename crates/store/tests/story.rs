@@ -66,7 +66,47 @@ async fn story(dbs: &impl Databases, backend: Backend) {
         concurrent_writers_never_lose_or_fork(dbs.fresh().await),
         concurrent_opens_migrate_once(dbs.fresh().await),
         streaming_reads_everything(dbs.fresh().await),
+        one_broker_lease_at_a_time(dbs.fresh().await),
     );
+}
+
+/// Exactly one holder of the broker lease, across separately opened stores (as separate
+/// processes would); released on drop, confirmed by `check` while held.
+async fn one_broker_lease_at_a_time(location: String) {
+    let a = Store::open(&location).await.expect("open a");
+    let b = Store::open(&location).await.expect("open b");
+    let mut first = a
+        .try_broker_lease()
+        .await
+        .expect("try")
+        .expect("the lease is free");
+    first.check().await.expect("held");
+    assert!(
+        b.try_broker_lease().await.expect("try").is_none(),
+        "a second broker waits"
+    );
+    assert!(
+        a.try_broker_lease().await.expect("try").is_none(),
+        "even through the same store"
+    );
+    first.release().await;
+    let mut second = b
+        .try_broker_lease()
+        .await
+        .expect("try")
+        .expect("free again once released");
+    second.check().await.expect("held");
+    drop(second);
+    // Dropping frees it too (for PostgreSQL, once the server sees the connection close).
+    let mut again = None;
+    for _ in 0..50 {
+        again = a.try_broker_lease().await.expect("try");
+        if again.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "a dropped lease is free again");
 }
 
 async fn first_append_survives_reopen(location: String, backend: Backend) {

@@ -386,17 +386,7 @@ impl Problems {
                 "url",
                 "where grants and revokes are POSTed, e.g. \"https://hooks.example.org/breakglass\"",
             )
-            .and_then(|e| {
-                let what = format!("connector.url of target {t}");
-                let url = self.string(e, &what)?;
-                match issuer_problem(url) {
-                    Some(problem) => {
-                        self.at(e.value_pos(), format!("{what}: {problem}"));
-                        None
-                    }
-                    None => Some(url.to_owned()),
-                }
-            });
+            .and_then(|e| self.web_url(e, &format!("connector.url of target {t}")));
         let secret = self
             .required(
                 table,
@@ -437,17 +427,7 @@ impl Problems {
                 "issuer",
                 "the provider's issuer URL, e.g. \"https://login.example.org\"",
             )
-            .and_then(|e| {
-                let what = format!("connector.issuer of target {t}");
-                let issuer = self.string(e, &what)?;
-                match issuer_problem(issuer) {
-                    Some(problem) => {
-                        self.at(e.value_pos(), format!("{what}: {problem}"));
-                        None
-                    }
-                    None => Some(issuer.to_owned()),
-                }
-            });
+            .and_then(|e| self.web_url(e, &format!("connector.issuer of target {t}")));
         let client_id = self
             .required(
                 table,
@@ -525,6 +505,19 @@ impl Problems {
             lifetime_parameter: lifetime_parameter?,
             timeout: timeout?,
         })
+    }
+
+    /// An https URL (plain http only on a loopback address), without a query, fragment or
+    /// credentials.
+    fn web_url(&mut self, entry: Entry<'_>, what: &str) -> Option<String> {
+        let url = self.string(entry, what)?;
+        match issuer_problem(url) {
+            Some(problem) => {
+                self.at(entry.value_pos(), format!("{what}: {problem}"));
+                None
+            }
+            None => Some(url.to_owned()),
+        }
     }
 
     /// One line of 1 to [`MAX_OAUTH_TEXT_CHARS`] printable ASCII characters, no spaces.
