@@ -80,11 +80,12 @@ impl Ctx {
     }
 
     /// Opens the log and runs a scheduler pass first, so anything overdue (expiry, lapse,
-    /// a grant interrupted by a crash) is handled before the command.
+    /// a grant interrupted by a crash) is handled before the command — unless a broker is
+    /// acting on the log: then that is the broker's work.
     async fn engine(&self) -> Result<(Home, Engine)> {
         let home = self.home()?;
         let mut engine = home.engine(self.clock.clone()).await?;
-        let report = engine.tick().await?;
+        let report = engine.tick_unless_brokered().await?;
         for f in &report.failures {
             eprintln!("breakglass: warning: {f}");
         }

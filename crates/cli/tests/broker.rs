@@ -128,11 +128,7 @@ fn a_killed_broker_ends_every_overdue_grant_in_its_first_pass_when_restarted() {
     }
     assert_revoked_once(&calls, &ids);
 
-    let stopped = Command::new("kill")
-        .args(["-TERM", &broker.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(stopped.success());
+    signal(&broker, "TERM");
     let status = broker.wait().expect("the broker exits");
     assert!(status.success(), "SIGTERM stops it cleanly: {status:?}");
     until(&rx, "breakglass broker: stopped");
@@ -184,4 +180,51 @@ fn a_standby_broker_takes_over_when_the_acting_one_dies_and_nothing_is_revoked_t
     standby.kill().expect("stop the standby");
     standby.wait().expect("it is gone");
     drop(pg);
+}
+
+/// Sends `signal` (STOP, CONT, TERM, …) to `child`.
+fn signal(child: &Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{signal}");
+}
+
+#[test]
+fn while_a_broker_acts_other_commands_leave_expiry_to_it() {
+    let w = World::sqlite();
+    let calls = timed_target(&w);
+    let mut broker = w.cli.spawn(&["broker", "--interval", "1s"]);
+    let rx = lines(&mut broker);
+    until(&rx, "first pass done");
+    let mut args = request_args("timed", "1s", "primary is down");
+    args.extend(["--break-glass", "--json"]);
+    let out = w.by(&w.dave, &args);
+    out.ok("break-glass on timed");
+    let id = out.json()["request"].as_str().expect("an id").to_owned();
+
+    // The broker is frozen (it still holds the lease) while the deadline passes: a command
+    // does not revoke in its place.
+    signal(&broker, "STOP");
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(
+        w.state_of(&id),
+        "active",
+        "status left the expiry to the broker"
+    );
+    assert!(!calls.exists(), "no command ran the revoke");
+
+    signal(&broker, "CONT");
+    until(&rx, &format!("revoked {id}"));
+    assert_revoked_once(&calls, std::slice::from_ref(&id));
+    signal(&broker, "TERM");
+    assert!(broker.wait().expect("the broker exits").success());
+
+    // With no broker, commands run the pass themselves again.
+    let out = w.by(&w.dave, &args);
+    out.ok("another break-glass");
+    let second = out.json()["request"].as_str().expect("an id").to_owned();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(w.state_of(&second), "expired", "status ended it");
 }

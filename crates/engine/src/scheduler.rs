@@ -418,6 +418,25 @@ impl Engine {
         }
     }
 
+    /// What a command runs first: a scheduler pass, unless a broker is acting on this log —
+    /// then the pass is the broker's, and this only picks up what others appended (so a
+    /// command never races the broker on a revoke). When the lease cannot even be tried (a
+    /// read-only data directory, say), the pass runs as it always did.
+    pub async fn tick_unless_brokered(&mut self) -> Result<TickReport, EngineError> {
+        match self.store().try_broker_lease().await {
+            Ok(Some(lease)) => {
+                let report = self.tick().await;
+                lease.release().await;
+                report
+            }
+            Ok(None) => {
+                self.refresh().await?;
+                Ok(TickReport::default())
+            }
+            Err(_) => self.tick().await,
+        }
+    }
+
     /// How long to sleep after a pass: until the next deadline, at most `max_sleep`.
     fn wait_after(
         &self,
