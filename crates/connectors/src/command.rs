@@ -91,13 +91,7 @@ impl Connector for CommandConnector {
         accesses: &'a [Access<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), ConnectorError>>> {
         if !self.0.batch {
-            return Box::pin(async move {
-                let mut results = Vec::with_capacity(accesses.len());
-                for access in accesses {
-                    results.push(self.run(Action::Revoke, *access).await);
-                }
-                results
-            });
+            return crate::revoke_each(self, accesses);
         }
         Box::pin(self.revoke_batch(accesses))
     }
@@ -126,62 +120,11 @@ async fn run_batch(
         }
         input.push(b'\n');
     }
-    let mut child = match Command::new(program)
-        .args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => return all(ConnectorError::new(format!("cannot start {program}: {e}"))),
-    };
-    let (Some(mut stdin), Some(stdout), Some(mut stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        return all(ConnectorError::new("the program's pipes are missing"));
-    };
-    // Written, read and drained at once: a program answering as it reads would otherwise block
-    // on a full pipe while this side still writes.
     let limit = 16 * 1024 + 64 * accesses.len() as u64;
-    let work = async {
-        let write = async {
-            let _ = stdin.write_all(&input).await;
-            drop(stdin);
-        };
-        let read = async {
-            let mut out = Vec::new();
-            let _ = stdout.take(limit).read_to_end(&mut out).await;
-            out
-        };
-        let drain = async {
-            let mut err = Vec::new();
-            let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut err).await;
-        };
-        let ((), out, ()) = tokio::join!(write, read, drain);
-        (child.wait().await, out)
+    let out = match run_with_input(argv, &input, Some(limit), timeout).await {
+        Ok(out) => out,
+        Err(e) => return all(e),
     };
-    let (status, out) = match tokio::time::timeout(timeout, work).await {
-        Err(_) => {
-            return all(ConnectorError::new(format!(
-                "{program} did not finish within {}s and was killed",
-                timeout.as_secs()
-            )))
-        }
-        Ok((Err(e), _)) => return all(ConnectorError::new(format!("waiting for {program}: {e}"))),
-        Ok((Ok(status), out)) => (status, out),
-    };
-    if !status.success() {
-        return all(ConnectorError::new(format!(
-            "{program} failed with {}",
-            status
-                .code()
-                .map_or_else(|| "a signal".to_owned(), |c| format!("exit status {c}"))
-        )));
-    }
     // Lines end in \n (a \r before it is tolerated); nothing after the last \n is a line.
     let mut answers = out
         .split_inclusive(|b| *b == b'\n')
@@ -206,47 +149,73 @@ async fn run_program(
     instruction: &Instruction<'_>,
     timeout: Duration,
 ) -> Result<(), ConnectorError> {
+    let input = serde_json::to_vec(instruction)
+        .map_err(|e| ConnectorError::new(format!("cannot encode the instruction: {e}")))?;
+    run_with_input(argv, &input, None, timeout)
+        .await
+        .map(|_| ())
+}
+
+/// Runs `argv` (never a shell; a clean environment) with `input` on its standard input, within
+/// `timeout`; exit status 0 is success. Its standard output is returned, up to `out_limit`
+/// bytes (discarded when `None`); its standard error is drained and never repeated (it may
+/// hold credentials). Input, output and error are handled at once, so a program answering as
+/// it reads never blocks on a full pipe.
+async fn run_with_input(
+    argv: &[String],
+    input: &[u8],
+    out_limit: Option<u64>,
+    timeout: Duration,
+) -> Result<Vec<u8>, ConnectorError> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| ConnectorError::new("the connector has no program configured"))?;
-    let input = serde_json::to_vec(instruction)
-        .map_err(|e| ConnectorError::new(format!("cannot encode the instruction: {e}")))?;
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(if out_limit.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::piped())
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| ConnectorError::new(format!("cannot start {program}: {e}")))?;
-    let mut stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| ConnectorError::new("no stdin"))?;
-    let mut stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| ConnectorError::new("no stderr"))?;
+    let (Some(mut stdin), Some(mut stderr)) = (child.stdin.take(), child.stderr.take()) else {
+        return Err(ConnectorError::new("the program's pipes are missing"));
+    };
+    let stdout = child.stdout.take();
     let work = async {
-        // A program that exits without reading its input is not an error in itself.
-        let _ = stdin.write_all(&input).await;
-        drop(stdin);
-        // Drained so the program never blocks on a full pipe; never repeated (it may hold
-        // credentials).
-        let mut err = Vec::new();
-        let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut err).await;
-        child.wait().await
+        let write = async {
+            // A program that exits without reading its input is not an error in itself.
+            let _ = stdin.write_all(input).await;
+            drop(stdin);
+        };
+        let read = async {
+            let mut out = Vec::new();
+            if let (Some(stdout), Some(limit)) = (stdout, out_limit) {
+                let _ = stdout.take(limit).read_to_end(&mut out).await;
+            }
+            out
+        };
+        let drain = async {
+            let mut err = Vec::new();
+            let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut err).await;
+        };
+        let ((), out, ()) = tokio::join!(write, read, drain);
+        (child.wait().await, out)
     };
     match tokio::time::timeout(timeout, work).await {
         Err(_) => Err(ConnectorError::new(format!(
             "{program} did not finish within {}s and was killed",
             timeout.as_secs()
         ))),
-        Ok(Err(e)) => Err(ConnectorError::new(format!("waiting for {program}: {e}"))),
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(ConnectorError::new(format!(
+        Ok((Err(e), _)) => Err(ConnectorError::new(format!("waiting for {program}: {e}"))),
+        Ok((Ok(status), out)) if status.success() => Ok(out),
+        Ok((Ok(status), _)) => Err(ConnectorError::new(format!(
             "{program} failed with {}",
             status
                 .code()

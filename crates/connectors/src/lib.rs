@@ -63,6 +63,17 @@ pub struct Access<'a> {
     pub deadline: Timestamp,
 }
 
+impl<'a> Access<'a> {
+    /// The access window of a granted request; `None` before it is granted.
+    pub fn of(request: &'a Request) -> Option<Access<'a>> {
+        Some(Access {
+            request,
+            granted_at: request.granted_at?,
+            deadline: request.deadline?,
+        })
+    }
+}
+
 /// Grants and revokes access on one kind of target.
 pub trait Connector: Send + Sync {
     /// The connector kind as named in the policy.
@@ -92,14 +103,22 @@ pub trait Connector: Send + Sync {
         &'a self,
         accesses: &'a [Access<'a>],
     ) -> BoxFuture<'a, Vec<Result<(), ConnectorError>>> {
-        Box::pin(async move {
-            let mut results = Vec::with_capacity(accesses.len());
-            for access in accesses {
-                results.push(self.revoke(*access).await);
-            }
-            results
-        })
+        revoke_each(self, accesses)
     }
+}
+
+/// Revokes `accesses` with `connector` one after the other: one result each, in order.
+pub(crate) fn revoke_each<'a, C: Connector + ?Sized>(
+    connector: &'a C,
+    accesses: &'a [Access<'a>],
+) -> BoxFuture<'a, Vec<Result<(), ConnectorError>>> {
+    Box::pin(async move {
+        let mut results = Vec::with_capacity(accesses.len());
+        for access in accesses {
+            results.push(connector.revoke(*access).await);
+        }
+        results
+    })
 }
 
 /// Builds the connector a policy target names, reading its secrets. `broker` is the broker's

@@ -64,11 +64,7 @@ fn connector(dir: &Path, body: &str, timeout: u64) -> CommandConnector {
 async fn revoke_all(c: &CommandConnector, requests: &[Request]) -> Vec<Result<(), String>> {
     let accesses: Vec<Access<'_>> = requests
         .iter()
-        .map(|r| Access {
-            request: r,
-            granted_at: r.granted_at.expect("granted"),
-            deadline: r.deadline.expect("deadline"),
-        })
+        .map(|r| Access::of(r).expect("granted"))
         .collect();
     c.revoke_many(&accesses)
         .await
@@ -160,12 +156,9 @@ async fn a_single_revoke_of_a_batch_connector_uses_the_same_protocol() {
         10,
     );
     let r = request(1);
-    let access = Access {
-        request: &r,
-        granted_at: r.granted_at.unwrap(),
-        deadline: r.deadline.unwrap(),
-    };
-    c.revoke(access).await.expect("revoked");
+    c.revoke(Access::of(&r).expect("granted"))
+        .await
+        .expect("revoked");
     let line = std::fs::read_to_string(&seen).expect("seen");
     assert_eq!(line.lines().count(), 1);
     assert!(line.contains(r#""action":"revoke""#) && line.contains(r.id.as_str()));

@@ -233,16 +233,7 @@ impl Engine {
             let clock = self.clock();
             running.spawn(async move {
                 let started = clock.now();
-                let accesses: Vec<Access<'_>> = requests
-                    .iter()
-                    .filter_map(|r| {
-                        Some(Access {
-                            request: r,
-                            granted_at: r.granted_at?,
-                            deadline: r.deadline?,
-                        })
-                    })
-                    .collect();
+                let accesses: Vec<Access<'_>> = requests.iter().filter_map(Access::of).collect();
                 let mut results = connector.revoke_many(&accesses).await;
                 let finished = clock.now();
                 if results.len() != requests.len() {
