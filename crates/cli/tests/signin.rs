@@ -14,8 +14,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use breakglass_core::SystemClock;
-use breakglass_idp::testing::{TestIdp, TestIdpOptions, TestUser};
-use breakglass_idp::{Provider, RefreshToken};
+use std::os::unix::fs::PermissionsExt;
+
+use breakglass_idp::testing::{
+    TestIdp, TestIdpOptions, TestUser, BROKER_CLIENT_ID, LIFETIME_PARAMETER, OPAQUE_RESOURCE,
+    RESOURCE_MAX_TTL_SECS,
+};
+use breakglass_idp::{AccessToken, Provider, RefreshToken};
 use support::SecretService;
 use support::{Cli, Output, REFUSED};
 
@@ -487,4 +492,121 @@ async fn an_expired_id_token_is_refreshed_before_an_approval_keeping_the_sign_in
         key_before,
         "the refused sign-in left alice's key as it was"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_in_requesters_oauth_token_acts_for_them_by_token_exchange() {
+    let s = Setup::start().await;
+    s.login(&["login"], "alice").await.ok("alice signs in");
+    // Version 2 adds an OAuth target at the same provider, whose broker client may exchange
+    // tokens (RFC 8693, listed in the provider's discovery document).
+    let secret = s.service.tmp.path().join("client-secret");
+    fs::write(&secret, s.idp.broker_secret()).expect("write the client secret");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    let source = format!(
+        r#"{base}
+[targets.api]
+roles = ["read"]
+max_duration = "1h"
+request_ttl = "30m"
+extension_cap = "2h"
+approvers = {{ groups = ["sre"], quorum = 1 }}
+break_glass = {{ max_duration = "30m" }}
+[targets.api.connector]
+kind = "oauth"
+issuer = "{issuer}"
+client_id = "{client}"
+client_secret = "file:{secret}"
+resource = "{resource}"
+scopes = {{ read = ["api:read"] }}
+max_token_lifetime = "{max}s"
+lifetime_parameter = "{parameter}"
+"#,
+        base = policy(s.idp.issuer(), &s.client_id, 2, "15m"),
+        issuer = s.idp.issuer(),
+        client = BROKER_CLIENT_ID,
+        secret = secret.display(),
+        resource = OPAQUE_RESOURCE,
+        max = RESOURCE_MAX_TTL_SECS,
+        parameter = LIFETIME_PARAMETER,
+    );
+    let path = s.service.tmp.path().join("policy-2.toml");
+    fs::write(&path, source).expect("write the policy");
+    s.cli
+        .run(&["policy", "apply", &path.display().to_string()])
+        .ok("the admin adds the OAuth target");
+
+    // A break-glass activation with alice's fresh sign-in is granted at once.
+    let out = s.cli.run(&[
+        "--as",
+        "alice",
+        "request",
+        "--target",
+        "api",
+        "--duration",
+        "10m",
+        "--reason",
+        "billing API incident",
+        "--break-glass",
+        "--json",
+    ]);
+    out.ok("alice self-activates");
+    let id = out.json()["request"]
+        .as_str()
+        .expect("a request id")
+        .to_owned();
+    assert_eq!(s.state(&id), "active");
+    let file = s.service.tmp.path().join("token");
+    s.cli
+        .run(&[
+            "--as",
+            "alice",
+            "issued",
+            &id,
+            "-o",
+            &file.display().to_string(),
+        ])
+        .ok("alice opens her token");
+    let token = fs::read_to_string(&file).expect("the token file");
+
+    // The provider says the token acts for alice, obtained by the broker's client.
+    let provider = Provider::discover(s.idp.broker_client(), std::sync::Arc::new(SystemClock))
+        .await
+        .expect("discovery");
+    assert!(provider.supports_token_exchange());
+    let seen = provider
+        .introspect(&AccessToken::new(token.trim()))
+        .await
+        .expect("introspection");
+    assert!(seen.active, "active while the grant lasts");
+    assert_eq!(
+        seen.subject.as_deref(),
+        Some("alice"),
+        "the token names the requester, not the broker's client"
+    );
+    assert_eq!(seen.client_id.as_deref(), Some(BROKER_CLIENT_ID));
+    assert_eq!(seen.scopes, ["api:read"]);
+
+    // The log says so in the open; the token itself is only sealed there.
+    let out = s.cli.run(&["status", "--all", "--json"]);
+    out.ok("status");
+    let issued = &support::find_request(&out.json(), &id)["issued"]["access_token"];
+    assert_eq!(issued["subject"], "alice", "{issued}");
+    let exported = s.cli.run(&["export", "--format", "jsonl", "-o", "-"]);
+    exported.ok("export");
+    assert!(
+        !exported.stdout.contains(token.trim()),
+        "no plaintext token"
+    );
+    assert!(exported.stdout.contains(r#""subject":"alice""#));
+
+    s.cli
+        .run(&["--as", "alice", "revoke", &id])
+        .ok("alice ends it early");
+    let seen = provider
+        .introspect(&AccessToken::new(token.trim()))
+        .await
+        .expect("introspection");
+    assert!(!seen.active, "inactive at once after the revoke");
+    s.cli.run(&["log", "verify"]).ok("the log verifies");
 }

@@ -1,7 +1,14 @@
 //! OAuth 2.0 tokens: a short-lived access token for the target resource, from the organisation's
-//! provider, by the client-credentials grant (RFC 6749 §4.4) with an RFC 8707 resource
-//! indicator, whose expiry is at or before the grant's deadline — so the token itself stops
-//! working then, whoever holds it — and revoked early with RFC 7009.
+//! provider, with an RFC 8707 resource indicator, whose expiry is at or before the grant's
+//! deadline — so the token itself stops working then, whoever holds it — and revoked early with
+//! RFC 7009.
+//!
+//! Where the provider offers token exchange (RFC 8693, listed in its discovery document) and the
+//! request carries the requester's sign-in (their ID token, still valid), the token is obtained
+//! by exchanging it: the token then names the requester (`sub`), so the resource sees who acts.
+//! Otherwise — a provider without the grant, a local identity, a sign-in that expired while the
+//! request waited for approval — it is the broker client's own token (client credentials,
+//! RFC 6749 §4.4). The grant records which (`SealedToken::subject`).
 //!
 //! Providers differ in how long their tokens live. A connector declares the longest lifetime the
 //! provider issues for the resource ([`TokenSettings::max_lifetime`]; a policy's caps may not
@@ -27,6 +34,10 @@ use crate::{Access, BoxFuture, Connector, ConnectorError, Secrets};
 /// clocks that differ slightly.
 pub const EXPIRY_MARGIN: Span = Span::from_secs(1);
 
+/// How long a requester's ID token must still be valid to be exchanged: the time the exchange
+/// takes and clocks that differ.
+pub const SUBJECT_MARGIN: Span = Span::from_secs(10);
+
 /// What to ask the provider for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenSettings {
@@ -48,6 +59,8 @@ pub struct ObtainedToken {
     /// Whether it is a JWT (checked by resource servers on their own, so revoking it cannot end
     /// it early: its expiry does).
     pub jwt: bool,
+    /// The subject it acts for, when it was obtained by token exchange.
+    pub subject: Option<String>,
 }
 
 impl fmt::Debug for ObtainedToken {
@@ -55,6 +68,7 @@ impl fmt::Debug for ObtainedToken {
         f.debug_struct("ObtainedToken")
             .field("expires_at", &self.expires_at)
             .field("jwt", &self.jwt)
+            .field("subject", &self.subject)
             .finish_non_exhaustive()
     }
 }
@@ -78,12 +92,15 @@ impl TokenIssuer {
 
     /// A token with `scopes` for access from `now` until `deadline`: asked to end
     /// [`EXPIRY_MARGIN`] before the deadline, and refused (revoked at once) if the provider's
-    /// answer says it would live past the deadline.
+    /// answer says it would live past the deadline. With `subject` (a person's ID token from
+    /// this provider) it is obtained by token exchange and acts for that person; without, it is
+    /// this client's own (client credentials).
     pub async fn obtain(
         &self,
         now: Timestamp,
         deadline: Timestamp,
         scopes: &[String],
+        subject: Option<&str>,
     ) -> Result<ObtainedToken, ConnectorError> {
         let s = &self.settings;
         let window = deadline.millis_since(now) / 1000 - EXPIRY_MARGIN.as_secs() as i64;
@@ -104,19 +121,38 @@ impl TokenIssuer {
             .iter()
             .map(|p| (p.as_str(), lifetime.as_secs().to_string()))
             .collect();
-        let tokens = self
-            .provider
-            .client_credentials(Some(&s.resource), scopes, &extra)
-            .await
-            .map_err(provider_error("obtaining a token"))?;
+        let resource = Some(s.resource.as_str());
+        let (tokens, subject) = match subject {
+            Some(id_token) => {
+                let sub = jose::peek_claims(id_token)
+                    .ok()
+                    .and_then(|claims| Some(claims.get("sub")?.as_str()?.to_owned()))
+                    .ok_or_else(|| {
+                        ConnectorError::new("the requester's ID token names no subject")
+                    })?;
+                let tokens = self
+                    .provider
+                    .token_exchange(id_token, resource, scopes, &extra)
+                    .await
+                    .map_err(provider_error(
+                        "exchanging the requester's sign-in for a token",
+                    ))?;
+                (tokens, Some(sub))
+            }
+            None => {
+                let tokens = self
+                    .provider
+                    .client_credentials(resource, scopes, &extra)
+                    .await
+                    .map_err(provider_error("obtaining a token"))?;
+                (tokens, None)
+            }
+        };
         let token = tokens.access_token;
         // A JWT's own `exp` is what resource servers check; `expires_in` (counted from when the
         // answer arrived, so never earlier than the truth) covers opaque tokens. The later of
         // the two is what must not pass the deadline.
-        let jwt_exp = jose::peek_claims(token.expose_secret())
-            .ok()
-            .and_then(|claims| claims.get("exp")?.as_i64())
-            .and_then(|secs| Timestamp::from_unix_millis(secs.checked_mul(1000)?));
+        let jwt_exp = expiry_of(token.expose_secret());
         let expires_at = match (tokens.expires_at, jwt_exp) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -146,6 +182,7 @@ impl TokenIssuer {
         }
         Ok(ObtainedToken {
             jwt: jwt_exp.is_some(),
+            subject,
             token,
             expires_at: expires_at.unwrap_or(deadline),
         })
@@ -259,10 +296,16 @@ impl OAuthConnector {
             SealPublicKey::parse(key).map_err(|e| ConnectorError::new(e.to_string()))?;
         let scopes = self.scopes.get(&r.role).cloned().unwrap_or_default();
         let issuer = self.within("reaching the provider", self.issuer()).await?;
+        let now = SystemClock.now();
+        let subject = r
+            .subject_token
+            .as_deref()
+            .filter(|_| issuer.provider().supports_token_exchange())
+            .filter(|id_token| still_valid(id_token, now));
         let got = self
             .within(
                 "obtaining a token",
-                issuer.obtain(SystemClock.now(), access.deadline, &scopes),
+                issuer.obtain(now, access.deadline, &scopes, subject),
             )
             .await?;
         let sealed = seal(
@@ -287,6 +330,7 @@ impl OAuthConnector {
                 jwt: got.jwt,
                 for_requester,
                 for_broker,
+                subject: got.subject,
             })),
             Err(e) => {
                 let _ = self
@@ -338,6 +382,21 @@ impl OAuthConnector {
     }
 }
 
+/// Whether an ID token's `exp` is at least [`SUBJECT_MARGIN`] after `now` (its signature was
+/// checked when its request was recorded; the provider checks it again on exchange).
+fn still_valid(id_token: &str, now: Timestamp) -> bool {
+    match (expiry_of(id_token), now.checked_add(SUBJECT_MARGIN)) {
+        (Some(exp), Some(by)) => exp >= by,
+        _ => false,
+    }
+}
+
+/// The `exp` of a JWT (unverified), if it is one and has one.
+fn expiry_of(jwt: &str) -> Option<Timestamp> {
+    let secs = jose::peek_claims(jwt).ok()?.get("exp")?.as_i64()?;
+    Timestamp::from_unix_millis(secs.checked_mul(1000)?)
+}
+
 impl Connector for OAuthConnector {
     fn kind(&self) -> &'static str {
         "oauth"
@@ -356,5 +415,38 @@ impl Connector for OAuthConnector {
 
     fn revoke<'a>(&'a self, access: Access<'a>) -> BoxFuture<'a, Result<(), ConnectorError>> {
         Box::pin(self.revoke_token(access))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn id_token_expiring(exp_secs: i64) -> String {
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        format!(
+            "{}.{}.c2ln",
+            b64(serde_json::json!({"alg": "RS256"})),
+            b64(serde_json::json!({"sub": "alice", "exp": exp_secs}))
+        )
+    }
+
+    #[test]
+    fn only_an_id_token_valid_for_the_margin_is_exchanged() {
+        let now = Timestamp::from_unix_millis(1_800_000_000_000).expect("range");
+        let secs = now.unix_millis() / 1000;
+        let margin = SUBJECT_MARGIN.as_secs() as i64;
+        assert!(still_valid(&id_token_expiring(secs + 300), now));
+        assert!(still_valid(&id_token_expiring(secs + margin), now));
+        assert!(!still_valid(&id_token_expiring(secs + margin - 1), now));
+        assert!(!still_valid(&id_token_expiring(secs - 60), now), "expired");
+        assert!(!still_valid("not a token", now));
+        assert!(
+            !still_valid(&id_token_expiring(i64::MAX), now),
+            "out of range"
+        );
     }
 }

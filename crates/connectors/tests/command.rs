@@ -45,6 +45,7 @@ fn request(n: usize) -> Request {
         last_revoke_failure: None,
         last_error: None,
         review: None,
+        subject_token: None,
     }
 }
 

@@ -176,6 +176,11 @@ pub struct SealedToken {
     pub jwt: bool,
     /// The resource (RFC 8707 indicator) it is for.
     pub resource: String,
+    /// The provider's subject (`sub`) the token acts for, when it was obtained by token exchange
+    /// (RFC 8693) for the requester's sign-in; `None` for a token of the broker's own client
+    /// (client credentials). Omitted when `None` (never `null`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 impl SealedToken {
@@ -195,7 +200,11 @@ impl Issued {
     pub fn shape_problem(&self) -> Option<String> {
         let texts: Vec<&str> = match self {
             Issued::SshCertificate(s) | Issued::DatabaseRole(s) => vec![s],
-            Issued::AccessToken(t) => vec![&t.resource, &t.for_requester, &t.for_broker],
+            Issued::AccessToken(t) => [&t.resource, &t.for_requester, &t.for_broker]
+                .into_iter()
+                .chain(&t.subject)
+                .map(String::as_str)
+                .collect(),
         };
         for text in texts {
             if text.is_empty() || text.len() > 2 * MAX_CREDENTIAL_BYTES {
@@ -292,8 +301,10 @@ mod tests {
             for_requester: "bgseal1.r".into(),
             jwt: false,
             resource: "https://api".into(),
+            subject: None,
         });
         let text = serde_json::to_string(&t).unwrap();
+        assert!(!text.contains("subject"), "omitted when None: {text}");
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             text,
@@ -310,6 +321,20 @@ mod tests {
             plain.shape_problem().is_some(),
             "an unsealed token is refused"
         );
+        let mut exchanged = t.clone();
+        if let Issued::AccessToken(p) = &mut exchanged {
+            p.subject = Some("alice".into());
+        }
+        let text = serde_json::to_string(&exchanged).unwrap();
+        assert!(
+            text.ends_with(r#""resource":"https://api","subject":"alice"}}"#),
+            "after resource: {text}"
+        );
+        assert_eq!(serde_json::from_str::<Issued>(&text).unwrap(), exchanged);
+        if let Issued::AccessToken(p) = &mut exchanged {
+            p.subject = Some("alice\nbob".into());
+        }
+        assert!(exchanged.shape_problem().is_some(), "a subject is one line");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::id::RequestId;
 use crate::identity::{Binding, IdentityRecord, PublicKey};
 use crate::jose::Jwks;
 use crate::names::name_problem;
-use crate::policy::{Policy, TargetPolicy, ADMIN_GROUP};
+use crate::policy::{ConnectorSpec, Policy, TargetPolicy, ADMIN_GROUP};
 use crate::span::Span;
 use crate::time::Timestamp;
 
@@ -212,6 +212,12 @@ pub struct Request {
     pub last_error: Option<String>,
     /// Break-glass review, when one is owed or done.
     pub review: Option<Review>,
+    /// The requester's ID token from their request, kept until the grant for a connector that
+    /// can act for the requester with it (an OAuth target: RFC 8693 token exchange); `None`
+    /// otherwise and once granted, so state does not keep every sign-in. It is in the log
+    /// already; it is not a credential on its own (an exchange needs the broker's client secret).
+    #[serde(skip)]
+    pub subject_token: Option<String>,
 }
 
 impl Request {
@@ -569,6 +575,7 @@ impl LogState {
                 r.deadline = Some(*deadline);
                 r.enforced_by_target = Some(*enforced_by_target);
                 r.issued = issued.clone();
+                r.subject_token = None;
             }
             EventBody::GrantFailed { request, error } => {
                 self.require_broker(event)?;
@@ -1084,6 +1091,10 @@ impl LogState {
                 last_revoke_failure: None,
                 last_error: None,
                 review,
+                subject_token: match (&t.connector, auth) {
+                    (ConnectorSpec::OAuth(_), Some(token)) => Some(token.clone()),
+                    _ => None,
+                },
             },
         );
         if let Some(fresh) = fresh {
@@ -1222,6 +1233,7 @@ impl LogState {
         if let Some(r) = self.requests.get_mut(id) {
             r.status = status;
             r.ended_at = Some(at);
+            r.subject_token = None;
         }
     }
 

@@ -62,5 +62,6 @@ pub use error::IdpError;
 pub use login::{open_browser, LoginOptions, PendingLogin, CALLBACK_PATH};
 pub use provider::{
     Identity, Introspection, Provider, ProviderMetadata, Refreshed, SignIn, Tokens, CLOCK_LEEWAY,
+    TOKEN_EXCHANGE,
 };
 pub use secret::{AccessToken, ClientSecret, IdToken, IssuedToken, RefreshToken};

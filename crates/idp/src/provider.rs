@@ -51,7 +51,17 @@ pub struct ProviderMetadata {
     pub code_challenge_methods_supported: Vec<String>,
     /// Scopes the provider lists (empty when it lists none).
     pub scopes_supported: Vec<String>,
+    /// Grant types the provider lists (empty when it lists none: RFC 8414 then means
+    /// `authorization_code` and `implicit`).
+    pub grant_types_supported: Vec<String>,
 }
+
+/// The token-exchange grant type (RFC 8693 §2.1).
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 §3: an OpenID Connect ID token.
+const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// RFC 8693 §3: an OAuth access token.
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 #[derive(Deserialize)]
 struct DiscoveryDocument {
@@ -65,6 +75,8 @@ struct DiscoveryDocument {
     code_challenge_methods_supported: Option<Vec<String>>,
     #[serde(default)]
     scopes_supported: Vec<String>,
+    #[serde(default)]
+    grant_types_supported: Vec<String>,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
 }
@@ -334,19 +346,72 @@ impl Provider {
         scopes: &[String],
         extra: &[(&str, String)],
     ) -> Result<Tokens, IdpError> {
-        if self.inner.config.client_secret.is_none() {
-            return Err(IdpError::Config {
-                provider: self.inner.config.name.clone(),
-                reason: "the client-credentials grant needs a confidential client (a client \
-                         secret)"
-                    .to_owned(),
-            });
+        self.confidential("the client-credentials grant")?;
+        let form = vec![("grant_type", "client_credentials".to_owned())];
+        self.token_request(form, resource, scopes, extra, None)
+            .await
+    }
+
+    /// Whether the provider lists the token-exchange grant (RFC 8693) in its discovery
+    /// document.
+    pub fn supports_token_exchange(&self) -> bool {
+        self.inner
+            .metadata
+            .grant_types_supported
+            .iter()
+            .any(|g| g == TOKEN_EXCHANGE)
+    }
+
+    /// Exchanges `id_token`, an ID token this provider issued to a person, for an access token
+    /// that acts for that person (RFC 8693 token exchange), for `resource` (RFC 8707) when given,
+    /// with `scopes` and any `extra` form parameters the provider accepts. This client must be
+    /// confidential and allowed the grant by the provider.
+    pub async fn token_exchange(
+        &self,
+        id_token: &str,
+        resource: Option<&str>,
+        scopes: &[String],
+        extra: &[(&str, String)],
+    ) -> Result<Tokens, IdpError> {
+        self.confidential("token exchange (RFC 8693)")?;
+        if !self.supports_token_exchange() {
+            return Err(self.unsupported("token exchange (RFC 8693)"));
         }
+        let form = vec![
+            ("grant_type", TOKEN_EXCHANGE.to_owned()),
+            ("subject_token", id_token.to_owned()),
+            ("subject_token_type", ID_TOKEN_TYPE.to_owned()),
+            ("requested_token_type", ACCESS_TOKEN_TYPE.to_owned()),
+        ];
+        self.token_request(form, resource, scopes, extra, Some(ACCESS_TOKEN_TYPE))
+            .await
+    }
+
+    fn confidential(&self, what: &str) -> Result<(), IdpError> {
+        if self.inner.config.client_secret.is_some() {
+            return Ok(());
+        }
+        Err(IdpError::Config {
+            provider: self.inner.config.name.clone(),
+            reason: format!("{what} needs a confidential client (a client secret)"),
+        })
+    }
+
+    /// Posts a token request (`form` plus the resource, scopes and extra parameters) and reads a
+    /// Bearer access token from the answer; `issued` is the RFC 8693 `issued_token_type` the
+    /// answer must name, for a token exchange.
+    async fn token_request(
+        &self,
+        mut form: Vec<(&str, String)>,
+        resource: Option<&str>,
+        scopes: &[String],
+        extra: &[(&str, String)],
+        issued: Option<&str>,
+    ) -> Result<Tokens, IdpError> {
         let endpoint = Endpoint::new(
             EndpointKind::Token,
             self.inner.metadata.token_endpoint.clone(),
         );
-        let mut form = vec![("grant_type", "client_credentials".to_owned())];
         if let Some(resource) = resource {
             form.push(("resource", resource.to_owned()));
         }
@@ -364,25 +429,38 @@ impl Provider {
             token_type: String,
             expires_in: Option<u64>,
             scope: Option<String>,
+            issued_token_type: Option<String>,
         }
-        let answer: Answer =
-            serde_json::from_slice(&reply.body).map_err(|e| IdpError::InvalidResponse {
-                issuer: self.issuer().to_owned(),
-                endpoint: endpoint.to_string(),
-                // Never the body: it holds a token.
-                detail: format!(
-                    "not a token response ({:?} error at line {}, column {})",
-                    e.classify(),
-                    e.line(),
-                    e.column()
-                ),
-            })?;
+        let invalid = |detail: String| IdpError::InvalidResponse {
+            issuer: self.issuer().to_owned(),
+            endpoint: endpoint.to_string(),
+            detail,
+        };
+        let answer: Answer = serde_json::from_slice(&reply.body).map_err(|e| {
+            // Never the body: it holds a token.
+            invalid(format!(
+                "not a token response ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
         if !answer.token_type.eq_ignore_ascii_case("bearer") {
-            return Err(IdpError::InvalidResponse {
-                issuer: self.issuer().to_owned(),
-                endpoint: endpoint.to_string(),
-                detail: format!("token type {:?} is not Bearer", answer.token_type),
-            });
+            return Err(invalid(format!(
+                "token type {:?} is not Bearer",
+                answer.token_type
+            )));
+        }
+        if let Some(wanted) = issued {
+            if answer.issued_token_type.as_deref() != Some(wanted) {
+                return Err(invalid(format!(
+                    "the exchange issued {:?}, not an access token ({wanted})",
+                    answer
+                        .issued_token_type
+                        .as_deref()
+                        .unwrap_or("no issued_token_type")
+                )));
+            }
         }
         let now = self.inner.clock.now();
         Ok(Tokens {
@@ -727,6 +805,7 @@ async fn fetch_metadata(
             .authorization_response_iss_parameter_supported,
         code_challenge_methods_supported: doc.code_challenge_methods_supported.unwrap_or_default(),
         scopes_supported: doc.scopes_supported,
+        grant_types_supported: doc.grant_types_supported,
     })
 }
 

@@ -172,6 +172,9 @@ pub struct TestIdpOptions {
     pub device_code_ttl: Duration,
     /// Sign with this key instead of a new one.
     pub signing_key: Option<TestSigningKey>,
+    /// Offer token exchange (RFC 8693: a person's ID token for an access token that acts for
+    /// them) to the broker client, and list it in discovery; on by default.
+    pub token_exchange: bool,
 }
 
 impl Default for TestIdpOptions {
@@ -186,6 +189,7 @@ impl Default for TestIdpOptions {
             refresh_token_ttl: Duration::from_secs(3600),
             device_code_ttl: Duration::from_secs(120),
             signing_key: None,
+            token_exchange: true,
         }
     }
 }
@@ -285,6 +289,7 @@ impl TestIdp {
             "confidentialSecret": confidential_secret,
             "brokerSecret": broker_secret,
             "signingJwk": options.signing_key.as_ref().map(|k| k.0.clone()),
+            "tokenExchange": options.token_exchange,
         });
         let mut child = Command::new("node")
             .arg("provider.mjs")

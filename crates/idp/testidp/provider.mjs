@@ -20,6 +20,7 @@ const settings = {
   confidentialSecret: 'confidential-secret',
   brokerSecret: 'broker-secret',
   signingJwk: null,
+  tokenExchange: true, // offer RFC 8693 token exchange to the broker client
   ...JSON.parse(process.env.TEST_IDP_CONFIG || '{}'),
 };
 const users = settings.users;
@@ -52,6 +53,66 @@ function resourceTtl(ctx, resource) {
   return Number.isInteger(asked) && asked > 0 ? Math.min(asked, resource.maxTtl) : resource.maxTtl;
 }
 
+async function resourceServerInfo(ctx, indicator) {
+  const resource = RESOURCES[indicator];
+  if (!resource) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
+  return {
+    scope: 'api:read api:write',
+    audience: indicator,
+    accessTokenTTL: resourceTtl(ctx, resource),
+    accessTokenFormat: resource.format,
+    ...(resource.format === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
+  };
+}
+
+// RFC 8693 token exchange, which oidc-provider does not build in, as providers that offer it do
+// for an OpenID Connect subject: the broker client exchanges a person's ID token (issued by this
+// provider to one of its apps, signature, issuer and audience checked, not expired) for an access
+// token for one resource that names that person as `sub`, its lifetime and format as for the
+// client-credentials grant.
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ID_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const TOKEN_EXCHANGE_PARAMS = ['subject_token', 'subject_token_type', 'requested_token_type', 'resource', 'scope', 'requested_lifetime'];
+
+async function tokenExchange(ctx) {
+  const { provider, client, params } = ctx.oidc;
+  if (!params.subject_token) throw new errors.InvalidRequest('subject_token is missing');
+  if (params.subject_token_type !== ID_TOKEN_TYPE) {
+    throw new errors.InvalidRequest(`subject_token_type must be ${ID_TOKEN_TYPE}`);
+  }
+  if (params.requested_token_type && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest(`only ${ACCESS_TOKEN_TYPE} is issued`);
+  }
+  if (!params.resource) throw new errors.InvalidTarget('a resource indicator is required');
+  let subject;
+  try {
+    const { aud } = JSON.parse(Buffer.from(params.subject_token.split('.')[1], 'base64url'));
+    const app = await provider.Client.find(Array.isArray(aud) ? aud[0] : aud);
+    ({ payload: subject } = await provider.IdToken.validate(params.subject_token, app));
+  } catch {
+    throw new errors.InvalidGrant('subject_token is not an ID token this provider issued');
+  }
+  // IdToken.validate ignores expiry (it serves id_token_hint): an exchange must not.
+  if (!(subject.exp > Math.floor(Date.now() / 1000))) throw new errors.InvalidGrant('subject_token has expired');
+  if (!users[subject.sub]) throw new errors.InvalidGrant('subject_token names no known account');
+  const resourceServer = new provider.ResourceServer(params.resource, await resourceServerInfo(ctx, params.resource));
+  const allowed = new Set((client.scope || '').split(' '));
+  const asked = (params.scope || '').split(' ').filter(Boolean);
+  const refused = asked.filter((s) => !allowed.has(s) || !resourceServer.scopes.has(s));
+  if (refused.length) throw new errors.InvalidScope(`scope not allowed: ${refused.join(' ')}`, refused.join(' '));
+  const token = new provider.AccessToken({
+    accountId: subject.sub, client, gty: 'token_exchange', scope: asked.join(' ') || undefined,
+  });
+  token.resourceServer = resourceServer;
+  ctx.oidc.entity('AccessToken', token);
+  const value = await token.save();
+  ctx.body = {
+    access_token: value, issued_token_type: ACCESS_TOKEN_TYPE, token_type: 'Bearer',
+    expires_in: token.expiration, ...(token.scope ? { scope: token.scope } : {}),
+  };
+}
+
 const loopbackRedirect = ['http://127.0.0.1/callback']; // native clients: any port (RFC 8252 7.3)
 const grantTypes = ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'];
 
@@ -74,7 +135,8 @@ function configuration() {
       { // a service (Breakglass's broker): client credentials only
         client_id: 'broker', client_secret: settings.brokerSecret,
         token_endpoint_auth_method: 'client_secret_basic',
-        grant_types: ['client_credentials'], response_types: [], redirect_uris: [],
+        grant_types: ['client_credentials', ...(settings.tokenExchange ? [TOKEN_EXCHANGE] : [])],
+        response_types: [], redirect_uris: [],
         scope: 'api:read api:write',
       },
     ],
@@ -98,22 +160,12 @@ function configuration() {
         // No resource asked for: as before, an opaque token for userinfo.
         defaultResource: async (ctx, client, oneOf) => oneOf,
         useGrantedResource: async () => true,
-        getResourceServerInfo: async (ctx, indicator) => {
-          const resource = RESOURCES[indicator];
-          if (!resource) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
-          return {
-            scope: 'api:read api:write',
-            audience: indicator,
-            accessTokenTTL: resourceTtl(ctx, resource),
-            accessTokenFormat: resource.format,
-            ...(resource.format === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
-          };
-        },
+        getResourceServerInfo: resourceServerInfo,
       },
     },
     ttl: {
       IdToken: settings.idTokenTtl,
-      AccessToken: settings.accessTokenTtl,
+      AccessToken: (ctx, token) => token.resourceServer?.accessTokenTTL ?? settings.accessTokenTtl,
       ClientCredentials: (ctx, token) => token.resourceServer?.accessTokenTTL ?? settings.accessTokenTtl,
       RefreshToken: settings.refreshTokenTtl,
       DeviceCode: settings.deviceCodeTtl,
@@ -134,6 +186,7 @@ function configuration() {
 function newProvider() {
   const p = new Provider(issuer, configuration());
   p.proxy = false;
+  if (settings.tokenExchange) p.registerGrantType(TOKEN_EXCHANGE, tokenExchange, TOKEN_EXCHANGE_PARAMS);
   return { provider: p, callback: p.callback() };
 }
 let current = newProvider();
