@@ -238,6 +238,10 @@ pub enum AlertKind {
     BreakGlassActivated,
     /// A grant could not be revoked.
     RevokeFailing,
+    /// Team mode: an entry appended to the shared database failed verification (a bad
+    /// signature, a broken rule: a row written there directly) and the broker removed it, with
+    /// whatever was appended on top of it, before any checkpoint covered it.
+    EntryRefused,
 }
 
 impl EventBody {

@@ -161,15 +161,29 @@ pub(crate) enum Signer<'a> {
     Broker,
 }
 
+/// What an engine holds of the log's own keys.
+enum Keys {
+    /// The checkpoint key and the broker's key: an embedded log's app and CLI, and the broker.
+    System(Box<SystemKeys>),
+    /// Only the checkpoint key's verifier: an app or the CLI in team mode. It appends its
+    /// people's signed events; the broker verifies them, covers them with checkpoints, grants
+    /// and ends access.
+    Member(Box<NoteVerifier>),
+}
+
 /// One log, opened for commands.
 pub struct Engine {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
-    keys: SystemKeys,
+    keys: Keys,
     state: LogState,
-    /// The largest log size ever verified here. Unlike the in-memory copy it survives
-    /// [`Engine::forget`], so a store that later holds fewer entries is caught as truncated.
+    /// The largest log size a checkpoint verified here covers. Unlike the in-memory copy it
+    /// survives [`Engine::forget`], so a store that later holds fewer covered entries, or an
+    /// older newest checkpoint, is caught as truncated.
     verified: u64,
+    /// The Merkle root after each entry past `verified` (entries a member appended or read that
+    /// no checkpoint covers yet), to check the checkpoint that will cover them.
+    uncovered: Vec<(u64, [u8; 32])>,
     frontier: Frontier,
     /// Connectors built so far, by policy version and target (building one reads its secrets
     /// and may open connection pools).
@@ -216,7 +230,7 @@ impl Engine {
                 binding: Binding::Local,
             },
         };
-        let mut engine = Engine::unloaded(store, clock, keys);
+        let mut engine = Engine::unloaded(store, clock, Keys::System(Box::new(keys)));
         engine
             .commit(vec![Pending {
                 signer: Signer::Actor(admin),
@@ -227,13 +241,14 @@ impl Engine {
         Ok(engine)
     }
 
-    fn unloaded(store: Store, clock: Arc<dyn Clock>, keys: SystemKeys) -> Engine {
+    fn unloaded(store: Store, clock: Arc<dyn Clock>, keys: Keys) -> Engine {
         Engine {
             store: Arc::new(store),
             clock,
             keys,
             state: LogState::new(),
             verified: 0,
+            uncovered: Vec::new(),
             frontier: Frontier::new(),
             connectors: HashMap::new(),
         }
@@ -246,8 +261,38 @@ impl Engine {
         clock: Arc<dyn Clock>,
         keys: SystemKeys,
     ) -> Result<Engine, EngineError> {
-        let mut engine = Engine::unloaded(store, clock, keys);
-        engine.refresh().await?;
+        Engine::load(Engine::unloaded(store, clock, Keys::System(Box::new(keys)))).await
+    }
+
+    /// Opens a team's log as a member (an app or the CLI on the shared database), holding only
+    /// the log's checkpoint verifier, verifying all of it as [`Engine::open`] does. A member
+    /// appends its people's signed events without checkpoints; the broker, which holds the
+    /// log's key, verifies and covers them ([`Engine::integrate`]), and alone grants and ends
+    /// access.
+    pub async fn join(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        log: NoteVerifier,
+    ) -> Result<Engine, EngineError> {
+        Engine::load(Engine::unloaded(store, clock, Keys::Member(Box::new(log)))).await
+    }
+
+    async fn load(mut engine: Engine) -> Result<Engine, EngineError> {
+        if engine.is_member() && !engine.members_append() {
+            return Err(EngineError::Setup(
+                "joining a team's log needs its shared PostgreSQL database (postgres://…)".into(),
+            ));
+        }
+        if engine.is_member() || !engine.members_append() {
+            engine.refresh().await?;
+        } else {
+            // The broker (or an admin beside it) on a team's log: the covered prefix only, so a
+            // row written into the database past it cannot keep the broker from starting; its
+            // first pass verifies the rest ([`Engine::integrate`]).
+            let checkpoint = engine.store.latest_checkpoint().await?;
+            let covered = checkpoint.as_ref().map_or(0, |c| c.size);
+            engine.catch_up(covered, checkpoint, None).await?;
+        }
         if engine.state.is_empty() {
             return Err(EngineError::Setup(
                 "the database holds no log yet; run `breakglass init` first".into(),
@@ -273,7 +318,38 @@ impl Engine {
 
     /// The checkpoint key's verifier.
     pub fn log_verifier(&self) -> NoteVerifier {
-        self.keys.log.verifier()
+        match &self.keys {
+            Keys::System(keys) => keys.log.verifier(),
+            Keys::Member(verifier) => (**verifier).clone(),
+        }
+    }
+
+    /// Whether this engine is a team member: it holds no system key, so it neither signs
+    /// checkpoints nor grants or ends access (the broker does).
+    pub fn is_member(&self) -> bool {
+        matches!(self.keys, Keys::Member(_))
+    }
+
+    /// How many entries the newest checkpoint verified here covers: entries past it were
+    /// appended by team members and await the broker's checkpoint.
+    pub fn covered(&self) -> u64 {
+        self.verified
+    }
+
+    /// Whether team members may append entries the broker covers later: only on a shared
+    /// PostgreSQL database (team mode). On an embedded SQLite log every append carries its
+    /// checkpoint.
+    fn members_append(&self) -> bool {
+        self.store.backend() == breakglass_store::Backend::Postgres
+    }
+
+    fn system_keys(&self, what: &str) -> Result<&SystemKeys, EngineError> {
+        match &self.keys {
+            Keys::System(keys) => Ok(keys),
+            Keys::Member(_) => Err(EngineError::Invalid(format!(
+                "{what} is the broker's: in team mode this app holds none of the log's keys"
+            ))),
+        }
     }
 
     /// The current time: the clock's, but never earlier than the newest event in the log, so a
@@ -291,22 +367,55 @@ impl Engine {
         }
     }
 
-    /// Reads entries appended by other processes and verifies them.
+    /// Reads entries appended by other processes and verifies them, with the newest checkpoint.
     pub async fn refresh(&mut self) -> Result<(), EngineError> {
+        // The checkpoint first: whatever it covers was in the store before the size is read.
+        let checkpoint = self.store.latest_checkpoint().await?;
         let size = self.store.size().await?;
-        self.check_not_shrunk(size)?;
+        self.catch_up(size, checkpoint, None).await
+    }
+
+    /// Brings the in-memory copy up to the store's `size` entries and its newest `checkpoint`,
+    /// reading through `tx` when one is held.
+    async fn catch_up(
+        &mut self,
+        size: u64,
+        checkpoint: Option<StoredCheckpoint>,
+        tx: Option<&mut breakglass_store::AppendTx<'_>>,
+    ) -> Result<(), EngineError> {
+        self.check_not_shrunk(size, checkpoint.as_ref())?;
+        if size < self.size() {
+            // Entries read here past the newest checkpoint are gone (the broker removed an entry
+            // that failed verification, and what was appended on top of it): read it all again.
+            self.forget();
+        }
         let have = self.size();
-        if size > have {
-            let stored = self.store.entries(have, size).await?;
-            self.absorb(have, stored).await?;
+        let newer = checkpoint.as_ref().is_some_and(|c| c.size > self.verified);
+        if size > have || newer {
+            let stored = match tx {
+                Some(tx) => tx.entries(have, size).await?,
+                None => self.store.entries(have, size).await?,
+            };
+            self.absorb(have, stored, checkpoint)?;
         }
         Ok(())
     }
 
-    fn check_not_shrunk(&self, stored_size: u64) -> Result<(), EngineError> {
+    fn check_not_shrunk(
+        &self,
+        stored_size: u64,
+        checkpoint: Option<&StoredCheckpoint>,
+    ) -> Result<(), EngineError> {
         if stored_size < self.verified {
             return Err(EngineError::Tampered(format!(
                 "the log shrank from {} to {stored_size} entries",
+                self.verified
+            )));
+        }
+        let covered = checkpoint.map_or(0, |c| c.size);
+        if covered < self.verified {
+            return Err(EngineError::Tampered(format!(
+                "the newest checkpoint went back from {} to {covered} entries",
                 self.verified
             )));
         }
@@ -318,27 +427,29 @@ impl Engine {
     fn forget(&mut self) {
         self.state = LogState::new();
         self.frontier = Frontier::new();
+        self.uncovered.clear();
     }
 
-    /// Verifies and applies entries other writers appended. On any failure the in-memory copy
-    /// is dropped rather than left half-updated.
-    async fn absorb(
+    /// Verifies and applies entries other writers appended, and the newest checkpoint. On any
+    /// failure the in-memory copy is dropped rather than left half-updated.
+    fn absorb(
         &mut self,
         from: u64,
         stored: Vec<breakglass_store::StoredEntry>,
+        checkpoint: Option<StoredCheckpoint>,
     ) -> Result<(), EngineError> {
-        let result = self.absorb_verified(from, stored).await;
-        match result {
-            Ok(()) => self.verified = self.verified.max(self.size()),
-            Err(_) => self.forget(),
+        let result = self.absorb_verified(from, stored, checkpoint);
+        if result.is_err() {
+            self.forget();
         }
         result
     }
 
-    async fn absorb_verified(
+    fn absorb_verified(
         &mut self,
         from: u64,
         stored: Vec<breakglass_store::StoredEntry>,
+        checkpoint: Option<StoredCheckpoint>,
     ) -> Result<(), EngineError> {
         for (i, s) in stored.iter().enumerate() {
             let index = from + i as u64;
@@ -355,17 +466,47 @@ impl Engine {
                 error,
             })?;
         replay_onto(&mut self.state, &entries, from)?;
+        let covers = checkpoint.as_ref().map_or(0, |c| c.size);
         for e in &entries {
-            self.frontier.push(*e.leaf_hash());
+            self.push_leaf(*e.leaf_hash(), covers);
         }
+        if !self.members_append() && covers != self.size() {
+            // Embedded: every append carries its checkpoint, so an entry none covers was written
+            // past the engine.
+            return Err(EngineError::Tampered(format!(
+                "no signed checkpoint covers the {} entries",
+                self.size()
+            )));
+        }
+        self.check_checkpoint(checkpoint)
+    }
+
+    /// Adds a leaf to the tree, keeping the root of every size from `keep_from` on (the sizes a
+    /// checkpoint yet to be checked may cover).
+    fn push_leaf(&mut self, leaf: [u8; 32], keep_from: u64) {
+        self.frontier.push(leaf);
+        if self.frontier.size() >= keep_from.max(self.verified) {
+            self.uncovered
+                .push((self.frontier.size(), self.frontier.root()));
+        }
+    }
+
+    /// Checks the store's newest checkpoint against the tree held here: signed by the log's key
+    /// (this data directory's, never one the database names) over exactly the root of the size
+    /// it claims.
+    fn check_checkpoint(
+        &mut self,
+        checkpoint: Option<StoredCheckpoint>,
+    ) -> Result<(), EngineError> {
         let size = self.size();
-        let stored_cp = self.store.checkpoint(size).await?.ok_or_else(|| {
-            EngineError::Tampered(format!("no signed checkpoint covers the {size} entries"))
-        })?;
-        // Checkpoints are checked with this engine's own log key, never with a key the
-        // database names: a database swapped for a forged log with its own genesis and key
-        // must fail here, on every (re)read, not only when the engine is opened.
-        let verifier = self.keys.log.verifier();
+        let Some(stored) = checkpoint else {
+            return Err(EngineError::Tampered(format!(
+                "no signed checkpoint covers any of the {size} entries"
+            )));
+        };
+        // A database swapped for a forged log with its own genesis and key must fail here, on
+        // every (re)read, not only when the engine is opened.
+        let verifier = self.log_verifier();
         if self.state.log_key() != Some(verifier.vkey().as_str()) {
             return Err(EngineError::Tampered(
                 "the log was created with a different checkpoint key than this data directory holds"
@@ -373,43 +514,161 @@ impl Engine {
             ));
         }
         let cp = verifier
-            .verify_checkpoint(&stored_cp.note)
-            .map_err(|e| EngineError::Tampered(format!("checkpoint {size}: {e}")))?;
-        if cp.size != size || cp.root != self.frontier.root() {
-            return Err(EngineError::Tampered(format!(
-                "the entries do not hash to the signed checkpoint of size {size}"
-            )));
+            .verify_checkpoint(&stored.note)
+            .map_err(|e| EngineError::Tampered(format!("checkpoint {}: {e}", stored.size)))?;
+        let root = self
+            .uncovered
+            .iter()
+            .find(|(at, _)| *at == stored.size)
+            .map(|(_, root)| *root);
+        match root {
+            Some(root) if cp.size == stored.size && cp.root == root => {}
+            _ => {
+                return Err(EngineError::Tampered(format!(
+                    "the entries do not hash to the signed checkpoint of size {}",
+                    stored.size
+                )))
+            }
         }
+        self.verified = self.verified.max(cp.size);
+        self.uncovered.retain(|(at, _)| *at >= cp.size);
         Ok(())
     }
 
     /// Signs and appends events atomically: under the store's writer lock, catches up with
     /// other writers, applies every event to the state (refusing the batch on the first broken
-    /// rule), signs a checkpoint over the new tree and commits durably. A refused first event
-    /// changes nothing; any later failure drops the in-memory copy (see [`Engine::forget`]).
+    /// rule), signs a checkpoint over the new tree (a team member leaves that to the broker)
+    /// and commits durably. A refused first event changes nothing; any later failure drops the
+    /// in-memory copy (see [`Engine::forget`]).
     pub(crate) async fn commit(&mut self, pending: Vec<Pending<'_>>) -> Result<u64, EngineError> {
         let store = Arc::clone(&self.store);
         let mut tx = store.begin_append().await?;
+        let checkpoint = tx.latest_checkpoint().await?;
         let size = tx.size().await?;
-        self.check_not_shrunk(size)?;
-        if size > self.size() {
-            let stored = tx.entries(self.size(), size).await?;
-            self.absorb(self.size(), stored).await?;
-        }
+        self.catch_up(size, checkpoint, Some(&mut tx)).await?;
         let mut touched = false;
         let result = self.append_batch(tx, size, pending, &mut touched).await;
-        match &result {
-            Ok(new_size) => self.verified = self.verified.max(*new_size),
-            Err(_) if touched => {
-                // The in-memory copy may be ahead of the store: drop it and re-read what is
-                // durable, so the next command sees the log as it is (if this read fails too,
-                // the next command's own read tries again).
-                self.forget();
-                let _ = self.refresh().await;
-            }
-            Err(_) => {}
+        if result.is_err() && touched {
+            // The in-memory copy may be ahead of the store: drop it and re-read what is
+            // durable, so the next command sees the log as it is (if this read fails too, the
+            // next command's own read tries again).
+            self.forget();
+            let _ = self.refresh().await;
         }
         result
+    }
+
+    /// Team mode, the broker: verifies the entries members appended since the newest
+    /// checkpoint, one by one, and covers them with a checkpoint. An entry that fails (a bad
+    /// signature or a broken rule: a row written into the database directly) is removed with
+    /// everything appended on top of it — no checkpoint ever covered them — and an
+    /// [`AlertKind::EntryRefused`] alert saying what and why is recorded and covered instead.
+    /// Returns that alert's text, if there was one.
+    pub async fn integrate(&mut self) -> Result<Option<String>, EngineError> {
+        self.system_keys("covering members' entries with checkpoints")?;
+        if !self.members_append() {
+            // Embedded: there are no members; an uncovered entry is refused, never covered.
+            self.refresh().await?;
+            return Ok(None);
+        }
+        // Without the writer lock first: most passes find nothing uncovered.
+        let checkpoint = self.store.latest_checkpoint().await?;
+        let size = self.store.size().await?;
+        if checkpoint.as_ref().map_or(0, |c| c.size) == size {
+            self.catch_up(size, checkpoint, None).await?;
+            return Ok(None);
+        }
+        let store = Arc::clone(&self.store);
+        let mut tx = store.begin_append().await?;
+        let checkpoint = tx.latest_checkpoint().await?;
+        let size = tx.size().await?;
+        let covered = checkpoint.as_ref().map_or(0, |c| c.size);
+        // The signed prefix the usual way; the tail is what members appended since.
+        self.catch_up(covered, checkpoint, Some(&mut tx)).await?;
+        if size == covered {
+            return Ok(None);
+        }
+        let tail = tx.entries(covered, size).await?;
+        let mut refused = None;
+        for (offset, stored) in (0u64..).zip(&tail) {
+            let index = covered + offset;
+            let checked = if stored.index != index {
+                Err(format!("entry {index} is missing"))
+            } else {
+                decode_all(&[stored.bytes.as_slice()])
+                    .map_err(|(_, error)| format!("entry {index}: {error}"))
+                    .and_then(|entries| {
+                        breakglass_ledger::replay_one(&mut self.state, &entries[0], index)
+                            .map(|()| *entries[0].leaf_hash())
+                            .map_err(|v| v.to_string())
+                    })
+            };
+            match checked {
+                Ok(leaf) => self.push_leaf(leaf, covered),
+                Err(why) => {
+                    refused = Some((index, why));
+                    break;
+                }
+            }
+        }
+        let Some((index, why)) = refused else {
+            let result = self.cover(tx, size).await;
+            if result.is_err() {
+                self.forget();
+            }
+            return result.map(|()| None);
+        };
+        let removed = tx.remove_uncovered(index).await?;
+        let mut message = format!(
+            "entry {index} in the shared database failed verification and was removed with the \
+             {} entries after it, before any checkpoint covered them: {why}",
+            removed.saturating_sub(1)
+        );
+        if message.chars().count() > 1000 {
+            message = message.chars().take(999).chain(['…']).collect();
+        }
+        let alert = Pending {
+            signer: Signer::Broker,
+            body: EventBody::Alert {
+                kind: AlertKind::EntryRefused,
+                message: message.clone(),
+                request: None,
+            },
+            not_before: None,
+        };
+        let mut touched = false;
+        let result = self
+            .append_batch(tx, index, vec![alert], &mut touched)
+            .await;
+        if result.is_err() {
+            self.forget();
+            let _ = self.refresh().await;
+        }
+        result.map(|_| Some(message))
+    }
+
+    /// Signs a checkpoint over the whole tree held here (the store's `size` entries) and stores
+    /// it alone, covering entries members appended.
+    async fn cover(
+        &mut self,
+        mut tx: breakglass_store::AppendTx<'_>,
+        size: u64,
+    ) -> Result<(), EngineError> {
+        let keys = self.system_keys("covering members' entries with checkpoints")?;
+        let note = keys
+            .log
+            .sign_checkpoint(&Checkpoint {
+                origin: keys.log.name().to_owned(),
+                size,
+                root: self.frontier.root(),
+                extensions: Vec::new(),
+            })
+            .map_err(|e| EngineError::Setup(format!("cannot sign the checkpoint: {e}")))?;
+        tx.cover(&StoredCheckpoint { size, note }).await?;
+        tx.commit().await?;
+        self.verified = size;
+        self.uncovered.retain(|(at, _)| *at >= size);
+        Ok(())
     }
 
     async fn append_batch(
@@ -420,7 +679,15 @@ impl Engine {
         touched: &mut bool,
     ) -> Result<u64, EngineError> {
         let mut bytes = Vec::with_capacity(pending.len());
-        let origin = self.keys.log.name().to_owned();
+        let origin = self
+            .state
+            .origin()
+            .map(str::to_owned)
+            .or_else(|| match &self.keys {
+                Keys::System(keys) => Some(keys.log.name().to_owned()),
+                Keys::Member(_) => None,
+            })
+            .ok_or_else(|| EngineError::Setup("the log has no origin yet".into()))?;
         for p in pending {
             let mut time = self.clock.now();
             for floor in [self.state.last_time(), p.not_before].into_iter().flatten() {
@@ -430,7 +697,7 @@ impl Engine {
                 Signer::Actor(a) => (a.name.clone(), &a.key),
                 Signer::Broker => (
                     self.state.broker().unwrap_or("broker").to_owned(),
-                    &self.keys.broker,
+                    &self.system_keys("signing the broker's events")?.broker,
                 ),
             };
             let event = Event {
@@ -447,12 +714,17 @@ impl Engine {
                 leaf_hash: entry.leaf_hash(),
             })?;
             *touched = true;
-            self.frontier.push(*entry.leaf_hash());
+            self.push_leaf(*entry.leaf_hash(), self.verified);
             bytes.push(entry.bytes().to_vec());
         }
         let new_size = self.size();
-        let note = self
-            .keys
+        let Keys::System(keys) = &self.keys else {
+            // A member: the broker verifies these entries and covers them with its checkpoint.
+            tx.append_uncovered(size, &bytes).await?;
+            tx.commit().await?;
+            return Ok(new_size);
+        };
+        let note = keys
             .log
             .sign_checkpoint(&Checkpoint {
                 origin,
@@ -471,6 +743,8 @@ impl Engine {
         )
         .await?;
         tx.commit().await?;
+        self.verified = new_size;
+        self.uncovered.retain(|(at, _)| *at >= new_size);
         Ok(new_size)
     }
 
@@ -952,7 +1226,13 @@ impl Engine {
         if let Some(connector) = self.connectors.get(&key) {
             return Ok(Arc::clone(connector));
         }
-        let broker = SealSecretKey::derive(&self.keys.broker.to_bytes());
+        let broker = SealSecretKey::derive(
+            &self
+                .system_keys("running a connector")
+                .map_err(|e| ConnectorError::new(e.to_string()))?
+                .broker
+                .to_bytes(),
+        );
         let connector: Arc<dyn Connector> =
             breakglass_connectors::build(spec, &SystemSecrets, &broker)?.into();
         // Connectors of older policy versions are needed again only for removed targets.
@@ -992,7 +1272,8 @@ impl Engine {
         &mut self,
         id: &RequestId,
     ) -> Result<Option<String>, EngineError> {
-        if self.state.request(id).map(|r| r.status) != Some(Status::Approved) {
+        // In team mode the broker grants, once its checkpoint covers the approval.
+        if self.is_member() || self.state.request(id).map(|r| r.status) != Some(Status::Approved) {
             return Ok(None);
         }
         let (r, connector) = self.request_and_connector(id)?;
@@ -1038,6 +1319,10 @@ impl Engine {
     /// Runs the connector's revoke for an active or revoking grant and records the result:
     /// expired (deadline passed), revoked (ordered early) or a loud failure to retry.
     async fn end_access(&mut self, id: &RequestId) -> Result<Option<String>, EngineError> {
+        if self.is_member() {
+            // In team mode the broker ends access.
+            return Ok(None);
+        }
         let (r, connector) = self.request_and_connector(id)?;
         let (Some(granted_at), Some(deadline)) = (r.granted_at, r.deadline) else {
             return Ok(None);

@@ -66,6 +66,9 @@ pub struct TickReport {
     pub revoked: Vec<RequestId>,
     /// Connector failures (grant or revoke), one line each.
     pub failures: Vec<String>,
+    /// Entries members appended that failed verification and were removed (team mode), one
+    /// line each, as recorded in their alert.
+    pub refused: Vec<String>,
     /// Every revoke run, with when it started.
     pub revokes: Vec<RevokeRun>,
 }
@@ -112,10 +115,18 @@ impl Engine {
     /// ones, revokes grants past their deadline or ordered revoked (retrying failed revokes once
     /// their backoff has passed). Deadlines are absolute, so a pass after downtime ends
     /// everything that should already have ended.
+    ///
+    /// In team mode a member only reads what others appended (the broker's passes do the
+    /// rest); the broker first verifies and covers what members appended
+    /// ([`Engine::integrate`]).
     pub async fn tick(&mut self) -> Result<TickReport, EngineError> {
-        self.refresh().await?;
-        let now = self.now();
         let mut report = TickReport::default();
+        if self.is_member() {
+            self.refresh().await?;
+            return Ok(report);
+        }
+        report.refused.extend(self.integrate().await?);
+        let now = self.now();
         let lapsed: Vec<RequestId> = self
             .state()
             .requests()
@@ -414,6 +425,9 @@ impl Engine {
     /// command never races the broker on a revoke). When the lease cannot even be tried (a
     /// read-only data directory, say), the pass runs as it always did.
     pub async fn tick_unless_brokered(&mut self) -> Result<TickReport, EngineError> {
+        if self.is_member() {
+            return self.tick().await;
+        }
         match self.store().try_broker_lease().await {
             Ok(Some(lease)) => {
                 let report = self.tick().await;

@@ -46,4 +46,4 @@ pub use merkle::{
     verify_consistency, verify_inclusion, Frontier, Hash, ProofError,
 };
 pub use note::{Checkpoint, NoteError, NoteSigner, NoteVerifier, MAX_SIGNATURES};
-pub use replay::{replay, replay_onto, Violation};
+pub use replay::{replay, replay_one, replay_onto, Violation};

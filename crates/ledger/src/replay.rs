@@ -73,6 +73,19 @@ pub fn replay_onto<B: AsRef<[u8]> + Sync>(
     }
 }
 
+/// Checks one entry's signature and then its rules, and applies it; on error `state` is
+/// unchanged (the rules refuse an event before changing anything), so the caller can stop at
+/// the first bad entry of a tail and keep everything before it.
+pub fn replay_one<B: AsRef<[u8]> + Sync>(
+    state: &mut LogState,
+    entry: &Entry<B>,
+    index: u64,
+) -> Result<(), Violation> {
+    let one = std::slice::from_ref(entry);
+    verify_signatures(one).map_err(|(_, error)| Violation::Entry { index, error })?;
+    apply_all(state, one, index)
+}
+
 fn apply_all<B: AsRef<[u8]>>(
     state: &mut LogState,
     entries: &[Entry<B>],

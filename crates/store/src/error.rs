@@ -113,6 +113,16 @@ pub enum StoreError {
         new_size: u64,
     },
 
+    /// A removal of uncovered entries reached into entries a signed checkpoint covers. Nothing
+    /// was removed.
+    #[error("removal refused: entry {index} is covered by the checkpoint of size {covered}")]
+    Covered {
+        /// The first entry to be removed.
+        index: u64,
+        /// The size the latest checkpoint covers.
+        covered: u64,
+    },
+
     /// An append carried no entries. Nothing was written.
     #[error("append refused: no entries to append")]
     EmptyAppend,

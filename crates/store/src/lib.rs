@@ -473,6 +473,109 @@ impl AppendTx<'_> {
         entries: &[Vec<u8>],
         checkpoint: &StoredCheckpoint,
     ) -> Result<(), StoreError> {
+        self.append_entries(first_index, entries, Some(checkpoint))
+            .await
+    }
+
+    /// Appends `entries` at indexes `first_index..` without a checkpoint: in team mode an app,
+    /// which does not hold the log's key, appends events that the broker then verifies and
+    /// covers with a checkpoint ([`AppendTx::cover`]). Refused as [`AppendTx::append`] is.
+    pub async fn append_uncovered(
+        &mut self,
+        first_index: u64,
+        entries: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        self.append_entries(first_index, entries, None).await
+    }
+
+    /// Stores `checkpoint` over the log as it is (team mode: the broker covers entries apps
+    /// appended). Refused, with nothing written, unless it covers exactly the current size and
+    /// that size is larger than the latest checkpoint's.
+    pub async fn cover(&mut self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.check()?;
+        let head = self.size().await?;
+        let covered = self.covered().await?;
+        if checkpoint.size != head || head <= covered {
+            return Err(StoreError::CheckpointMismatch {
+                checkpoint: checkpoint.size,
+                new_size: head,
+            });
+        }
+        let (size, _) = to_db(head, head)?;
+        self.poisoned = true;
+        on_tx!(&mut self.tx, ex => sqlx::query(INSERT_CHECKPOINT_SQL)
+            .bind(size)
+            .bind(checkpoint.note.as_str())
+            .execute(ex)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(StoreError::db("appending the checkpoint"))?;
+        self.notify(size).await?;
+        self.poisoned = false;
+        Ok(())
+    }
+
+    /// Removes the entries at `from` and after that no checkpoint covers yet (team mode: the
+    /// broker removes an app's entry that fails verification, with everything appended on top
+    /// of it, before it is ever covered). Refused, with nothing removed, when a checkpoint
+    /// covers `from` ([`StoreError::Covered`]). Returns how many entries were removed.
+    pub async fn remove_uncovered(&mut self, from: u64) -> Result<u64, StoreError> {
+        self.check()?;
+        let covered = self.covered().await?;
+        if from < covered {
+            return Err(StoreError::Covered {
+                index: from,
+                covered,
+            });
+        }
+        let (lo, _) = to_db(from, from)?;
+        self.poisoned = true;
+        let removed = on_tx!(&mut self.tx, ex => sqlx::query(
+            "DELETE FROM log_entries WHERE idx >= $1")
+            .bind(lo)
+            .execute(ex)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(StoreError::db("removing uncovered entries"))?;
+        self.poisoned = false;
+        Ok(removed)
+    }
+
+    /// The checkpoint with the largest size, as seen inside the lock.
+    pub async fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.check()?;
+        on_tx!(&mut self.tx, ex => sqlx::query_as::<_, CheckpointRow>(LATEST_CHECKPOINT_SQL)
+            .fetch_optional(ex)
+            .await)
+        .map_err(StoreError::db("reading the latest checkpoint"))?
+        .map(StoredCheckpoint::try_from)
+        .transpose()
+    }
+
+    /// The size the latest checkpoint covers (0 with none), as seen inside the lock.
+    pub async fn covered(&mut self) -> Result<u64, StoreError> {
+        Ok(self.latest_checkpoint().await?.map_or(0, |c| c.size))
+    }
+
+    async fn notify(&mut self, size: i64) -> Result<(), StoreError> {
+        if let Tx::Postgres(tx) = &mut self.tx {
+            // Delivered only if and when the transaction commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(LOG_CHANNEL)
+                .bind(size.to_string())
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::db("notifying listeners"))?;
+        }
+        Ok(())
+    }
+
+    async fn append_entries(
+        &mut self,
+        first_index: u64,
+        entries: &[Vec<u8>],
+        checkpoint: Option<&StoredCheckpoint>,
+    ) -> Result<(), StoreError> {
         self.check()?;
         if entries.is_empty() {
             return Err(StoreError::EmptyAppend);
@@ -491,7 +594,7 @@ impl AppendTx<'_> {
                 from: head,
                 to: u64::MAX,
             })?;
-        if checkpoint.size != new_size {
+        if let Some(checkpoint) = checkpoint.filter(|c| c.size != new_size) {
             return Err(StoreError::CheckpointMismatch {
                 checkpoint: checkpoint.size,
                 new_size,
@@ -511,12 +614,6 @@ impl AppendTx<'_> {
                         .await
                         .map_err(StoreError::db("appending entries"))?;
                 }
-                sqlx::query(INSERT_CHECKPOINT_SQL)
-                    .bind(size)
-                    .bind(checkpoint.note.as_str())
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(StoreError::db("appending the checkpoint"))?;
             }
             Tx::Postgres(tx) => {
                 // One round trip for the whole batch.
@@ -529,21 +626,18 @@ impl AppendTx<'_> {
                 .execute(&mut **tx)
                 .await
                 .map_err(StoreError::db("appending entries"))?;
-                sqlx::query(INSERT_CHECKPOINT_SQL)
-                    .bind(size)
-                    .bind(checkpoint.note.as_str())
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(StoreError::db("appending the checkpoint"))?;
-                // Delivered only if and when the transaction commits.
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(LOG_CHANNEL)
-                    .bind(size.to_string())
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(StoreError::db("notifying listeners"))?;
             }
         }
+        if let Some(checkpoint) = checkpoint {
+            on_tx!(&mut self.tx, ex => sqlx::query(INSERT_CHECKPOINT_SQL)
+                .bind(size)
+                .bind(checkpoint.note.as_str())
+                .execute(ex)
+                .await
+                .map(|r| r.rows_affected()))
+            .map_err(StoreError::db("appending the checkpoint"))?;
+        }
+        self.notify(size).await?;
         self.poisoned = false;
         Ok(())
     }

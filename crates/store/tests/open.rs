@@ -235,9 +235,11 @@ async fn history_cannot_be_rewritten_and_gaps_are_reported() {
     );
 
     // Someone with full access removes the guard rail and an entry: reads say so, loudly.
-    conn.execute("DROP TRIGGER log_entries_no_delete; DELETE FROM log_entries WHERE idx = 1")
-        .await
-        .unwrap();
+    conn.execute(
+        "DROP TRIGGER log_entries_only_uncovered_removed; DELETE FROM log_entries WHERE idx = 1",
+    )
+    .await
+    .unwrap();
     conn.close().await.unwrap();
     let err = store.entries(0, 3).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");

@@ -67,7 +67,83 @@ async fn story(dbs: &impl Databases, backend: Backend) {
         concurrent_opens_migrate_once(dbs.fresh().await),
         streaming_reads_everything(dbs.fresh().await),
         one_broker_lease_at_a_time(dbs.fresh().await),
+        uncovered_entries_are_covered_or_removed_and_covered_ones_stay(dbs.fresh().await),
     );
+}
+
+/// Team mode's appends: entries without a checkpoint, covered later by one; entries no
+/// checkpoint covers may be removed, covered ones never (the schema refuses too).
+async fn uncovered_entries_are_covered_or_removed_and_covered_ones_stay(location: String) {
+    let store = Store::open(&location).await.expect("open");
+    append_at_head(&store, &[entry(0)]).await;
+    let mut tx = store.begin_append().await.expect("lock");
+    tx.append_uncovered(1, &[entry(1), entry(2)])
+        .await
+        .expect("appended without a checkpoint");
+    tx.commit().await.expect("commit");
+    assert_eq!(store.size().await.expect("size"), 3);
+    assert_eq!(
+        store
+            .latest_checkpoint()
+            .await
+            .expect("read")
+            .map(|c| c.size),
+        Some(1)
+    );
+
+    let mut tx = store.begin_append().await.expect("lock");
+    assert_eq!(tx.covered().await.expect("covered"), 1);
+    match tx.remove_uncovered(0).await {
+        Err(StoreError::Covered {
+            index: 0,
+            covered: 1,
+        }) => {}
+        other => panic!("a covered entry is never removed: {other:?}"),
+    }
+    match tx.cover(&checkpoint(2)).await {
+        Err(StoreError::CheckpointMismatch { .. }) => {}
+        other => panic!("a checkpoint covers exactly the log: {other:?}"),
+    }
+    assert_eq!(tx.remove_uncovered(2).await.expect("removed"), 1);
+    tx.cover(&checkpoint(2)).await.expect("covered");
+    tx.commit().await.expect("commit");
+    assert_eq!(store.size().await.expect("size"), 2);
+    assert_eq!(
+        store
+            .latest_checkpoint()
+            .await
+            .expect("read")
+            .map(|c| c.size),
+        Some(2)
+    );
+    let mut tx = store.begin_append().await.expect("lock");
+    match tx.cover(&checkpoint(2)).await {
+        Err(StoreError::CheckpointMismatch { .. }) => {}
+        other => panic!("nothing new to cover: {other:?}"),
+    }
+    drop(tx);
+
+    // The schema itself refuses to remove a covered entry, whoever asks.
+    let statement = "DELETE FROM log_entries WHERE idx = 1";
+    let refused = match &store {
+        Store::Sqlite(_) => {
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+                "sqlite://{location}"
+            ))
+            .await
+            .expect("connect");
+            sqlx::query(statement).execute(&mut conn).await.is_err()
+        }
+        Store::Postgres(_) => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&location)
+                .await
+                .expect("connect");
+            sqlx::query(statement).execute(&mut conn).await.is_err()
+        }
+    };
+    assert!(refused, "the schema refuses to remove a covered entry");
+    assert_eq!(store.entries(0, 2).await.expect("read").len(), 2);
+    store.close().await;
 }
 
 /// Exactly one holder of the broker lease, across separately opened stores (as separate

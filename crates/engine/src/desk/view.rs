@@ -610,6 +610,7 @@ pub(crate) fn log_alert_words(kind: LogAlertKind) -> &'static str {
     match kind {
         LogAlertKind::BreakGlassActivated => "break-glass activated",
         LogAlertKind::RevokeFailing => "revocation failing",
+        LogAlertKind::EntryRefused => "forged or broken entry removed",
         _ => "alert",
     }
 }

@@ -1,0 +1,436 @@
+//! Team mode on a real PostgreSQL: two apps (member engines, holding none of the log's keys)
+//! and the broker on one shared database. A member appends its people's signed events; the
+//! broker verifies and covers them with its checkpoint, and alone grants and ends access. Rows
+//! written into the database directly are refused, removed and alerted before any checkpoint
+//! covers them, and never lead to a grant; rewritten, truncated or forged history is detected.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use breakglass_core::{AlertKind, Event, EventBody, Span, Status, SystemClock, EVENT_FORMAT};
+use breakglass_engine::{generate, Actor, Engine, EngineError, NewRequest, SystemKeys};
+use breakglass_ledger::{decode_all, Entry, NoteSigner};
+use breakglass_store::testing::PgCluster;
+use breakglass_store::Store;
+use ed25519_dalek::SigningKey;
+use sqlx::{Connection, PgConnection};
+
+struct Team {
+    _pg: PgCluster,
+    dir: tempfile::TempDir,
+    url: String,
+    broker: Engine,
+    a: Engine,
+    b: Engine,
+    keys: ([u8; 32], [u8; 32]),
+    dana: Actor,
+    dana_key: SigningKey,
+    bob: Actor,
+}
+
+/// A command target whose programs append the JSON they are given to `grants` and `revokes`.
+fn policy(dir: &Path) -> String {
+    let record = |file: &str| {
+        format!(
+            r#"["/bin/sh", "-c", "cat >> {}; echo >> {}"]"#,
+            dir.join(file).display(),
+            dir.join(file).display()
+        )
+    };
+    format!(
+        r#"version = 1
+[groups]
+admin = ["admin"]
+engineers = ["dana"]
+sre = ["bob"]
+[targets.db]
+max_duration = "1h"
+request_ttl = "30m"
+extension_cap = "2h"
+requesters = ["engineers"]
+approvers = {{ groups = ["sre"], quorum = 1 }}
+connector = {{ kind = "command", grant = {grant}, revoke = {revoke} }}
+"#,
+        grant = record("grants"),
+        revoke = record("revokes"),
+    )
+}
+
+impl Team {
+    async fn start() -> Team {
+        let pg = PgCluster::start().await.expect("PostgreSQL starts");
+        let url = pg.create_database().await.expect("a database");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let key_bytes = (generate().to_bytes(), generate().to_bytes());
+        let keys = system_keys(&key_bytes);
+        let admin = Actor::new("admin", generate());
+        let store = Store::open(&url).await.expect("store");
+        let mut broker = Engine::create(store, Arc::new(SystemClock), keys, &admin)
+            .await
+            .expect("the log is created");
+        broker
+            .apply_policy(&admin, &policy(dir.path()))
+            .await
+            .expect("policy");
+        let dana_key = generate();
+        let dana = Actor::new("dana", dana_key.clone());
+        let bob = Actor::new("bob", generate());
+        broker
+            .enrol(&admin, "dana", dana.public_key(), [])
+            .await
+            .expect("dana");
+        broker
+            .enrol(&admin, "bob", bob.public_key(), [])
+            .await
+            .expect("bob");
+        let a = Team::member(&url, &broker).await;
+        let b = Team::member(&url, &broker).await;
+        Team {
+            _pg: pg,
+            dir,
+            url,
+            broker,
+            keys: key_bytes,
+            a,
+            b,
+            dana,
+            dana_key,
+            bob,
+        }
+    }
+
+    /// An app joining the team's log with only the log's checkpoint verifier.
+    async fn member(url: &str, broker: &Engine) -> Engine {
+        let store = Store::open(url).await.expect("store");
+        Engine::join(store, Arc::new(SystemClock), broker.log_verifier())
+            .await
+            .expect("a member opens the log")
+    }
+
+    fn lines(&self, file: &str) -> usize {
+        std::fs::read_to_string(self.path(file))
+            .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count())
+            .unwrap_or(0)
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    async fn db(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.expect("connect")
+    }
+}
+
+fn system_keys(bytes: &([u8; 32], [u8; 32])) -> SystemKeys {
+    SystemKeys {
+        log: NoteSigner::new("team.test/log", SigningKey::from_bytes(&bytes.0)).expect("log key"),
+        broker: SigningKey::from_bytes(&bytes.1),
+    }
+}
+
+fn request(duration: &str) -> NewRequest {
+    NewRequest {
+        target: "db".into(),
+        role: None,
+        duration: Span::parse(duration).expect("a duration"),
+        reason: "replica lag".into(),
+        ticket: None,
+        break_glass: false,
+        extends: None,
+        credential: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_on_one_app_is_approved_on_another_granted_by_the_broker_and_expires_for_both() {
+    let mut t = Team::start().await;
+    assert!(t.a.is_member() && !t.broker.is_member());
+
+    let out =
+        t.a.request(&t.dana, request("3s"))
+            .await
+            .expect("requested on A");
+    let id = out.request;
+    assert_eq!(out.state, Status::Pending);
+    assert!(
+        t.a.covered() < t.a.size(),
+        "a member's entry awaits the broker's checkpoint"
+    );
+
+    t.b.refresh().await.expect("B reads it");
+    assert_eq!(
+        t.b.state().request(&id).map(|r| r.status),
+        Some(Status::Pending)
+    );
+    let out = t.b.approve(&t.bob, &id, None).await.expect("approved on B");
+    assert_eq!(out.state, Status::Approved, "a member never grants");
+    assert_eq!(t.lines("grants"), 0);
+
+    let report = t.broker.tick().await.expect("a broker pass");
+    assert_eq!(report.granted, [id], "{report:?}");
+    assert!(report.refused.is_empty());
+    assert_eq!(t.lines("grants"), 1, "granted once, by the broker");
+    for app in [&mut t.a, &mut t.b] {
+        app.refresh().await.expect("the app reads the grant");
+        assert_eq!(
+            app.state().request(&id).map(|r| r.status),
+            Some(Status::Active)
+        );
+        assert_eq!(
+            app.covered(),
+            app.size(),
+            "the broker's checkpoint covers it all"
+        );
+    }
+
+    // A member ticking does nothing the broker does; only the broker ends the grant.
+    let deadline =
+        t.a.state()
+            .request(&id)
+            .and_then(|r| r.deadline)
+            .expect("deadline");
+    let wait = deadline.millis_since(t.a.now()).max(0) as u64 + 500;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    t.a.tick().await.expect("a member's pass");
+    assert_eq!(t.lines("revokes"), 0, "members never revoke");
+    let report = t.broker.tick().await.expect("a broker pass");
+    assert_eq!(report.expired, [id]);
+    for app in [&mut t.a, &mut t.b] {
+        app.refresh().await.expect("the app reads the expiry");
+        assert_eq!(
+            app.state().request(&id).map(|r| r.status),
+            Some(Status::Expired)
+        );
+    }
+    assert_eq!((t.lines("grants"), t.lines("revokes")), (1, 1));
+
+    let refused =
+        t.a.integrate()
+            .await
+            .expect_err("a member holds no log key");
+    assert!(refused.to_string().contains("the broker's"), "{refused}");
+}
+
+/// An approval of `id` by bob, signed with a key that is not bob's, as a database writer would
+/// forge it.
+fn forged_approval(origin: &str, engine: &Engine, id: breakglass_core::RequestId) -> Vec<u8> {
+    let r = engine.state().request(&id).expect("the request");
+    let event = Event {
+        v: EVENT_FORMAT,
+        log: origin.to_owned(),
+        time: engine.now(),
+        actor: "bob".into(),
+        body: EventBody::RequestApproved {
+            auth: None,
+            comment: None,
+            request: id,
+            request_digest: r.digest.clone(),
+        },
+    };
+    Entry::sign(event, &generate())
+        .expect("signed")
+        .bytes()
+        .to_vec()
+}
+
+async fn insert(db: &mut PgConnection, index: u64, bytes: &[u8]) {
+    sqlx::query("INSERT INTO log_entries (idx, entry) VALUES ($1, $2)")
+        .bind(index as i64)
+        .bind(bytes)
+        .execute(db)
+        .await
+        .expect("a row written directly");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_approval_row_is_refused_removed_and_alerted_and_never_granted() {
+    let mut t = Team::start().await;
+    let id =
+        t.a.request(&t.dana, request("10m"))
+            .await
+            .expect("requested")
+            .request;
+    t.broker
+        .tick()
+        .await
+        .expect("the broker covers the request");
+    t.b.refresh().await.expect("B reads it");
+
+    let mut db = t.db().await;
+    let origin = t.broker.log_verifier().name().to_owned();
+    let size = t.broker.size();
+    insert(&mut db, size, &forged_approval(&origin, &t.b, id)).await;
+
+    // Apps refuse it on their next read: a bad signature is never shown as valid.
+    let error = t.b.refresh().await.expect_err("B refuses the forged row");
+    assert!(
+        matches!(error, EngineError::Violation(_)),
+        "a verification failure: {error}"
+    );
+
+    // A broker (re)starting meanwhile still opens the log: it reads the covered prefix, and its
+    // first pass removes the row, records why, and grants nothing.
+    let store = Store::open(&t.url).await.expect("store");
+    t.broker = Engine::open(store, Arc::new(SystemClock), system_keys(&t.keys))
+        .await
+        .expect("a forged row past the checkpoint does not keep the broker from starting");
+    let report = t.broker.tick().await.expect("a broker pass");
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert!(
+        report.refused[0].contains(&format!("entry {size}")),
+        "{report:?}"
+    );
+    assert!(report.granted.is_empty());
+    assert_eq!(t.lines("grants"), 0, "the forged approval led to no grant");
+    let stored = t.broker.entries(size, size + 1).await.expect("entries");
+    let entries = decode_all(&[stored[0].as_slice()]).expect("decodes");
+    assert!(
+        matches!(
+            &entries[0].event().body,
+            EventBody::Alert {
+                kind: AlertKind::EntryRefused,
+                ..
+            }
+        ),
+        "the broker's alert took the forged row's place"
+    );
+    for app in [&mut t.a, &mut t.b] {
+        app.refresh()
+            .await
+            .expect("the apps read on, past the removed row");
+        assert_eq!(
+            app.state().request(&id).map(|r| r.status),
+            Some(Status::Pending)
+        );
+        assert_eq!(app.covered(), app.size());
+    }
+
+    // A row that breaks a rule (well signed, by the requester approving herself) fares the same.
+    let event = Event {
+        v: EVENT_FORMAT,
+        log: origin.clone(),
+        time: t.a.now(),
+        actor: "dana".into(),
+        body: EventBody::RequestApproved {
+            auth: None,
+            comment: None,
+            request: id,
+            request_digest: t.a.state().request(&id).expect("request").digest.clone(),
+        },
+    };
+    let size = t.broker.size();
+    insert(
+        &mut db,
+        size,
+        Entry::sign(event, &t.dana_key).expect("signed").bytes(),
+    )
+    .await;
+    let report = t.broker.tick().await.expect("a broker pass");
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert!(report.granted.is_empty());
+    assert_eq!(t.lines("grants"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_altered_or_rewritten_history_is_detected_by_the_apps_and_the_broker() {
+    let mut t = Team::start().await;
+    t.a.request(&t.dana, request("10m"))
+        .await
+        .expect("requested");
+    t.broker.tick().await.expect("covered");
+    t.a.request(&t.dana, request("10m"))
+        .await
+        .expect("requested");
+    t.broker.tick().await.expect("covered");
+    for app in [&mut t.a, &mut t.b] {
+        app.refresh().await.expect("read");
+    }
+    let size = t.broker.size();
+    let mut db = t.db().await;
+    // The schema's append-only guard is a guard rail, not a security boundary: a superuser (or
+    // the tables' owner) can switch it off, as an attacker with the database would.
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut db)
+        .await
+        .expect("triggers off for this session");
+
+    // An altered event: a fresh app and the broker reopening read the whole log and refuse it.
+    let row: Vec<u8> = sqlx::query_scalar("SELECT entry FROM log_entries WHERE idx = $1")
+        .bind((size - 1) as i64)
+        .fetch_one(&mut db)
+        .await
+        .expect("the newest row");
+    let altered = String::from_utf8(row.clone())
+        .expect("text")
+        .replace("replica lag", "replica lab");
+    sqlx::query("UPDATE log_entries SET entry = $1 WHERE idx = $2")
+        .bind(altered.as_bytes())
+        .bind((size - 1) as i64)
+        .execute(&mut db)
+        .await
+        .expect("altered");
+    let store = Store::open(&t.url).await.expect("store");
+    let error = Engine::join(store, Arc::new(SystemClock), t.broker.log_verifier())
+        .await
+        .expect_err("a fresh app refuses the altered log");
+    assert!(
+        matches!(error, EngineError::Violation(_) | EngineError::Tampered(_)),
+        "{error}"
+    );
+    sqlx::query("UPDATE log_entries SET entry = $1 WHERE idx = $2")
+        .bind(&row)
+        .bind((size - 1) as i64)
+        .execute(&mut db)
+        .await
+        .expect("restored");
+
+    // The newest entries and their checkpoint deleted: the running apps and broker see the log
+    // shrink below what a checkpoint they verified covered.
+    sqlx::query("DELETE FROM log_entries WHERE idx >= $1")
+        .bind((size - 1) as i64)
+        .execute(&mut db)
+        .await
+        .expect("deleted");
+    sqlx::query("DELETE FROM checkpoints WHERE size >= $1")
+        .bind(size as i64)
+        .execute(&mut db)
+        .await
+        .expect("deleted");
+    for engine in [&mut t.a, &mut t.b, &mut t.broker] {
+        let error = engine.refresh().await.expect_err("truncation is detected");
+        assert!(
+            matches!(&error, EngineError::Tampered(m) if m.contains("shrank") || m.contains("went back")),
+            "{error}"
+        );
+    }
+
+    // History rewritten whole, with a fresh log key and valid-looking signatures: the apps
+    // check checkpoints with the key they joined with, never one the database names.
+    sqlx::query("TRUNCATE log_entries, checkpoints")
+        .execute(&mut db)
+        .await
+        .expect("emptied");
+    let forger = SystemKeys {
+        log: NoteSigner::new("team.test/log", generate()).expect("log key"),
+        broker: generate(),
+    };
+    let store = Store::open(&t.url).await.expect("store");
+    Engine::create(
+        store,
+        Arc::new(SystemClock),
+        forger,
+        &Actor::new("admin", generate()),
+    )
+    .await
+    .expect("a forged log is written");
+    let store = Store::open(&t.url).await.expect("store");
+    let error = Engine::join(store, Arc::new(SystemClock), t.broker.log_verifier())
+        .await
+        .expect_err("the forged log is refused");
+    assert!(
+        matches!(&error, EngineError::Tampered(m) if m.contains("different checkpoint key")),
+        "{error}"
+    );
+}
