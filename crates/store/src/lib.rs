@@ -503,13 +503,7 @@ impl AppendTx<'_> {
         }
         let (size, _) = to_db(head, head)?;
         self.poisoned = true;
-        on_tx!(&mut self.tx, ex => sqlx::query(INSERT_CHECKPOINT_SQL)
-            .bind(size)
-            .bind(checkpoint.note.as_str())
-            .execute(ex)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(StoreError::db("appending the checkpoint"))?;
+        self.insert_checkpoint(size, checkpoint).await?;
         self.notify(size).await?;
         self.poisoned = false;
         Ok(())
@@ -555,6 +549,21 @@ impl AppendTx<'_> {
     /// The size the latest checkpoint covers (0 with none), as seen inside the lock.
     pub async fn covered(&mut self) -> Result<u64, StoreError> {
         Ok(self.latest_checkpoint().await?.map_or(0, |c| c.size))
+    }
+
+    async fn insert_checkpoint(
+        &mut self,
+        size: i64,
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
+        on_tx!(&mut self.tx, ex => sqlx::query(INSERT_CHECKPOINT_SQL)
+            .bind(size)
+            .bind(checkpoint.note.as_str())
+            .execute(ex)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(StoreError::db("appending the checkpoint"))?;
+        Ok(())
     }
 
     async fn notify(&mut self, size: i64) -> Result<(), StoreError> {
@@ -629,13 +638,7 @@ impl AppendTx<'_> {
             }
         }
         if let Some(checkpoint) = checkpoint {
-            on_tx!(&mut self.tx, ex => sqlx::query(INSERT_CHECKPOINT_SQL)
-                .bind(size)
-                .bind(checkpoint.note.as_str())
-                .execute(ex)
-                .await
-                .map(|r| r.rows_affected()))
-            .map_err(StoreError::db("appending the checkpoint"))?;
+            self.insert_checkpoint(size, checkpoint).await?;
         }
         self.notify(size).await?;
         self.poisoned = false;
