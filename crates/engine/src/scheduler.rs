@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use breakglass_connectors::{Access, Connector, ConnectorError};
 use breakglass_core::{AlertKind, EventBody, Request, RequestId, Span, Status, Timestamp};
-use breakglass_store::StoreError;
+use breakglass_store::{BrokerLease, StoreError};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -360,15 +360,8 @@ impl Engine {
         stop: impl Future<Output = ()>,
     ) {
         tokio::pin!(stop);
-        loop {
-            let result = self.tick().await;
-            on_pass(result.as_ref());
-            let wait = self.wait_after(&result, max_sleep);
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = &mut stop => return,
-            }
-        }
+        // Without a lease there is nothing to lose: this returns only when `stop` completes.
+        let _ = self.act(max_sleep, &mut on_pass, &mut stop, None).await;
     }
 
     /// [`Engine::run_broker`] as the one broker of its log: it waits as a standby (trying every
@@ -401,21 +394,39 @@ impl Engine {
                 }
             };
             on_notice(BrokerNotice::Acting);
-            loop {
-                if let Err(e) = lease.check().await {
-                    on_notice(BrokerNotice::Lost(&e));
-                    break;
+            match self
+                .act(max_sleep, &mut on_pass, &mut stop, Some(&mut lease))
+                .await
+            {
+                Ok(()) => {
+                    lease.release().await;
+                    return;
                 }
-                let result = self.tick().await;
-                on_pass(result.as_ref());
-                let wait = self.wait_after(&result, max_sleep);
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = &mut stop => {
-                        lease.release().await;
-                        return;
-                    }
-                }
+                Err(e) => on_notice(BrokerNotice::Lost(&e)),
+            }
+        }
+    }
+
+    /// Scheduler passes, the first at once, then at each next deadline and at least every
+    /// `max_sleep`, until `stop` completes (`Ok`) or, holding `lease`, until the lease cannot
+    /// be confirmed before a pass (`Err`: stop acting).
+    async fn act(
+        &mut self,
+        max_sleep: Duration,
+        on_pass: &mut impl FnMut(Result<&TickReport, &EngineError>),
+        stop: &mut (impl Future<Output = ()> + Unpin),
+        mut lease: Option<&mut BrokerLease>,
+    ) -> Result<(), StoreError> {
+        loop {
+            if let Some(lease) = lease.as_deref_mut() {
+                lease.check().await?;
+            }
+            let result = self.tick().await;
+            on_pass(result.as_ref());
+            let wait = self.wait_after(&result, max_sleep);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = &mut *stop => return Ok(()),
             }
         }
     }

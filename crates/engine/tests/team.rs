@@ -333,6 +333,16 @@ async fn a_forged_approval_row_is_refused_removed_and_alerted_and_never_granted(
     assert_eq!(t.lines("grants"), 0);
 }
 
+/// Overwrites entry `index` directly (the append-only guard switched off for this session).
+async fn set_entry(db: &mut PgConnection, index: u64, bytes: &[u8]) {
+    sqlx::query("UPDATE log_entries SET entry = $1 WHERE idx = $2")
+        .bind(bytes)
+        .bind(index as i64)
+        .execute(db)
+        .await
+        .expect("a row rewritten directly");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn truncated_altered_or_rewritten_history_is_detected_by_the_apps_and_the_broker() {
     let mut t = Team::start().await;
@@ -365,12 +375,7 @@ async fn truncated_altered_or_rewritten_history_is_detected_by_the_apps_and_the_
     let altered = String::from_utf8(row.clone())
         .expect("text")
         .replace("replica lag", "replica lab");
-    sqlx::query("UPDATE log_entries SET entry = $1 WHERE idx = $2")
-        .bind(altered.as_bytes())
-        .bind((size - 1) as i64)
-        .execute(&mut db)
-        .await
-        .expect("altered");
+    set_entry(&mut db, size - 1, altered.as_bytes()).await;
     let store = Store::open(&t.url).await.expect("store");
     let error = Engine::join(store, Arc::new(SystemClock), t.broker.log_verifier())
         .await
@@ -379,12 +384,7 @@ async fn truncated_altered_or_rewritten_history_is_detected_by_the_apps_and_the_
         matches!(error, EngineError::Violation(_) | EngineError::Tampered(_)),
         "{error}"
     );
-    sqlx::query("UPDATE log_entries SET entry = $1 WHERE idx = $2")
-        .bind(&row)
-        .bind((size - 1) as i64)
-        .execute(&mut db)
-        .await
-        .expect("restored");
+    set_entry(&mut db, size - 1, &row).await;
 
     // The newest entries and their checkpoint deleted: the running apps and broker see the log
     // shrink below what a checkpoint they verified covered.
