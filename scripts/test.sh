@@ -36,6 +36,7 @@ scripts/fuzz.sh
 echo "== benchmarks (each figure beside its target; see BENCHMARKS.md)"
 cargo bench --locked -p breakglass-engine --bench log
 cargo bench --locked -p breakglass-engine --bench expiry
+cargo bench --locked -p breakglass-engine --bench team
 # The desktop app beside an empty Tauri window (scripts/bench-desktop.sh, without its rebuild of
 # the UI, which is built above).
 cargo bench --locked -p breakglass-app --features empty-window --bench desktop

@@ -27,6 +27,8 @@ use state::AppState;
 
 /// How often the background loop looks at the log (other processes' entries, deadlines).
 const TICK: Duration = Duration::from_secs(1);
+/// How often to try again to listen to a team's database that refused it.
+const LISTEN_RETRY: Duration = Duration::from_secs(10);
 
 /// The command and event surface, as tauri-specta sees it.
 pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
@@ -158,17 +160,27 @@ fn open_link(app: &AppHandle, url: &str) {
     }
 }
 
-/// Once a second: pick up the log's changes and run the scheduler, then refresh the tray and
-/// raise the notices the change brings. A command in progress is never waited for.
+/// Once a second, and in team mode as soon as another app, the CLI or the broker commits a
+/// change: pick up the log's changes and run the scheduler, then refresh the tray and raise the
+/// notices the change brings. A command in progress is never waited for.
 async fn background(app: AppHandle, tray: tray::Tray<tauri::Wry>) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut listener = None;
+    let mut listen_again = tokio::time::Instant::now();
     loop {
-        interval.tick().await;
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = breakglass_engine::heard(listener.as_mut()) => {}
+        }
         let state = app.state::<AppState>();
         let Some(mut desk) = state.try_desk() else {
             continue;
         };
+        if listener.is_none() && tokio::time::Instant::now() >= listen_again {
+            listener = desk.listen().await;
+            listen_again = tokio::time::Instant::now() + LISTEN_RETRY;
+        }
         match desk.sync().await {
             Ok(synced) if synced.changed => commands::announce(&app, desk.engine().size()),
             Ok(_) => {}

@@ -14,8 +14,8 @@ use breakglass_core::{
 };
 use breakglass_engine::{
     default_dir, desk, generate, public_key, signin, write_csv, write_jsonl, Actor, BrokerNotice,
-    Code, Engine, EngineError, ExportFilter, Home, InitOptions, KeyLocation, KeyStoreKind,
-    NewRequest,
+    Code, Engine, EngineError, ExportFilter, Home, InitOptions, JoinOptions, KeyLocation,
+    KeyStoreKind, NewRequest,
 };
 use breakglass_ledger::{verify_bundle, write_bundle, NoteVerifier, VerifyOptions};
 use breakglass_store::Store;
@@ -23,8 +23,8 @@ use zeroize::Zeroizing;
 
 use crate::output::{request_line, status_text};
 use crate::{
-    ApprovalCmd, Cli, Command, ExportArgs, Format, IdentityCmd, LogCmd, PolicyCmd, RequestArgs,
-    SystemKeysArg, VerifyArgs,
+    ApprovalCmd, Cli, Command, ExportArgs, Format, IdentityCmd, JoinArgs, LogCmd, PolicyCmd,
+    RequestArgs, SystemKeysArg, VerifyArgs,
 };
 
 /// A failed command: its message (one line unless it lists policy problems) and exit status.
@@ -154,6 +154,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init(a) => init(&ctx, &a.name, a.system_keys, a.database, true).await,
         Command::Quickstart(a) => quickstart(&ctx, &a.name, a.system_keys).await,
+        Command::Join(a) => join(&ctx, a).await,
         Command::Identity(cmd) => identity(&ctx, cmd).await,
         Command::Policy(cmd) => policy(&ctx, cmd).await,
         Command::Login {
@@ -223,6 +224,46 @@ async fn init(
     if say_next {
         println!("Next: write a policy and run `breakglass policy apply FILE`.");
     }
+    Ok(())
+}
+
+async fn join(ctx: &Ctx, a: JoinArgs) -> Result<()> {
+    let opts = JoinOptions {
+        database: a.database,
+        log_key: a.log_key,
+        identity: a.name.clone(),
+        identity_key: ctx.key_file.clone().map(KeyLocation::File),
+        identity_keys: system_keys(a.identity_keys),
+    };
+    let joined = Home::join(&ctx.dir, opts, ctx.clock.clone()).await?;
+    let name = &a.name;
+    println!(
+        "Joined team log {} in {}: {} entries verified against its checkpoint key",
+        joined.home.origin(),
+        joined.home.dir().display(),
+        joined.engine.size()
+    );
+    let enrolled = joined.engine.state().identity(name).map(|i| i.record.key);
+    let pk = joined.key.to_base64();
+    if enrolled == Some(joined.key) {
+        println!("Acting as {name} (enrolled with the key held here).");
+    } else {
+        let what = if joined.created_key {
+            "a new key was made for you"
+        } else {
+            "your key"
+        };
+        println!(
+            "Acting as {name}: {what}; its public key is\n  {pk}\nUntil an administrator \
+             enrols it (`breakglass identity add {name} --group GROUP --public-key {pk}`), you \
+             can read the log but not sign in it."
+        );
+    }
+    println!(
+        "Requests and decisions made here are recorded in the team's log; its broker grants \
+         and ends access."
+    );
+    joined.engine.close().await;
     Ok(())
 }
 
@@ -444,6 +485,11 @@ async fn request(ctx: &Ctx, a: RequestArgs) -> Result<()> {
     let duration =
         Span::parse(&a.duration).map_err(|e| refused(format!("invalid --duration: {e}")))?;
     let extends = a.extends.as_deref().map(parse_id).transpose()?;
+    let wait = a
+        .wait
+        .as_deref()
+        .map(|w| Span::parse(w).map_err(|e| usage(format!("invalid --wait: {e}"))))
+        .transpose()?;
     let (home, mut engine) = ctx.engine().await?;
     let actor = ctx.signed_actor(&home, &engine).await?;
     let needs = engine
@@ -452,7 +498,7 @@ async fn request(ctx: &Ctx, a: RequestArgs) -> Result<()> {
         .and_then(|p| p.policy.target(&a.target))
         .and_then(|t| t.connector.credential());
     let (credential, new_password) = request_credential(&a, needs)?;
-    let outcome = engine
+    let mut outcome = engine
         .request(
             &actor,
             NewRequest {
@@ -470,24 +516,56 @@ async fn request(ctx: &Ctx, a: RequestArgs) -> Result<()> {
     if let Some(w) = &outcome.warning {
         eprintln!("breakglass: warning: {w}");
     }
-    if a.json {
-        return print_json(&outcome);
-    }
-    if let Some(password) = &new_password {
+    // The password first: whatever the wait brings, it is shown once.
+    if let Some(password) = new_password.as_ref().filter(|_| !a.json) {
         println!(
             "Password of your database role (shown only now, never stored by Breakglass): {}",
             password.as_str()
         );
     }
-    let r = engine
-        .state()
-        .request(&outcome.request)
-        .ok_or_else(|| refused("the request vanished"))?;
-    println!("{}", request_line(r, engine.now()));
-    if a.break_glass {
-        println!("Break-glass activated: all approvers are alerted and a review is required.");
+    let id = outcome.request;
+    let mut waited = None;
+    if let Some(limit) = wait {
+        if !a.json {
+            println!("{}", request_line(current(&engine, &id)?, engine.now()));
+        }
+        let limit = Duration::from_millis(u64::try_from(limit.as_millis()).unwrap_or(u64::MAX));
+        waited = Some(engine.follow(&id, limit).await?);
+        let r = current(&engine, &id)?;
+        outcome.state = r.status;
+        outcome.deadline = r.deadline;
+        outcome.log_size = engine.size();
     }
-    Ok(())
+    if a.json {
+        print_json(&outcome)?;
+    } else {
+        println!("{}", request_line(current(&engine, &id)?, engine.now()));
+        if a.break_glass {
+            println!("Break-glass activated: all approvers are alerted and a review is required.");
+        }
+    }
+    match waited {
+        Some(None) => Err(refused(format!(
+            "{id} is still {} after waiting {}{}",
+            outcome.state.as_str(),
+            a.wait.as_deref().unwrap_or_default(),
+            if engine.is_member() && outcome.state == Status::Approved {
+                " (is the team's broker running?)"
+            } else {
+                ""
+            }
+        ))),
+        Some(Some(Status::Active)) | None => Ok(()),
+        Some(Some(other)) => Err(refused(format!("{id} was not granted: {}", other.as_str()))),
+    }
+}
+
+/// Request `id` as the log now has it.
+fn current<'e>(engine: &'e Engine, id: &RequestId) -> Result<&'e breakglass_core::Request> {
+    engine
+        .state()
+        .request(id)
+        .ok_or_else(|| refused("the request vanished"))
 }
 
 /// The credential a request for a target needing `needs` carries, from `--ssh-key` or
@@ -1065,6 +1143,13 @@ async fn broker(ctx: &Ctx, interval: &str) -> Result<()> {
         return Err(usage("--interval must be at least 1s"));
     }
     let home = ctx.home()?;
+    if home.is_member() {
+        return Err(refused(format!(
+            "{} is a team member's data directory: the log's keys are the broker's; run the \
+             broker where the log was initialised",
+            home.dir().display()
+        )));
+    }
     // A wall clock stepped back never delays an expiry: the broker's time never runs slower
     // than the monotonic clock.
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new(ctx.clock.clone()));

@@ -48,6 +48,10 @@ enum Command {
     Init(InitArgs),
     /// Guided first run: init if needed, apply a sample policy, show the status.
     Quickstart(QuickstartArgs),
+    /// Join a team's log on its shared PostgreSQL database as a member: verify it all against
+    /// the log's checkpoint key, and make a data directory holding no log key (the team's
+    /// broker grants and ends access).
+    Join(JoinArgs),
     /// Enrol and list identities.
     #[command(subcommand)]
     Identity(IdentityCmd),
@@ -183,6 +187,25 @@ struct InitArgs {
 }
 
 #[derive(Args, Debug)]
+struct JoinArgs {
+    /// The team's PostgreSQL URL (postgres://…, `sslmode` as libpq knows it). Keep its password
+    /// out of it: in ~/.pgpass or PGPASSWORD.
+    #[arg(long)]
+    database: String,
+    /// The log's checkpoint key (the `Checkpoint key:` line `init` printed), from the team's
+    /// administrator.
+    #[arg(long, value_name = "VKEY")]
+    log_key: String,
+    /// The identity you act as (its key is created here if absent, for an administrator to
+    /// enrol).
+    #[arg(long)]
+    name: String,
+    /// Where identities' keys are kept on this machine.
+    #[arg(long, value_enum, default_value_t = SystemKeysArg::Keyring)]
+    identity_keys: SystemKeysArg,
+}
+
+#[derive(Args, Debug)]
 struct QuickstartArgs {
     /// Name of the first administrator.
     #[arg(long, default_value = "admin")]
@@ -286,6 +309,10 @@ struct RequestArgs {
     /// once.
     #[arg(long, value_name = "FILE")]
     db_password_file: Option<PathBuf>,
+    /// Wait until the request is granted or has ended (denied, lapsed, failed …), at most
+    /// TIMEOUT (default 10m); exit 0 only if it was granted.
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "10m")]
+    wait: Option<String>,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,

@@ -5,42 +5,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command};
-use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
-use support::{request_args, World};
-
-/// Its standard error, a line at a time, read on a thread.
-fn lines(child: &mut Child) -> Receiver<String> {
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// Lines up to and including the first one containing `marker` (within 20 s).
-fn until(rx: &Receiver<String>, marker: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no line with {marker:?} came; saw {seen:#?}"));
-        let done = line.contains(marker);
-        seen.push(line);
-        if done {
-            return seen;
-        }
-    }
-}
+use support::{lines, request_args, until, World};
 
 /// Applies a policy with target `timed` (break-glass up to 10 minutes) whose revoke program
 /// appends each instruction to the file returned.

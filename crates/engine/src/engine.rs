@@ -156,6 +156,39 @@ pub(crate) struct Pending<'a> {
     pub(crate) not_before: Option<Timestamp>,
 }
 
+/// The broker's loud alert on a break-glass activation by `requester`, or, when it `awaits` an
+/// approval (no fresh sign-in), on its asking for one.
+fn break_glass_alert(
+    requester: &str,
+    target: &str,
+    duration: Span,
+    id: RequestId,
+    awaits: bool,
+) -> Pending<'static> {
+    let message = if awaits {
+        format!(
+            "{requester} asked for break-glass access to {target} for {duration} without a \
+             fresh sign-in with their identity provider: it waits for one approval, which an \
+             approver may sign offline (`breakglass approve {id} --offline`); a review is \
+             required"
+        )
+    } else {
+        format!(
+            "{requester} activated break-glass access to {target} for {duration}; a review is \
+             required"
+        )
+    };
+    Pending {
+        signer: Signer::Broker,
+        body: EventBody::Alert {
+            request: Some(id),
+            kind: AlertKind::BreakGlassActivated,
+            message,
+        },
+        not_before: None,
+    }
+}
+
 pub(crate) enum Signer<'a> {
     Actor(&'a Actor),
     Broker,
@@ -509,7 +542,7 @@ impl Engine {
         let verifier = self.log_verifier();
         if self.state.log_key() != Some(verifier.vkey().as_str()) {
             return Err(EngineError::Tampered(
-                "the log was created with a different checkpoint key than this data directory holds"
+                "the log was created with a different checkpoint key than the one this app trusts"
                     .into(),
             ));
         }
@@ -590,6 +623,8 @@ impl Engine {
         }
         let tail = tx.entries(covered, size).await?;
         let mut refused = None;
+        // Members' break-glass activations, whose alert is the broker's to record.
+        let mut activations = Vec::new();
         for (offset, stored) in (0u64..).zip(&tail) {
             let index = covered + offset;
             let checked = if stored.index != index {
@@ -598,9 +633,18 @@ impl Engine {
                 decode_all(&[stored.bytes.as_slice()])
                     .map_err(|(_, error)| format!("entry {index}: {error}"))
                     .and_then(|entries| {
-                        breakglass_ledger::replay_one(&mut self.state, &entries[0], index)
-                            .map(|()| *entries[0].leaf_hash())
-                            .map_err(|v| v.to_string())
+                        let entry = &entries[0];
+                        breakglass_ledger::replay_one(&mut self.state, entry, index)
+                            .map_err(|v| v.to_string())?;
+                        if let EventBody::AccessRequested {
+                            request,
+                            break_glass: true,
+                            ..
+                        } = &entry.event().body
+                        {
+                            activations.push(*request);
+                        }
+                        Ok(*entry.leaf_hash())
                     })
             };
             match checked {
@@ -612,7 +656,28 @@ impl Engine {
             }
         }
         let Some((index, why)) = refused else {
-            let result = self.cover(tx, size).await;
+            let result = if activations.is_empty() {
+                self.cover(tx, size).await
+            } else {
+                // The alerts, covered with the members' entries by one checkpoint.
+                let alerts = activations
+                    .iter()
+                    .filter_map(|id| self.state.request(id))
+                    .map(|r| {
+                        break_glass_alert(
+                            &r.requester,
+                            &r.target,
+                            r.duration,
+                            r.id,
+                            r.status == Status::Pending,
+                        )
+                    })
+                    .collect();
+                let mut touched = false;
+                self.append_batch(tx, size, alerts, &mut touched)
+                    .await
+                    .map(|_| ())
+            };
             if result.is_err() {
                 self.forget();
             }
@@ -1022,19 +1087,6 @@ impl Engine {
                 .state
                 .identity(&actor.name)
                 .is_some_and(|i| i.record.binding.oidc().is_some());
-        let alert = if awaits_approval {
-            format!(
-                "{} asked for break-glass access to {} for {} without a fresh sign-in with their \
-                 identity provider: it waits for one approval, which an approver may sign \
-                 offline (`breakglass approve {id} --offline`); a review is required",
-                actor.name, req.target, req.duration
-            )
-        } else {
-            format!(
-                "{} activated break-glass access to {} for {}; a review is required",
-                actor.name, req.target, req.duration
-            )
-        };
         let mut batch = vec![Pending {
             signer: Signer::Actor(actor),
             body: EventBody::AccessRequested {
@@ -1052,16 +1104,15 @@ impl Engine {
             },
             not_before: None,
         }];
-        if req.break_glass {
-            batch.push(Pending {
-                signer: Signer::Broker,
-                body: EventBody::Alert {
-                    request: Some(id),
-                    kind: AlertKind::BreakGlassActivated,
-                    message: alert,
-                },
-                not_before: None,
-            });
+        // The alert is the broker's; in team mode it records it on verifying the request.
+        if req.break_glass && !self.is_member() {
+            batch.push(break_glass_alert(
+                &actor.name,
+                &req.target,
+                req.duration,
+                id,
+                awaits_approval,
+            ));
         }
         self.commit(batch).await?;
         let warning = self.grant_if_approved(&id).await?;

@@ -2,7 +2,12 @@
 //!
 //! `breakglass.toml` in the directory records the log's origin and checkpoint key (public), the
 //! database location and where the system keys live. It holds no secret: keys are in the OS
-//! keyring or in 0600 files under `keys/`.
+//! keyring or in 0600 files under `keys/`, and a database password in `~/.pgpass`,
+//! `PGPASSWORD` or `BREAKGLASS_DATABASE_URL`.
+//!
+//! A team member's directory (made by [`Home::join`]) names the team's PostgreSQL database and
+//! the log's checkpoint key but holds no system key (`system_keys = "none"`): the broker holds
+//! them, and the member's engine is opened with [`Engine::join`].
 
 use std::fs;
 use std::io::Write;
@@ -11,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use breakglass_core::Clock;
-use breakglass_ledger::NoteSigner;
+use breakglass_ledger::{NoteSigner, NoteVerifier};
 use breakglass_store::Store;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -33,13 +38,35 @@ pub enum KeyStoreKind {
     File,
 }
 
+/// Where a data directory's system keys are: with it, or, for a team member, nowhere (the
+/// broker holds them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SystemKeysAt {
+    Keyring,
+    File,
+    None,
+}
+
+impl From<KeyStoreKind> for SystemKeysAt {
+    fn from(kind: KeyStoreKind) -> Self {
+        match kind {
+            KeyStoreKind::Keyring => SystemKeysAt::Keyring,
+            KeyStoreKind::File => SystemKeysAt::File,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
     origin: String,
     log_key: String,
     database: Option<String>,
-    system_keys: KeyStoreKind,
+    system_keys: SystemKeysAt,
+    /// Where identities' keys are, when not where the system keys are (a member's directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identity_keys: Option<KeyStoreKind>,
     default_identity: String,
 }
 
@@ -61,6 +88,110 @@ pub struct InitOptions {
     pub system_keys: KeyStoreKind,
     /// Database URL; the embedded SQLite file when `None`.
     pub database: Option<String>,
+}
+
+/// What `join` needs.
+#[derive(Debug, Clone)]
+pub struct JoinOptions {
+    /// The team's PostgreSQL URL (`postgres://…`; its password, if any, is kept out of the
+    /// config: see [`Home::database`]).
+    pub database: String,
+    /// The log's checkpoint key (C2SP vkey), given out of band by the team's administrator:
+    /// the whole log is verified against it.
+    pub log_key: String,
+    /// Who acts here by default.
+    pub identity: String,
+    /// Where that identity's key is (created if absent); by default where `identity_keys` says.
+    pub identity_key: Option<KeyLocation>,
+    /// Where identities' keys are kept.
+    pub identity_keys: KeyStoreKind,
+}
+
+/// A joined team log.
+#[derive(Debug)]
+pub struct Joined {
+    /// The new data directory.
+    pub home: Home,
+    /// The team's log, verified against the given checkpoint key.
+    pub engine: Engine,
+    /// The acting identity's public key.
+    pub key: breakglass_core::PublicKey,
+    /// Whether that key was created now (it then still needs enrolling by an administrator).
+    pub created_key: bool,
+}
+
+/// `BREAKGLASS_DATABASE_URL` when set, else `configured`, else the embedded SQLite file in `dir`.
+fn database_url(configured: Option<&str>, dir: &Path) -> String {
+    if let Ok(url) = std::env::var("BREAKGLASS_DATABASE_URL") {
+        if !url.is_empty() {
+            return url;
+        }
+    }
+    configured.map_or_else(
+        || dir.join("breakglass.db").to_string_lossy().into_owned(),
+        str::to_owned,
+    )
+}
+
+/// Refuses a database URL carrying a password, for `breakglass.toml` must hold no secret.
+fn check_storable(database: &str) -> Result<(), EngineError> {
+    let Ok(url) = url::Url::parse(database) else {
+        return Ok(());
+    };
+    let in_query = url
+        .query_pairs()
+        .any(|(k, _)| k.to_ascii_lowercase().contains("password"));
+    if url.password().is_some() || in_query {
+        return Err(EngineError::Invalid(
+            "the database URL holds a password, which breakglass.toml must not keep: give the URL \
+             without it and keep the password in ~/.pgpass (0600) or PGPASSWORD, or set the whole \
+             URL in BREAKGLASS_DATABASE_URL instead"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a `dir` that is already initialised, or `name` for its first identity when invalid.
+fn check_new(dir: &Path, name: &str) -> Result<(), EngineError> {
+    if dir.join(CONFIG_FILE).exists() {
+        return Err(EngineError::Setup(format!(
+            "{} is already initialised",
+            dir.display()
+        )));
+    }
+    match breakglass_core::names::name_problem(name) {
+        Some(p) => Err(EngineError::Invalid(p)),
+        None => Ok(()),
+    }
+}
+
+/// Creates `dir` and its parents, owner-only.
+fn create_private_dir(dir: &Path) -> Result<(), EngineError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| EngineError::Setup(format!("cannot create {}: {e}", dir.display())))
+}
+
+/// Loads the key at `loc`, creating it when it does not exist yet; says whether it was created.
+fn load_or_create(loc: &KeyLocation) -> Result<(ed25519_dalek::SigningKey, bool), EngineError> {
+    match loc.load() {
+        Ok(k) => Ok((k, false)),
+        Err(crate::keys::KeyError::Missing(_)) => {
+            let k = generate();
+            loc.store_new(&k)?;
+            Ok((k, true))
+        }
+        Err(crate::keys::KeyError::File { .. }) if matches!(loc, KeyLocation::File(p) if !p.exists()) =>
+        {
+            let k = generate();
+            loc.store_new(&k)?;
+            Ok((k, true))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The platform's app-data directory for Breakglass (`$BREAKGLASS_HOME` wins when set).
@@ -103,20 +234,11 @@ impl Home {
         opts: InitOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<(Home, Engine), EngineError> {
-        if dir.join(CONFIG_FILE).exists() {
-            return Err(EngineError::Setup(format!(
-                "{} is already initialised",
-                dir.display()
-            )));
+        check_new(dir, &opts.admin)?;
+        if let Some(db) = &opts.database {
+            check_storable(db)?;
         }
-        if let Some(p) = breakglass_core::names::name_problem(&opts.admin) {
-            return Err(EngineError::Invalid(p));
-        }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| EngineError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+        create_private_dir(dir)?;
         let mut suffix = [0u8; 6];
         rand::rngs::OsRng.fill_bytes(&mut suffix);
         let origin = format!("breakglass.local/{}", breakglass_core::hex(&suffix));
@@ -126,7 +248,8 @@ impl Home {
                 origin: origin.clone(),
                 log_key: String::new(),
                 database: opts.database.clone(),
-                system_keys: opts.system_keys,
+                system_keys: opts.system_keys.into(),
+                identity_keys: None,
                 default_identity: opts.admin.clone(),
             },
         };
@@ -136,25 +259,13 @@ impl Home {
             .unwrap_or_else(|| home.identity_key(&opts.admin));
         let mut created: Vec<KeyLocation> = Vec::new();
         let result = async {
-            let admin_key = match admin_loc.load() {
-                Ok(k) => k,
-                Err(crate::keys::KeyError::Missing(_)) => {
-                    let k = generate();
-                    admin_loc.store_new(&k)?;
-                    created.push(admin_loc.clone());
-                    k
-                }
-                Err(crate::keys::KeyError::File { .. }) if matches!(&admin_loc, KeyLocation::File(p) if !p.exists()) => {
-                    let k = generate();
-                    admin_loc.store_new(&k)?;
-                    created.push(admin_loc.clone());
-                    k
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let (admin_key, created_now) = load_or_create(&admin_loc)?;
+            if created_now {
+                created.push(admin_loc.clone());
+            }
             let log_key = generate();
             let broker_key = generate();
-            let (log_loc, broker_loc) = home.system_key_locations();
+            let (log_loc, broker_loc) = home.system_key_locations()?;
             log_loc.store_new(&log_key)?;
             created.push(log_loc);
             broker_loc.store_new(&broker_key)?;
@@ -186,6 +297,83 @@ impl Home {
                 Err(e)
             }
         }
+    }
+
+    /// Joins a team's log as a member: verifies the whole log in the team's PostgreSQL database
+    /// against the checkpoint key given out of band, then records both in a new data directory
+    /// that holds no system key, and makes sure the acting identity has a key here (created if
+    /// absent: an administrator then enrols its public key). On failure nothing is left behind.
+    pub async fn join(
+        dir: &Path,
+        opts: JoinOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Joined, EngineError> {
+        check_new(dir, &opts.identity)?;
+        let lower = opts.database.to_ascii_lowercase();
+        if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
+            return Err(EngineError::Invalid(
+                "joining a team needs its shared PostgreSQL database: give a postgres://… URL"
+                    .into(),
+            ));
+        }
+        check_storable(&opts.database)?;
+        let verifier = NoteVerifier::from_vkey(opts.log_key.trim()).map_err(|e| {
+            EngineError::Invalid(format!("the log key is not a checkpoint key (vkey): {e}"))
+        })?;
+        let origin = verifier.name().to_owned();
+        let store = Store::open(&opts.database).await?;
+        let engine = Engine::join(store, clock, verifier.clone()).await?;
+        if engine.state().origin() != Some(origin.as_str()) {
+            let found = engine.state().origin().unwrap_or("none").to_owned();
+            engine.close().await;
+            return Err(EngineError::Tampered(format!(
+                "the database holds log {found}, not {origin} whose key was given"
+            )));
+        }
+        let result = async {
+            create_private_dir(dir)?;
+            let home = Home {
+                dir: dir.to_owned(),
+                config: Config {
+                    origin,
+                    log_key: verifier.vkey(),
+                    database: Some(opts.database.clone()),
+                    system_keys: SystemKeysAt::None,
+                    identity_keys: Some(opts.identity_keys),
+                    default_identity: opts.identity.clone(),
+                },
+            };
+            let loc = opts
+                .identity_key
+                .clone()
+                .unwrap_or_else(|| home.identity_key(&opts.identity));
+            let (key, created_key) = load_or_create(&loc)?;
+            if let Err(e) = home.write_config() {
+                if created_key {
+                    let _ = loc.delete();
+                }
+                return Err(e);
+            }
+            Ok((home, crate::keys::public_key(&key), created_key))
+        }
+        .await;
+        match result {
+            Ok((home, key, created_key)) => Ok(Joined {
+                home,
+                engine,
+                key,
+                created_key,
+            }),
+            Err(e) => {
+                engine.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether this is a team member's data directory (the broker holds the log's keys).
+    pub fn is_member(&self) -> bool {
+        self.config.system_keys == SystemKeysAt::None
     }
 
     fn write_config(&self) -> Result<(), EngineError> {
@@ -244,23 +432,20 @@ impl Home {
     /// The database location: `BREAKGLASS_DATABASE_URL` when set, else the configured one, else
     /// the embedded SQLite file.
     pub fn database(&self) -> String {
-        if let Ok(url) = std::env::var("BREAKGLASS_DATABASE_URL") {
-            if !url.is_empty() {
-                return url;
-            }
-        }
-        self.config.database.clone().unwrap_or_else(|| {
-            self.dir
-                .join("breakglass.db")
-                .to_string_lossy()
-                .into_owned()
-        })
+        database_url(self.config.database.as_deref(), &self.dir)
     }
 
     /// Where an identity's key lives by default (the OS keyring, or `keys/NAME.pem` when the
     /// data directory keeps its keys in files).
     pub fn identity_key(&self, name: &str) -> KeyLocation {
-        match self.config.system_keys {
+        let kind = self
+            .config
+            .identity_keys
+            .unwrap_or(match self.config.system_keys {
+                SystemKeysAt::File => KeyStoreKind::File,
+                SystemKeysAt::Keyring | SystemKeysAt::None => KeyStoreKind::Keyring,
+            });
+        match kind {
             KeyStoreKind::Keyring => KeyLocation::Keyring(format!("{}/{name}", self.config.origin)),
             KeyStoreKind::File => {
                 KeyLocation::File(self.dir.join("keys").join(format!("{name}.pem")))
@@ -268,22 +453,26 @@ impl Home {
         }
     }
 
-    fn system_key_locations(&self) -> (KeyLocation, KeyLocation) {
+    fn system_key_locations(&self) -> Result<(KeyLocation, KeyLocation), EngineError> {
         match self.config.system_keys {
-            KeyStoreKind::Keyring => (
+            SystemKeysAt::Keyring => Ok((
                 KeyLocation::Keyring(format!("{}/#log", self.config.origin)),
                 KeyLocation::Keyring(format!("{}/#broker", self.config.origin)),
-            ),
-            KeyStoreKind::File => (
+            )),
+            SystemKeysAt::File => Ok((
                 KeyLocation::File(self.dir.join("keys/log.pem")),
                 KeyLocation::File(self.dir.join("keys/broker.pem")),
-            ),
+            )),
+            SystemKeysAt::None => Err(EngineError::Invalid(format!(
+                "{} is a team member's data directory: the log's keys are the broker's",
+                self.dir.display()
+            ))),
         }
     }
 
-    /// Loads the checkpoint and broker keys.
+    /// Loads the checkpoint and broker keys (refused in a team member's directory).
     pub fn system_keys(&self) -> Result<SystemKeys, EngineError> {
-        let (log_loc, broker_loc) = self.system_key_locations();
+        let (log_loc, broker_loc) = self.system_key_locations()?;
         let log = NoteSigner::new(self.config.origin.clone(), log_loc.load()?)
             .map_err(|e| EngineError::Setup(e.to_string()))?;
         if log.verifier().vkey() != self.config.log_key {
@@ -297,8 +486,16 @@ impl Home {
         })
     }
 
-    /// Opens the log with this directory's database and keys.
+    /// Opens the log with this directory's database and keys (a team member's with the log's
+    /// checkpoint key only: [`Engine::join`]).
     pub async fn engine(&self, clock: Arc<dyn Clock>) -> Result<Engine, EngineError> {
+        if self.is_member() {
+            let verifier = NoteVerifier::from_vkey(&self.config.log_key).map_err(|e| {
+                EngineError::Setup(format!("the log key in {CONFIG_FILE} is not a vkey: {e}"))
+            })?;
+            let store = Store::open(&self.database()).await?;
+            return Engine::join(store, clock, verifier).await;
+        }
         let keys = self.system_keys()?;
         let store = Store::open(&self.database()).await?;
         Engine::open(store, clock, keys).await

@@ -62,12 +62,13 @@ mod scheduler;
 mod session;
 pub mod signin;
 
+pub use breakglass_store::{Heard, LogListener};
 pub use engine::{Actor, Engine, NewRequest, Outcome, SystemKeys};
 pub use error::{Code, EngineError};
 pub use export::{neutralise_formula, write_csv, write_jsonl, ExportFilter, CSV_COLUMNS};
-pub use home::{default_dir, Home, InitOptions, KeyStoreKind, CONFIG_FILE};
+pub use home::{default_dir, Home, InitOptions, JoinOptions, Joined, KeyStoreKind, CONFIG_FILE};
 pub use keys::{generate, public_key, KeyError, KeyLocation, KEYRING_SERVICE};
 pub use scheduler::{
-    revoke_due_at, BrokerNotice, RevokeRun, TickReport, REVOKE_CONCURRENCY, REVOKE_RETRY_FIRST,
-    REVOKE_RETRY_MAX, STANDBY_POLL,
+    heard, revoke_due_at, BrokerNotice, RevokeRun, TickReport, REVOKE_CONCURRENCY,
+    REVOKE_RETRY_FIRST, REVOKE_RETRY_MAX, STANDBY_POLL,
 };

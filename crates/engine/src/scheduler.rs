@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use breakglass_connectors::{Access, Connector, ConnectorError};
 use breakglass_core::{AlertKind, EventBody, Request, RequestId, Span, Status, Timestamp};
-use breakglass_store::{BrokerLease, StoreError};
+use breakglass_store::{BrokerLease, Heard, LogListener, StoreError};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -86,6 +86,14 @@ pub struct RevokeRun {
     pub finished: Timestamp,
     /// Whether the connector confirmed.
     pub ok: bool,
+}
+
+/// What `listener` hears next; never, without one.
+pub async fn heard(listener: Option<&mut LogListener>) -> Heard {
+    match listener {
+        Some(l) => l.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// When a revoke of `r` is due: at its deadline while it is active, at once once ordered, and
@@ -407,8 +415,8 @@ impl Engine {
         }
     }
 
-    /// Scheduler passes, the first at once, then at each next deadline and at least every
-    /// `max_sleep`, until `stop` completes (`Ok`) or, holding `lease`, until the lease cannot
+    /// Scheduler passes, the first at once, then at each next deadline, on each change another
+    /// process commits (team mode), and at least every `max_sleep`, until `stop` completes (`Ok`) or, holding `lease`, until the lease cannot
     /// be confirmed before a pass (`Err`: stop acting).
     async fn act(
         &mut self,
@@ -417,6 +425,9 @@ impl Engine {
         stop: &mut (impl Future<Output = ()> + Unpin),
         mut lease: Option<&mut BrokerLease>,
     ) -> Result<(), StoreError> {
+        // In team mode a member's request or decision wakes the broker at once; without the
+        // channel (the embedded log, or the database refusing it) it looks every `max_sleep`.
+        let mut listener = self.store().listen().await.ok().flatten();
         loop {
             if let Some(lease) = lease.as_deref_mut() {
                 lease.check().await?;
@@ -426,6 +437,7 @@ impl Engine {
             let wait = self.wait_after(&result, max_sleep);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
+                _ = heard(listener.as_mut()) => {}
                 () = &mut *stop => return Ok(()),
             }
         }
@@ -450,6 +462,44 @@ impl Engine {
                 Ok(TickReport::default())
             }
             Err(_) => self.tick().await,
+        }
+    }
+
+    /// Follows the log until request `id` is granted or has ended (it is no longer pending or
+    /// approved), for at most `limit`: its status then, or `None` when it is still waiting.
+    /// In team mode each change is heard as it is committed; on the embedded log, which has no
+    /// such channel, the log is read four times a second. Each look is what a command runs
+    /// first ([`Engine::tick_unless_brokered`]), so without a broker the approval's grant
+    /// still happens.
+    pub async fn follow(
+        &mut self,
+        id: &RequestId,
+        limit: Duration,
+    ) -> Result<Option<Status>, EngineError> {
+        let until = tokio::time::Instant::now() + limit;
+        let mut listener = self.store().listen().await.ok().flatten();
+        // With the channel a look now and then only guards against a silent connection.
+        let poll = if listener.is_some() {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_millis(250)
+        };
+        loop {
+            let status = self.state().request(id).map(|r| r.status).ok_or_else(|| {
+                EngineError::Refused(breakglass_core::Refusal::UnknownRequest(*id))
+            })?;
+            if !matches!(status, Status::Pending | Status::Approved) {
+                return Ok(Some(status));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return Ok(None);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(poll.min(until - now)) => {}
+                _ = heard(listener.as_mut()) => {}
+            }
+            self.tick_unless_brokered().await?;
         }
     }
 

@@ -39,6 +39,7 @@
 
 mod error;
 mod lease;
+mod listen;
 mod location;
 mod postgres;
 mod schema;
@@ -54,6 +55,7 @@ use futures_util::StreamExt;
 
 pub use error::StoreError;
 pub use lease::BrokerLease;
+pub use listen::{Heard, LogListener};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -241,6 +243,16 @@ impl Store {
         match self {
             Store::Sqlite(s) => BrokerLease::file(s.path()),
             Store::Postgres(p) => BrokerLease::postgres(p.options()).await,
+        }
+    }
+
+    /// Hears of changes other processes commit (team mode, through PostgreSQL's `LISTEN`), so a
+    /// reader can sync at once instead of polling; `None` for the embedded SQLite log, which
+    /// has no such channel (its readers poll).
+    pub async fn listen(&self) -> Result<Option<LogListener>, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(p) => LogListener::postgres(p.options()).await.map(Some),
         }
     }
 
@@ -531,6 +543,7 @@ impl AppendTx<'_> {
             .await
             .map(|r| r.rows_affected()))
         .map_err(StoreError::db("removing uncovered entries"))?;
+        self.notify(lo).await?;
         self.poisoned = false;
         Ok(removed)
     }

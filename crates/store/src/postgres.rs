@@ -128,12 +128,17 @@ async fn migrate(conn: &mut PgConnection, location: &str) -> Result<(), StoreErr
         None
     };
     schema::check(&MIGRATOR, location, &tables, applied.as_deref())?;
-    // `run_direct` rather than `run`: `run`'s `Acquire` bound makes this future non-`Send`
-    // (sqlx's own documented workaround).
-    MIGRATOR
-        .run_direct(&mut *conn)
-        .await
-        .map_err(|e| schema::map_migrate_error(&MIGRATOR, location, e))?;
+    if !applied
+        .as_deref()
+        .is_some_and(|a| schema::up_to_date(&MIGRATOR, a))
+    {
+        // `run_direct` rather than `run`: `run`'s `Acquire` bound makes this future non-`Send`
+        // (sqlx's own documented workaround).
+        MIGRATOR
+            .run_direct(&mut *conn)
+            .await
+            .map_err(|e| schema::map_migrate_error(&MIGRATOR, location, e))?;
+    }
 
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(MIGRATE_LOCK)

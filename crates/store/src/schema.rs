@@ -69,6 +69,16 @@ pub(crate) fn check(
     Ok(())
 }
 
+/// Whether every migration `migrator` knows is applied, unchanged: then there is nothing to run,
+/// and an app whose database role may not change the schema (team mode) opens the log as is.
+pub(crate) fn up_to_date(migrator: &Migrator, applied: &[Applied]) -> bool {
+    migrator.iter().all(|m| {
+        applied
+            .iter()
+            .any(|a| a.version == m.version && a.checksum == m.checksum.as_ref())
+    })
+}
+
 fn preview(tables: &[String]) -> String {
     let mut shown: Vec<&str> = tables.iter().take(3).map(String::as_str).collect();
     if tables.len() > 3 {

@@ -424,3 +424,44 @@ fn free_port() -> Result<u16, ClusterError> {
         .port();
     Ok(port)
 }
+
+/// The roles README.md's "Team mode" section gives the broker and the apps, set up on the fresh
+/// database at `superuser_url` by running the README's own statements (so the documentation
+/// cannot drift from what is tested). Returns the URLs of the broker's role and of the apps'
+/// role; once the broker's role has created the schema, [`grant_apps`] gives the apps theirs.
+pub async fn team_roles(superuser_url: &str) -> Result<(String, String), ClusterError> {
+    let database = superuser_url.rsplit('/').next().unwrap_or_default();
+    run_sql(superuser_url, &readme_sql("as a superuser", database)?).await?;
+    let as_role = |role: &str| superuser_url.replacen("postgres@", &format!("{role}@"), 1);
+    Ok((as_role("breakglass_broker"), as_role("breakglass_app")))
+}
+
+/// README.md's grants to the apps' role, run as the broker's role at `broker_url` (after it
+/// created the schema).
+pub async fn grant_apps(broker_url: &str) -> Result<(), ClusterError> {
+    let database = broker_url.rsplit('/').next().unwrap_or_default();
+    run_sql(broker_url, &readme_sql("as the broker's role", database)?).await
+}
+
+async fn run_sql(url: &str, sql: &str) -> Result<(), ClusterError> {
+    let mut conn = PgConnection::connect(url).await?;
+    sqlx::raw_sql(sql).execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// The SQL block of README.md that starts with the comment `-- {section}`, for `database`.
+fn readme_sql(section: &str, database: &str) -> Result<String, ClusterError> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let readme = std::fs::read_to_string(&path).map_err(io("reading README.md"))?;
+    let missing = || ClusterError::Command {
+        command: format!("README.md's SQL block `-- {section}`"),
+        output: "not found".into(),
+    };
+    let start = readme
+        .find(&format!("-- {section}\n"))
+        .ok_or_else(missing)?;
+    let block = &readme[start..];
+    let end = block.find("```").ok_or_else(missing)?;
+    Ok(block[..end].replace("breakglass_db", database))
+}

@@ -8,8 +8,10 @@
 )]
 
 use std::fmt;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -443,4 +445,62 @@ pub fn request_args<'a>(target: &'a str, duration: &'a str, reason: &'a str) -> 
         "--reason",
         reason,
     ]
+}
+
+/// A child's standard error, a line at a time, read on a thread.
+pub fn lines(child: &mut Child) -> Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Lines up to and including the first one containing `marker` (within 20 s).
+pub fn until(rx: &Receiver<String>, marker: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no line with {marker:?} came; saw {seen:#?}"));
+        let done = line.contains(marker);
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// Waits for a spawned command to finish (killing it after `limit`) and returns what it did.
+pub fn finish(mut child: Child, args: &[&str], limit: Duration) -> Output {
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait on the child") {
+            break status.code().unwrap_or(-1);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break -1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read = |pipe: Option<&mut dyn Read>| {
+        let mut s = String::new();
+        if let Some(p) = pipe {
+            let _ = p.read_to_string(&mut s);
+        }
+        s
+    };
+    Output {
+        args: args.iter().map(|a| (*a).to_owned()).collect(),
+        code,
+        stdout: read(child.stdout.as_mut().map(|p| p as &mut dyn Read)),
+        stderr: read(child.stderr.as_mut().map(|p| p as &mut dyn Read)),
+    }
 }

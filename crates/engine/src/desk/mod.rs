@@ -151,6 +151,12 @@ impl Desk {
         })
     }
 
+    /// Hears of changes other apps, the CLI and the broker commit to a team's log, so the
+    /// desk syncs at once; `None` on the embedded log (or when the database refuses it).
+    pub async fn listen(&self) -> Option<breakglass_store::LogListener> {
+        self.engine.store().listen().await.ok().flatten()
+    }
+
     /// Where the walk-through stands.
     pub fn setup_status(&self) -> SetupStatus {
         let state = self.engine.state();

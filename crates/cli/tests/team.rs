@@ -1,0 +1,402 @@
+//! Team mode from the command line: the administrator's machine runs `breakglass broker` on a
+//! log in a shared PostgreSQL database (a real throwaway cluster); people on other machines
+//! `breakglass join` it with the log's checkpoint key and request, approve and follow access
+//! there, while only the broker grants and ends it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{
+    find_request, finish, lines, request_args, until, Cli, Output, REFUSED, VERIFY_FAILED,
+};
+
+/// The team: the administrator's data directory (with the log's keys, and the broker), the
+/// people's key files, and the database (`url`: as the apps' role).
+struct Team {
+    tmp: tempfile::TempDir,
+    url: String,
+    admin_cli: Cli,
+    admin: PathBuf,
+    log_key: String,
+    _pg: breakglass_store::testing::PgCluster,
+}
+
+impl Team {
+    fn start() -> Team {
+        let pg = breakglass_store::testing::PgCluster::start_blocking()
+            .expect("a PostgreSQL test server (Debian package `postgresql`) is required");
+        let superuser_url = support::block_on(pg.create_database()).expect("a fresh database");
+        // The roles README.md's team setup gives the broker and the apps.
+        let (broker_url, url) =
+            support::block_on(breakglass_store::testing::team_roles(&superuser_url))
+                .expect("README's roles");
+        let tmp = tempfile::Builder::new()
+            .prefix("breakglass-team-test-")
+            .tempdir()
+            .expect("a temporary directory");
+        let admin_cli = Cli::new(&tmp.path().join("admin"));
+        let admin = tmp.path().join("keys/admin.pem");
+        let out = admin_cli.run_with_key(
+            &admin,
+            &["init", "--system-keys", "file", "--database", &broker_url],
+        );
+        out.ok("init on the team's database, as the broker's role");
+        support::block_on(breakglass_store::testing::grant_apps(&broker_url))
+            .expect("README's grants to the apps");
+        let log_key = checkpoint_key(&out);
+        let policy = tmp.path().join("policy.toml");
+        std::fs::write(&policy, support::policy(1)).expect("write the policy");
+        admin_cli
+            .run_with_key(&admin, &["policy", "apply", &policy.display().to_string()])
+            .ok("the admin applies the policy");
+        let team = Team {
+            tmp,
+            url,
+            admin_cli,
+            admin,
+            log_key,
+            _pg: pg,
+        };
+        for (name, group) in [("dave", "engineers"), ("bob", "sre"), ("carol", "sre")] {
+            let key = team.key(name);
+            team.admin_cli
+                .run_with_key(
+                    &team.admin,
+                    &[
+                        "identity",
+                        "add",
+                        name,
+                        "--group",
+                        group,
+                        "--key-out",
+                        &key.display().to_string(),
+                    ],
+                )
+                .ok("the admin enrols the team");
+        }
+        team
+    }
+
+    fn key(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(format!("keys/{name}.pem"))
+    }
+
+    /// `breakglass join` into a new data directory `dir` as `name`.
+    fn join(&self, dir: &str, name: &str, key_file: bool) -> (Cli, Output) {
+        let cli = Cli::new(&self.tmp.path().join(dir));
+        let mut args = vec![
+            "join",
+            "--database",
+            &self.url,
+            "--log-key",
+            &self.log_key,
+            "--name",
+            name,
+            "--identity-keys",
+            "file",
+        ];
+        let key = self.key(name).display().to_string();
+        if key_file {
+            args.splice(0..0, ["--key-file", key.as_str()]);
+        }
+        let out = cli.run(&args);
+        (cli, out)
+    }
+}
+
+/// The `Checkpoint key:` line `init` printed.
+fn checkpoint_key(init: &Output) -> String {
+    init.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Checkpoint key: "))
+        .expect("init prints the checkpoint key")
+        .to_owned()
+}
+
+/// `status --json --all` on `cli` as the holder of `key`.
+fn status(cli: &Cli, key: &Path) -> Value {
+    let out = cli.run_with_key(key, &["status", "--json", "--all"]);
+    out.ok("status on a member");
+    out.json()
+}
+
+/// Polls `status` on `cli` until `id` is in `state` (within 20 s).
+fn wait_for(cli: &Cli, key: &Path, id: &str, state: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let s = status(cli, key);
+        let found = s["requests"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["id"] == id).cloned());
+        if let Some(r) = found.filter(|r| r["status"] == state) {
+            return r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{id} should reach {state} on this member: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn members_request_and_approve_on_their_machines_and_only_the_broker_grants_and_ends_access() {
+    let team = Team::start();
+    let mut broker = team.admin_cli.spawn(&["broker", "--interval", "30s"]);
+    let rx = lines(&mut broker);
+    until(&rx, "first pass done");
+
+    let (a, out) = team.join("laptop-a", "dave", true);
+    out.ok("dave joins with his enrolled key");
+    out.stdout_mentions("Acting as dave (enrolled", "the key is recognised");
+    let (b, out) = team.join("laptop-b", "bob", true);
+    out.ok("bob joins");
+    let config = std::fs::read_to_string(team.tmp.path().join("laptop-b/breakglass.toml"))
+        .expect("join writes a config");
+    assert!(
+        config.contains("system_keys = \"none\"") && config.contains(&team.log_key),
+        "a member's config names the log key and holds no system key: {config}"
+    );
+    assert!(
+        !team.tmp.path().join("laptop-b/keys").exists(),
+        "no key is made or copied for a member that brought its own"
+    );
+
+    // dave asks on his machine and waits; bob and carol see it on bob's machine and approve;
+    // the broker grants and dave's wait ends with the deadline. The broker's interval is 30 s:
+    // only the database's notifications can wake it that soon.
+    let mut args = request_args("prod", "30m", "disk full on db-1");
+    args.extend(["--wait", "60s", "--json"]);
+    let dave = team.key("dave").display().to_string();
+    let mut all = vec!["--key-file", dave.as_str()];
+    all.extend(&args);
+    let waiting = a.spawn(&all);
+    let id = {
+        let start = Instant::now();
+        loop {
+            let s = status(&b, &team.key("bob"));
+            let mine = s["requests"].as_array().and_then(|rs| {
+                rs.iter()
+                    .find(|r| r["requester"] == "dave" && r["status"] == "pending")
+                    .cloned()
+            });
+            if let Some(r) = mine {
+                break r["id"].as_str().expect("an id").to_owned();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no request on B: {s}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    b.run_with_key(&team.key("bob"), &["approve", &id])
+        .ok("bob approves on his machine");
+    b.run_with_key(&team.key("carol"), &["approve", &id])
+        .ok("carol approves on bob's machine with her own key");
+    let granted_at = Instant::now();
+    let out = finish(waiting, &all, Duration::from_secs(30));
+    out.ok("dave's wait ends with the grant");
+    let answer = out.json();
+    assert_eq!(answer["request"], id.as_str());
+    assert_eq!(answer["state"], "active", "{answer}");
+    assert!(answer["deadline"].is_string(), "{answer}");
+    until(&rx, &format!("granted {id}"));
+    assert!(
+        granted_at.elapsed() < Duration::from_secs(20),
+        "granted on notification, not at the broker's 30 s interval"
+    );
+    let on_b = wait_for(&b, &team.key("bob"), &id, "active");
+    assert_eq!(
+        on_b["deadline"], answer["deadline"],
+        "both see one deadline"
+    );
+
+    // A break-glass activation on A is granted by the broker; its expiry reaches both.
+    let mut args = request_args("prod", "2s", "primary down");
+    args.extend(["--break-glass", "--wait", "30s", "--json"]);
+    let out = a.run_with_key(&team.key("dave"), &args);
+    out.ok("break-glass on a member is granted by the broker");
+    let bg = out.json();
+    assert_eq!(bg["state"], "active", "{bg}");
+    let bg_id = bg["request"].as_str().expect("an id").to_owned();
+    // Its loud alert is the broker's, recorded when the broker verified the activation.
+    let jsonl = team.tmp.path().join("events.jsonl");
+    b.run_with_key(
+        &team.key("bob"),
+        &[
+            "export",
+            "--format",
+            "jsonl",
+            "-o",
+            &jsonl.display().to_string(),
+        ],
+    )
+    .ok("export on a member");
+    let events = std::fs::read_to_string(&jsonl).expect("the export");
+    let alerts: Vec<&str> = events
+        .lines()
+        .filter(|l| l.contains("break_glass_activated") && l.contains(&bg_id))
+        .collect();
+    assert_eq!(alerts.len(), 1, "one break-glass alert: {events}");
+    assert!(
+        alerts[0].contains("\"actor\":\"broker\""),
+        "signed by the broker: {}",
+        alerts[0]
+    );
+    wait_for(&b, &team.key("bob"), &bg_id, "expired");
+    wait_for(&a, &team.key("dave"), &bg_id, "expired");
+    until(&rx, &format!("revoked {bg_id}"));
+
+    // bob revokes dave's grant from his machine: the broker ends it.
+    b.run_with_key(&team.key("bob"), &["revoke", &id, "--reason", "done"])
+        .ok("an approver orders the revocation");
+    until(&rx, &format!("revoked {id}"));
+    wait_for(&a, &team.key("dave"), &id, "revoked");
+
+    // The member's log checks out, and a member cannot act as the broker.
+    a.run_with_key(&team.key("dave"), &["log", "verify"])
+        .ok("the member verifies the whole team log");
+    a.run(&["broker"])
+        .code(REFUSED, "a member holds no log key")
+        .one_line_error("a member cannot run the broker")
+        .stderr_mentions(&["the log's keys are the broker's"], "says why");
+
+    broker.kill().expect("stop the broker");
+    broker.wait().expect("it is gone");
+}
+
+#[test]
+fn a_new_member_gets_a_key_to_enrol_and_bad_joins_change_nothing() {
+    let team = Team::start();
+
+    // erin is not enrolled: joining makes her a key and says how to have it enrolled.
+    let (e, out) = team.join("laptop-e", "erin", false);
+    out.ok("joining without an enrolment is allowed (reading the log)");
+    let pk = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.contains("public key is"))
+        .nth(1)
+        .expect("the public key is printed")
+        .trim()
+        .to_owned();
+    out.stdout_mentions(
+        &format!("breakglass identity add erin --group GROUP --public-key {pk}"),
+        "the enrolment command is spelled out",
+    );
+    let key = team.tmp.path().join("laptop-e/keys/erin.pem");
+    assert!(
+        key.exists(),
+        "the new key is kept in the member's keys/ directory"
+    );
+    e.run(&request_args("prod", "10m", "look"))
+        .code(REFUSED, "not enrolled yet")
+        .one_line_error("refused with one line");
+    team.admin_cli
+        .run_with_key(
+            &team.admin,
+            &[
+                "identity",
+                "add",
+                "erin",
+                "--group",
+                "engineers",
+                "--public-key",
+                &pk,
+            ],
+        )
+        .ok("the admin enrols erin's key");
+    let out = e.run(&{
+        let mut a = request_args("prod", "10m", "look");
+        a.push("--json");
+        a
+    });
+    out.ok("once enrolled, erin requests from her machine");
+    let id = out.json()["request"].as_str().expect("an id").to_owned();
+    let s = status(&team.admin_cli, &team.admin);
+    assert_eq!(find_request(&s, &id)["requester"], "erin");
+
+    // Joins that must change nothing.
+    let other = tempfile::tempdir().expect("a temp dir");
+    let other_cli = Cli::new(&other.path().join("data"));
+    let out = other_cli.run_with_key(
+        &other.path().join("k.pem"),
+        &["init", "--system-keys", "file"],
+    );
+    out.ok("another, unrelated log");
+    let foreign_key = checkpoint_key(&out);
+    let bad = |args: &[&str], code: i32, why: &str, says: &[&str]| {
+        let dir = team.tmp.path().join("bad");
+        let out = Cli::new(&dir).run(args);
+        out.code(code, why)
+            .one_line_error(why)
+            .stderr_mentions(says, why);
+        assert!(!dir.exists(), "{why}: nothing is created");
+    };
+    let with_password = team.url.replacen("@", ":hunter2@", 1);
+    assert_ne!(with_password, team.url, "the test URL names its user");
+    bad(
+        &[
+            "join",
+            "--database",
+            &team.url,
+            "--log-key",
+            &foreign_key,
+            "--name",
+            "x",
+        ],
+        VERIFY_FAILED,
+        "another log's key",
+        &["different checkpoint key"],
+    );
+    bad(
+        &[
+            "join",
+            "--database",
+            &with_password,
+            "--log-key",
+            &team.log_key,
+            "--name",
+            "x",
+        ],
+        REFUSED,
+        "a password in the URL",
+        &["~/.pgpass"],
+    );
+    let sqlite = team.tmp.path().join("x.db").display().to_string();
+    bad(
+        &[
+            "join",
+            "--database",
+            &sqlite,
+            "--log-key",
+            &team.log_key,
+            "--name",
+            "x",
+        ],
+        REFUSED,
+        "an embedded database",
+        &["PostgreSQL"],
+    );
+    bad(
+        &[
+            "join",
+            "--database",
+            &team.url,
+            "--log-key",
+            "not a key",
+            "--name",
+            "x",
+        ],
+        REFUSED,
+        "a malformed key",
+        &["vkey"],
+    );
+    let (_, out) = team.join("laptop-e", "erin", false);
+    out.code(REFUSED, "joining twice")
+        .stderr_mentions(&["already initialised"], "says so");
+}
