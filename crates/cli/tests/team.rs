@@ -164,6 +164,10 @@ fn members_request_and_approve_on_their_machines_and_only_the_broker_grants_and_
         !team.tmp.path().join("laptop-b/keys").exists(),
         "no key is made or copied for a member that brought its own"
     );
+    assert!(
+        team.tmp.path().join("laptop-b/replica.db").exists(),
+        "a member keeps a local copy of the log it verified"
+    );
 
     // dave asks on his machine and waits; bob and carol see it on bob's machine and approve;
     // the broker grants and dave's wait ends with the deadline. The broker's interval is 30 s:
@@ -267,6 +271,104 @@ fn members_request_and_approve_on_their_machines_and_only_the_broker_grants_and_
 
     broker.kill().expect("stop the broker");
     broker.wait().expect("it is gone");
+}
+
+/// How many of the JSON lines a recording program appended to `file` name request `id`.
+fn calls(file: &Path, id: &str) -> usize {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&format!("\"request\":\"{id}\"")))
+        .count()
+}
+
+#[test]
+fn the_standby_broker_takes_over_mid_way_and_nothing_is_granted_or_revoked_twice_or_missed() {
+    let team = Team::start();
+    // Target `rec`: its programs append each grant and revoke they are given to a file.
+    let grants = team.tmp.path().join("grants.jsonl");
+    let revokes = team.tmp.path().join("revokes.jsonl");
+    let record = |file: &Path| {
+        format!(
+            r#"["/bin/sh", "-c", "cat >> {0}; echo >> {0}"]"#,
+            file.display()
+        )
+    };
+    let policy = format!(
+        r#"{}
+[targets.rec]
+max_duration = "1h"
+request_ttl = "10m"
+extension_cap = "1h"
+approvers = {{ groups = ["sre"], quorum = 1 }}
+break_glass = {{ max_duration = "10m" }}
+connector = {{ kind = "command", grant = {}, revoke = {} }}
+"#,
+        support::policy(2),
+        record(&grants),
+        record(&revokes)
+    );
+    let file = team.tmp.path().join("policy-2.toml");
+    std::fs::write(&file, policy).expect("write the policy");
+    team.admin_cli
+        .run_with_key(
+            &team.admin,
+            &["policy", "apply", &file.display().to_string()],
+        )
+        .ok("the admin applies the recording target");
+
+    let mut first = team.admin_cli.spawn(&["broker", "--interval", "30s"]);
+    let first_rx = lines(&mut first);
+    until(&first_rx, "first pass done");
+    let mut standby = team.admin_cli.spawn(&["broker", "--interval", "30s"]);
+    let standby_rx = lines(&mut standby);
+    until(&standby_rx, "standby: another broker is acting");
+    let (a, out) = team.join("laptop-a", "dave", true);
+    out.ok("dave joins");
+    let (b, out) = team.join("laptop-b", "bob", true);
+    out.ok("bob joins");
+
+    // The first broker grants a break-glass activation made on A; a request waits for approval.
+    let mut args = request_args("rec", "6s", "primary down");
+    args.extend(["--break-glass", "--wait", "30s", "--json"]);
+    let out = a.run_with_key(&team.key("dave"), &args);
+    out.ok("granted by the acting broker");
+    let x = out.json()["request"].as_str().expect("an id").to_owned();
+    until(&first_rx, &format!("granted {x}"));
+    let mut args = request_args("rec", "10m", "rotate keys");
+    args.push("--json");
+    let out = a.run_with_key(&team.key("dave"), &args);
+    out.ok("a request on A");
+    let y = out.json()["request"].as_str().expect("an id").to_owned();
+    wait_for(&b, &team.key("bob"), &y, "pending");
+
+    // The acting broker dies mid-way: one grant active, one request about to be approved.
+    first.kill().expect("SIGKILL the acting broker");
+    first.wait().expect("it is gone");
+    b.run_with_key(&team.key("bob"), &["approve", &y])
+        .ok("bob approves on B while no broker acts");
+    let took_over = until(&standby_rx, "acting (holds the broker lease)");
+    assert!(
+        took_over
+            .iter()
+            .all(|l| !l.starts_with("granted") && !l.starts_with("revoked")),
+        "the standby did nothing before it held the lease: {took_over:#?}"
+    );
+    until(&standby_rx, &format!("granted {y}"));
+    wait_for(&a, &team.key("dave"), &y, "active");
+    // Nothing missed: the grant made by the first broker ends at its deadline, by the standby.
+    wait_for(&b, &team.key("bob"), &x, "expired");
+    wait_for(&a, &team.key("dave"), &x, "expired");
+    b.run_with_key(&team.key("bob"), &["revoke", &y, "--reason", "done"])
+        .ok("bob orders the revocation");
+    wait_for(&a, &team.key("dave"), &y, "revoked");
+
+    for id in [&x, &y] {
+        assert_eq!(calls(&grants, id), 1, "{id} granted exactly once");
+        assert_eq!(calls(&revokes, id), 1, "{id} revoked exactly once");
+    }
+    standby.kill().expect("stop the standby");
+    standby.wait().expect("it is gone");
 }
 
 #[test]

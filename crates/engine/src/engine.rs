@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 use breakglass_core::policy::Policy;
@@ -13,7 +14,7 @@ use breakglass_core::{
     VerifiedEvent, EVENT_FORMAT,
 };
 use breakglass_ledger::{
-    decode_all, replay_onto, Checkpoint, Entry, Frontier, NoteSigner, NoteVerifier,
+    decode_all, replay_onto, Checkpoint, Entry, Frontier, Hash, NoteSigner, NoteVerifier,
 };
 use breakglass_store::{Store, StoredCheckpoint};
 use ed25519_dalek::SigningKey;
@@ -23,6 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::error::EngineError;
 use crate::keys::public_key;
+use crate::replica::Replica;
 use breakglass_connectors::{Access, Connector, ConnectorError, SystemSecrets};
 
 use crate::scheduler::TickReport;
@@ -221,6 +223,10 @@ pub struct Engine {
     /// Connectors built so far, by policy version and target (building one reads its secrets
     /// and may open connection pools).
     connectors: HashMap<(u64, String), Arc<dyn Connector>>,
+    /// A member's local copy of what it verified, and the newest checkpoint verified since it
+    /// was last brought up to date (with its root).
+    replica: Option<Replica>,
+    to_copy: Option<(StoredCheckpoint, Hash)>,
 }
 
 impl fmt::Debug for Engine {
@@ -284,6 +290,8 @@ impl Engine {
             uncovered: Vec::new(),
             frontier: Frontier::new(),
             connectors: HashMap::new(),
+            replica: None,
+            to_copy: None,
         }
     }
 
@@ -308,6 +316,21 @@ impl Engine {
         log: NoteVerifier,
     ) -> Result<Engine, EngineError> {
         Engine::load(Engine::unloaded(store, clock, Keys::Member(Box::new(log)))).await
+    }
+
+    /// [`Engine::join`] keeping a local copy of the verified log at `replica` (a SQLite file,
+    /// created when absent): the shared log must extend what was verified before, across
+    /// restarts, or it is refused as rewritten, truncated or forked.
+    pub async fn join_with_replica(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        log: NoteVerifier,
+        replica: &Path,
+    ) -> Result<Engine, EngineError> {
+        let copy = Replica::open(replica, &log).await?;
+        let mut engine = Engine::unloaded(store, clock, Keys::Member(Box::new(log)));
+        engine.replica = Some(copy);
+        Engine::load(engine).await
     }
 
     async fn load(mut engine: Engine) -> Result<Engine, EngineError> {
@@ -398,6 +421,9 @@ impl Engine {
         if let Ok(store) = Arc::try_unwrap(self.store) {
             store.close().await;
         }
+        if let Some(replica) = self.replica {
+            replica.close().await;
+        }
     }
 
     /// Reads entries appended by other processes and verifies them, with the newest checkpoint.
@@ -431,6 +457,10 @@ impl Engine {
             };
             self.absorb(have, stored, checkpoint)?;
         }
+        if let (Some(replica), Some((checkpoint, root))) = (&mut self.replica, self.to_copy.take())
+        {
+            replica.copy(&checkpoint, root).await?;
+        }
         Ok(())
     }
 
@@ -439,17 +469,19 @@ impl Engine {
         stored_size: u64,
         checkpoint: Option<&StoredCheckpoint>,
     ) -> Result<(), EngineError> {
-        if stored_size < self.verified {
+        // A member's local copy holds what it verified before it started.
+        let verified = self
+            .verified
+            .max(self.replica.as_ref().map_or(0, Replica::size));
+        if stored_size < verified {
             return Err(EngineError::Tampered(format!(
-                "the log shrank from {} to {stored_size} entries",
-                self.verified
+                "the log shrank from {verified} to {stored_size} entries"
             )));
         }
         let covered = checkpoint.map_or(0, |c| c.size);
-        if covered < self.verified {
+        if covered < verified {
             return Err(EngineError::Tampered(format!(
-                "the newest checkpoint went back from {} to {covered} entries",
-                self.verified
+                "the newest checkpoint went back from {verified} to {covered} entries"
             )));
         }
         Ok(())
@@ -461,6 +493,10 @@ impl Engine {
         self.state = LogState::new();
         self.frontier = Frontier::new();
         self.uncovered.clear();
+        self.to_copy = None;
+        if let Some(replica) = &mut self.replica {
+            replica.drop_held();
+        }
     }
 
     /// Verifies and applies entries other writers appended, and the newest checkpoint. On any
@@ -500,8 +536,12 @@ impl Engine {
             })?;
         replay_onto(&mut self.state, &entries, from)?;
         let covers = checkpoint.as_ref().map_or(0, |c| c.size);
-        for e in &entries {
+        for (index, (e, s)) in (from..).zip(entries.iter().zip(&stored)) {
             self.push_leaf(*e.leaf_hash(), covers);
+            if let Some(replica) = &mut self.replica {
+                replica.check(&self.frontier)?;
+                replica.hold(index, &s.bytes);
+            }
         }
         if !self.members_append() && covers != self.size() {
             // Embedded: every append carries its checkpoint, so an entry none covers was written
@@ -562,6 +602,9 @@ impl Engine {
                     stored.size
                 )))
             }
+        }
+        if self.replica.is_some() {
+            self.to_copy = Some((stored, cp.root));
         }
         self.verified = self.verified.max(cp.size);
         self.uncovered.retain(|(at, _)| *at >= cp.size);
@@ -787,6 +830,11 @@ impl Engine {
             // A member: the broker verifies these entries and covers them with its checkpoint.
             tx.append_uncovered(size, &bytes).await?;
             tx.commit().await?;
+            if let Some(replica) = &mut self.replica {
+                for (index, b) in (size..).zip(&bytes) {
+                    replica.hold(index, b);
+                }
+            }
             return Ok(new_size);
         };
         let note = keys

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Actor, Engine, SystemKeys};
 use crate::error::EngineError;
 use crate::keys::{generate, KeyLocation};
+use crate::replica::REPLICA_FILE;
 
 /// The config file's name inside the data directory.
 pub const CONFIG_FILE: &str = "breakglass.toml";
@@ -322,20 +323,40 @@ impl Home {
         })?;
         let origin = verifier.name().to_owned();
         let store = Store::open(&opts.database).await?;
-        let engine = Engine::join(store, clock, verifier.clone()).await?;
-        if engine.state().origin() != Some(origin.as_str()) {
-            let found = engine.state().origin().unwrap_or("none").to_owned();
-            engine.close().await;
-            return Err(EngineError::Tampered(format!(
-                "the database holds log {found}, not {origin} whose key was given"
+        let replica = dir.join(REPLICA_FILE);
+        if replica.exists() {
+            return Err(EngineError::Setup(format!(
+                "{} already holds a copy of a log; choose another directory",
+                dir.display()
             )));
         }
+        // What a failed join leaves behind is removed: the directory if it made it, else the
+        // copy's files.
+        let fresh = !dir.exists();
+        let undo = || {
+            if fresh {
+                let _ = fs::remove_dir_all(dir);
+            } else {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = fs::remove_file(dir.join(format!("{REPLICA_FILE}{suffix}")));
+                }
+            }
+        };
         let result = async {
             create_private_dir(dir)?;
+            let engine =
+                Engine::join_with_replica(store, clock, verifier.clone(), &replica).await?;
+            if engine.state().origin() != Some(origin.as_str()) {
+                let found = engine.state().origin().unwrap_or("none").to_owned();
+                engine.close().await;
+                return Err(EngineError::Tampered(format!(
+                    "the database holds log {found}, not {origin} whose key was given"
+                )));
+            }
             let home = Home {
                 dir: dir.to_owned(),
                 config: Config {
-                    origin,
+                    origin: origin.clone(),
                     log_key: verifier.vkey(),
                     database: Some(opts.database.clone()),
                     system_keys: SystemKeysAt::None,
@@ -347,28 +368,29 @@ impl Home {
                 .identity_key
                 .clone()
                 .unwrap_or_else(|| home.identity_key(&opts.identity));
-            let (key, created_key) = load_or_create(&loc)?;
-            if let Err(e) = home.write_config() {
-                if created_key {
-                    let _ = loc.delete();
+            let written = load_or_create(&loc).and_then(|(key, created_key)| {
+                home.write_config().inspect_err(|_| {
+                    if created_key {
+                        let _ = loc.delete();
+                    }
+                })?;
+                Ok((key, created_key))
+            });
+            match written {
+                Ok((key, created_key)) => Ok(Joined {
+                    home,
+                    engine,
+                    key: crate::keys::public_key(&key),
+                    created_key,
+                }),
+                Err(e) => {
+                    engine.close().await;
+                    Err(e)
                 }
-                return Err(e);
             }
-            Ok((home, crate::keys::public_key(&key), created_key))
         }
         .await;
-        match result {
-            Ok((home, key, created_key)) => Ok(Joined {
-                home,
-                engine,
-                key,
-                created_key,
-            }),
-            Err(e) => {
-                engine.close().await;
-                Err(e)
-            }
-        }
+        result.inspect_err(|_| undo())
     }
 
     /// Whether this is a team member's data directory (the broker holds the log's keys).
@@ -494,7 +516,8 @@ impl Home {
                 EngineError::Setup(format!("the log key in {CONFIG_FILE} is not a vkey: {e}"))
             })?;
             let store = Store::open(&self.database()).await?;
-            return Engine::join(store, clock, verifier).await;
+            return Engine::join_with_replica(store, clock, verifier, &self.dir.join(REPLICA_FILE))
+                .await;
         }
         let keys = self.system_keys()?;
         let store = Store::open(&self.database()).await?;

@@ -58,6 +58,7 @@ mod error;
 mod export;
 mod home;
 mod keys;
+mod replica;
 mod scheduler;
 mod session;
 pub mod signin;
@@ -68,6 +69,7 @@ pub use error::{Code, EngineError};
 pub use export::{neutralise_formula, write_csv, write_jsonl, ExportFilter, CSV_COLUMNS};
 pub use home::{default_dir, Home, InitOptions, JoinOptions, Joined, KeyStoreKind, CONFIG_FILE};
 pub use keys::{generate, public_key, KeyError, KeyLocation, KEYRING_SERVICE};
+pub use replica::REPLICA_FILE;
 pub use scheduler::{
     heard, revoke_due_at, BrokerNotice, RevokeRun, TickReport, REVOKE_CONCURRENCY,
     REVOKE_RETRY_FIRST, REVOKE_RETRY_MAX, STANDBY_POLL,

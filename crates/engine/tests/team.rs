@@ -434,3 +434,87 @@ async fn truncated_altered_or_rewritten_history_is_detected_by_the_apps_and_the_
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_with_its_local_copy_refuses_history_rewritten_even_under_the_log_key() {
+    let mut t = Team::start().await;
+    let copy = t.path("a-replica.db");
+    let log_verifier = t.broker.log_verifier();
+    let join_with_copy = |url: String| {
+        let copy = copy.clone();
+        let verifier = log_verifier.clone();
+        async move {
+            let store = Store::open(&url).await.expect("store");
+            Engine::join_with_replica(store, Arc::new(SystemClock), verifier, &copy).await
+        }
+    };
+    let mut a = join_with_copy(t.url.clone()).await.expect("A joins");
+    a.request(&t.dana, request("10m")).await.expect("requested");
+    t.broker.tick().await.expect("the broker covers it");
+    a.refresh().await.expect("A reads the checkpoint");
+    let size = t.broker.size();
+    assert_eq!(a.covered(), size);
+    a.close().await;
+
+    // Restarted on the honest database, A goes on from its copy.
+    let a = join_with_copy(t.url.clone()).await.expect("A reopens");
+    assert_eq!(a.size(), size);
+    a.close().await;
+
+    // Whoever stole the log's key writes another history, signed with it, in the database A
+    // is pointed at. A fresh app, with nothing to compare, cannot tell; A can.
+    let url = t._pg.create_database().await.expect("another database");
+    let admin = Actor::new("admin", generate());
+    let mut forged = Engine::create(
+        Store::open(&url).await.expect("store"),
+        Arc::new(SystemClock),
+        system_keys(&t.keys),
+        &admin,
+    )
+    .await
+    .expect("a forged log under the real key");
+    let error = join_with_copy(url.clone())
+        .await
+        .expect_err("a shorter forged history is refused");
+    assert!(
+        matches!(&error, EngineError::Tampered(m) if m.contains("shrank")),
+        "{error}"
+    );
+    forged
+        .apply_policy(&admin, &policy(t.dir.path()))
+        .await
+        .expect("policy");
+    for i in 0..size {
+        forged
+            .enrol(
+                &admin,
+                &format!("p{i}"),
+                Actor::new("x", generate()).public_key(),
+                [],
+            )
+            .await
+            .expect("enrolled");
+    }
+    assert!(forged.size() > size);
+    let store = Store::open(&url).await.expect("store");
+    Engine::join(store, Arc::new(SystemClock), t.broker.log_verifier())
+        .await
+        .expect("a fresh app accepts a history signed with the log's key")
+        .close()
+        .await;
+    let error = join_with_copy(url.clone())
+        .await
+        .expect_err("a longer forged history is refused");
+    assert!(
+        matches!(&error, EngineError::Tampered(m) if m.contains("rewritten")),
+        "{error}"
+    );
+    forged.close().await;
+
+    // And the honest database still opens.
+    join_with_copy(t.url.clone())
+        .await
+        .expect("A reopens on the honest log")
+        .close()
+        .await;
+}
