@@ -190,6 +190,63 @@ impl PgCluster {
         Ok(self.url(&name))
     }
 
+    /// Turns TLS on (a test CA and a server certificate for 127.0.0.1 made with the `openssl`
+    /// tool, reloaded without a restart) and returns the CA certificate's path, to give clients
+    /// as `sslrootcert`. Clients may still connect without TLS unless they ask for it.
+    pub async fn enable_tls(&self) -> Result<PathBuf, ClusterError> {
+        let tls = self.dir.path().join("tls");
+        std::fs::create_dir_all(&tls).map_err(io("creating the TLS directory"))?;
+        let ca = tls.join("ca.pem");
+        make_certificates(&tls)?;
+        if let Some(user) = &self.run_as {
+            let (uid, gid) = lookup_user(user).ok_or(ClusterError::NoPostgresUser)?;
+            for f in ["server.pem", "server.key"] {
+                std::os::unix::fs::chown(tls.join(f), Some(uid), Some(gid))
+                    .map_err(io("giving the server its certificate"))?;
+            }
+        }
+        let mut conn = PgConnection::connect(&self.url("postgres")).await?;
+        for (setting, value) in [
+            ("ssl_cert_file", tls.join("server.pem")),
+            ("ssl_key_file", tls.join("server.key")),
+        ] {
+            sqlx::raw_sql(&format!(
+                "ALTER SYSTEM SET {setting} = '{}'",
+                value.display()
+            ))
+            .execute(&mut conn)
+            .await?;
+        }
+        // One statement at a time: a multi-statement string runs as one transaction, which
+        // ALTER SYSTEM refuses.
+        for sql in ["ALTER SYSTEM SET ssl = on", "SELECT pg_reload_conf()"] {
+            sqlx::raw_sql(sql).execute(&mut conn).await?;
+        }
+        conn.close().await?;
+        // The server reloads when it gets to it: wait until a client that insists on TLS gets in.
+        let probe = format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            self.url("postgres"),
+            ca.display()
+        );
+        let start = std::time::Instant::now();
+        loop {
+            match PgConnection::connect(&probe).await {
+                Ok(c) => {
+                    c.close().await?;
+                    return Ok(ca);
+                }
+                Err(e) if start.elapsed() > std::time::Duration::from_secs(10) => {
+                    return Err(ClusterError::Command {
+                        command: "SELECT pg_reload_conf()".to_owned(),
+                        output: format!("TLS was still not served 10 s after the reload: {e}"),
+                    });
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    }
+
     /// From now on, every role but the superuser `postgres` must log in with its password
     /// (SCRAM-SHA-256), as on a real server, so password expiry (`VALID UNTIL`) applies. The
     /// superuser stays trusted on loopback, as the tests' administrator.
@@ -387,6 +444,96 @@ fn find_binaries() -> Result<PathBuf, ClusterError> {
 }
 
 /// Reads the effective uid from `/proc/self/status` (no `unsafe` `geteuid` call needed).
+/// A test CA (`ca.pem`) and a server certificate it issued for 127.0.0.1 (`server.pem`,
+/// `server.key`, mode 0600), in `dir`, made by the `openssl` tool. (Also a second, unrelated CA,
+/// `other-ca.pem`, for tests of a certificate that must not be trusted.)
+pub fn make_certificates(dir: &Path) -> Result<(), ClusterError> {
+    let openssl = |args: &[&str]| -> Result<(), ClusterError> {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| ClusterError::Io {
+                what: "running openssl (Debian package `openssl`)".to_owned(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(ClusterError::Command {
+                command: format!("openssl {}", args.join(" ")),
+                output: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
+        }
+        Ok(())
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1\nbasicConstraints = critical, CA:FALSE\n\
+         keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
+    )
+    .map_err(io("writing the certificate's extensions"))?;
+    for name in ["ca", "other-ca"] {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=Breakglass test {name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ])?;
+    }
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ])?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ])?;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .map_err(io("making the server key owner-only"))?;
+    Ok(())
+}
+
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
