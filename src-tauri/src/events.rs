@@ -9,6 +9,16 @@ pub struct LogChanged {
     pub size: u64,
 }
 
+/// Reading the log in the background failed: the database is unreachable, or what it holds
+/// failed verification (code `tampered`: history rewritten, truncated or forked, or an entry
+/// without a valid signature). Sent once per distinct failure; nothing past what was verified is
+/// shown meanwhile.
+#[derive(Debug, Clone, Serialize, specta::Type, tauri_specta::Event)]
+pub struct SyncFailed {
+    /// What failed, as a command's error would say it.
+    pub error: crate::AppError,
+}
+
 /// A sign-in is waiting for the person: a browser address, or a device code to enter.
 #[derive(Debug, Clone, Serialize, Deserialize, specta::Type, tauri_specta::Event)]
 pub struct SignInPrompt {

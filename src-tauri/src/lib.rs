@@ -63,7 +63,8 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             events::LogChanged,
             events::SignInPrompt,
             events::ExportProgress,
-            events::OpenRequest
+            events::OpenRequest,
+            events::SyncFailed
         ])
         .typ::<page::FirstReads>()
 }
@@ -168,6 +169,8 @@ async fn background(app: AppHandle, tray: tray::Tray<tauri::Wry>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut listener = None;
     let mut listen_again = tokio::time::Instant::now();
+    // The failure last reported, so each is reported once.
+    let mut failing: Option<AppError> = None;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -182,9 +185,20 @@ async fn background(app: AppHandle, tray: tray::Tray<tauri::Wry>) {
             listen_again = tokio::time::Instant::now() + LISTEN_RETRY;
         }
         match desk.sync().await {
-            Ok(synced) if synced.changed => commands::announce(&app, desk.engine().size()),
-            Ok(_) => {}
-            Err(e) => eprintln!("breakglass-app: scheduler: {e}"),
+            Ok(synced) => {
+                failing = None;
+                if synced.changed {
+                    commands::announce(&app, desk.engine().size());
+                }
+            }
+            Err(e) => {
+                eprintln!("breakglass-app: sync: {e}");
+                let error = AppError::from(e);
+                if failing.as_ref() != Some(&error) {
+                    failing = Some(error.clone());
+                    alarm(&app, error);
+                }
+            }
         }
         let overview = desk.overview();
         drop(desk);
@@ -205,6 +219,23 @@ async fn background(app: AppHandle, tray: tray::Tray<tauri::Wry>) {
             }
         }
     }
+}
+
+/// Tells the window that reading the log failed, and, when the log failed verification, the
+/// desktop too.
+fn alarm(app: &AppHandle, error: AppError) {
+    if error.code == breakglass_engine::Code::Tampered {
+        let shown = app
+            .notification()
+            .builder()
+            .title("Breakglass: the log failed verification")
+            .body(&error.message)
+            .show();
+        if let Err(e) = shown {
+            eprintln!("breakglass-app: notification not shown: {e}");
+        }
+    }
+    let _ = events::SyncFailed { error }.emit(app);
 }
 
 #[cfg(test)]

@@ -275,12 +275,14 @@ export const events = __makeEvents__<{
 exportProgress: ExportProgress,
 logChanged: LogChanged,
 openRequest: OpenRequest,
-signInPrompt: SignInPrompt
+signInPrompt: SignInPrompt,
+syncFailed: SyncFailed
 }>({
 exportProgress: "export-progress",
 logChanged: "log-changed",
 openRequest: "open-request",
-signInPrompt: "sign-in-prompt"
+signInPrompt: "sign-in-prompt",
+syncFailed: "sync-failed"
 })
 
 /** user-defined constants **/
@@ -1002,6 +1004,17 @@ export type Status =
  * The connector could not grant.
  */
 "failed"
+/**
+ * Reading the log in the background failed: the database is unreachable, or what it holds
+ * failed verification (code `tampered`: history rewritten, truncated or forked, or an entry
+ * without a valid signature). Sent once per distinct failure; nothing past what was verified is
+ * shown meanwhile.
+ */
+export type SyncFailed = { 
+/**
+ * What failed, as a command's error would say it.
+ */
+error: AppError }
 /**
  * A target as the request form shows it.
  */
