@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use breakglass_engine::desk::{
     self, Credential, Decided, Discovery, EventRow, ExportDone, ExportFormat, HistoryFilter,
-    OfflineToken, Overview, PolicyProblem, ProviderDraft, RequestForm, SetupStatus, SignedInView,
-    VerifyReport,
+    JoinForm, OfflineToken, Overview, PolicyProblem, ProviderDraft, RequestForm, SetupStatus,
+    SignedInView, VerifyReport,
 };
 use breakglass_engine::signin::Method;
 use tauri::{AppHandle, State};
@@ -33,6 +33,17 @@ pub async fn init_data_dir(
     admin: String,
 ) -> Result<SetupStatus> {
     state.init(dir.map(PathBuf::from), &admin).await
+}
+
+/// Joins a team's log (its shared PostgreSQL database) in `dir`, or the default, as a member.
+#[tauri::command]
+#[specta::specta]
+pub async fn join_team(
+    state: State<'_, AppState>,
+    dir: Option<String>,
+    form: JoinForm,
+) -> Result<SetupStatus> {
+    state.join(dir.map(PathBuf::from), form).await
 }
 
 /// Opens an existing data directory.

@@ -36,6 +36,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
         .commands(collect_commands![
             commands::setup_status,
             commands::init_data_dir,
+            commands::join_team,
             commands::open_data_dir,
             commands::discover_provider,
             commands::draft_policy,

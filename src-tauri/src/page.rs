@@ -150,6 +150,7 @@ mod tests {
                     max_auth_age_secs: 900,
                     admin: false,
                     approver: false,
+                    to_enrol: None,
                 },
                 targets: Vec::new(),
                 requests: Vec::new(),

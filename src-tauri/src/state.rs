@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
 
 use breakglass_core::{Clock, SteadyClock, SystemClock};
-use breakglass_engine::desk::{self, Desk, Notices, SetupStatus, SignedInView};
+use breakglass_engine::desk::{self, Desk, JoinForm, Notices, SetupStatus, SignedInView};
 use breakglass_engine::signin::{Method, Prompt};
 use breakglass_engine::{default_dir, Home};
 use tauri::{AppHandle, Manager};
@@ -114,6 +114,23 @@ impl AppState {
             return Err(AppError::invalid("a data directory is already open"));
         }
         let desk = Desk::init(&dir, admin, self.clock.clone()).await?;
+        let status = desk.setup_status();
+        *slot = Some(desk);
+        self.remember_dir(dir);
+        Ok(status)
+    }
+
+    pub async fn join(
+        &self,
+        dir: Option<PathBuf>,
+        form: JoinForm,
+    ) -> Result<SetupStatus, AppError> {
+        let dir = self.chosen_dir(dir)?;
+        let mut slot = self.desk.lock().await;
+        if slot.is_some() {
+            return Err(AppError::invalid("a data directory is already open"));
+        }
+        let desk = Desk::join(&dir, form, self.clock.clone()).await?;
         let status = desk.setup_status();
         *slot = Some(desk);
         self.remember_dir(dir);

@@ -1,8 +1,9 @@
-//! The desktop app as a member of a team, in a real window: its data directory joined a team's
-//! log on a real PostgreSQL (with README.md's database roles), the broker's loop runs in this
-//! process, and another member's app files a request. The window shows the request as it is
-//! committed, approves it (the broker grants it), and raises the alarm (the severe banner and a
-//! desktop notification) when the shared database's history is cut behind its back.
+//! The desktop app as a member of a team, in a real window: the first run joins a team's log on
+//! a real PostgreSQL (with README.md's database roles) and shows which key to enrol until an
+//! administrator has; the broker's loop runs in this process, and another member's app files a
+//! request. The window shows the request as it is committed, approves it (the broker grants
+//! it), and raises the alarm (the severe banner and a desktop notification) when the shared
+//! database's history is cut behind its back.
 
 mod support;
 
@@ -10,18 +11,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use breakglass_core::{Span, SystemClock};
-use breakglass_engine::{
-    generate, Actor, Engine, Home, JoinOptions, KeyStoreKind, NewRequest, SystemKeys,
-};
+use breakglass_core::{PublicKey, Span, SystemClock};
+use breakglass_engine::{generate, Actor, Engine, NewRequest, SystemKeys};
 use breakglass_ledger::NoteSigner;
 use breakglass_store::testing::{grant_apps, team_roles, PgCluster};
 use breakglass_store::Store;
 use breakglass_testkit::desktop::Desktop;
 use breakglass_testkit::keyring::SecretService;
 use breakglass_testkit::notifications::NotificationDaemon;
+use fantoccini::Locator;
 use sqlx::{Connection, PgConnection};
-use support::{notified, screenshot_dir, Window};
+use support::{css, notified, screenshot_dir, Window, WAIT};
 
 const POLICY: &str = r#"version = 1
 [groups]
@@ -75,38 +75,7 @@ async fn story(keyring: &SecretService) {
         .await
         .expect("ops");
 
-    // dana's computer joins (as `breakglass join` does); the administrator enrols her new key.
     let home = keyring.tmp.path().join("dana-home");
-    let joined = Home::join(
-        &home,
-        JoinOptions {
-            database: app_url.clone(),
-            log_key: log_key.vkey(),
-            identity: "dana".into(),
-            identity_key: None,
-            identity_keys: KeyStoreKind::File,
-        },
-        clock.clone(),
-    )
-    .await
-    .expect("dana's app joins");
-    assert!(joined.created_key);
-    broker
-        .enrol(&admin, "dana", joined.key, [])
-        .await
-        .expect("dana");
-    joined.engine.close().await;
-
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let broker = tokio::spawn(async move {
-        broker
-            .run_broker(Duration::from_secs(30), |_| {}, async {
-                let _ = stopped.await;
-            })
-            .await;
-        broker.close().await;
-    });
-
     let mut env = keyring.env();
     env.push(("BREAKGLASS_HOME".into(), home.display().to_string()));
     let desktop = Desktop::start(&env);
@@ -119,42 +88,100 @@ async fn story(keyring: &SecretService) {
         desktop: &desktop,
         shots: screenshot_dir(),
     };
+    let team = Team {
+        app_url,
+        superuser,
+        log_key,
+        admin,
+        ops,
+    };
     let result = tokio::time::timeout(
         Duration::from_secs(300),
-        scenario(&w, &app_url, &superuser, &log_key, &ops, &notifications),
+        scenario(&w, &team, broker, &notifications),
     )
     .await;
     if result.is_err() || std::thread::panicking() {
         eprintln!("{}", desktop.driver_log());
     }
     let _ = w.client.clone().close().await;
-    let _ = stop.send(());
-    let _ = broker.await;
     result.expect("the scenario finishes within 5 minutes");
+}
+
+/// What the scenario needs of the team.
+struct Team {
+    app_url: String,
+    superuser: String,
+    log_key: breakglass_ledger::NoteVerifier,
+    admin: Actor,
+    ops: Actor,
 }
 
 async fn scenario(
     w: &Window<'_>,
-    app_url: &str,
-    superuser: &str,
-    log_key: &breakglass_ledger::NoteVerifier,
-    ops: &Actor,
+    team: &Team,
+    mut broker: Engine,
     notifications: &NotificationDaemon,
 ) {
-    // The window opens on the main screens: the team's policy is in force.
+    // The first run joins the team's log; a key is made for dana in the keyring, and until an
+    // administrator enrols it the window says which.
+    w.type_into("setup-join-db", &team.app_url).await;
+    w.type_into("setup-join-key", &team.log_key.vkey()).await;
+    w.type_into("setup-join-name", "dana").await;
+    w.click("setup-join").await;
+    let command = w
+        .text_until("enrol-command", "the enrolment command", |t| {
+            t.starts_with("breakglass identity add dana --group GROUP --public-key ")
+        })
+        .await;
+    w.shot("team-joined").await;
+    let key = command
+        .rsplit(' ')
+        .next()
+        .expect("the key ends the command");
+    broker
+        .enrol(
+            &team.admin,
+            "dana",
+            PublicKey::from_base64(key).expect("the key shown is a public key"),
+            [],
+        )
+        .await
+        .expect("the administrator enrols dana's key");
+    let start = std::time::Instant::now();
+    while w
+        .client
+        .find(Locator::Css(&css("enrol-notice")))
+        .await
+        .is_ok()
+    {
+        if start.elapsed() > WAIT {
+            w.fail("the notice should go once dana is enrolled").await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let broker = tokio::spawn(async move {
+        broker
+            .run_broker(Duration::from_secs(30), |_| {}, async {
+                let _ = stopped.await;
+            })
+            .await;
+        broker.close().await;
+    });
     w.click("nav-approvals").await;
 
     // ops files a request from another member's app: it appears in dana's window.
     let mut other = Engine::join(
-        Store::open(app_url).await.expect("store"),
+        Store::open(&team.app_url).await.expect("store"),
         Arc::new(SystemClock),
-        log_key.clone(),
+        team.log_key.clone(),
     )
     .await
     .expect("ops's app joins");
     let id = other
         .request(
-            ops,
+            &team.ops,
             NewRequest {
                 target: "demo".into(),
                 role: None,
@@ -184,7 +211,11 @@ async fn scenario(
     other.close().await;
 
     // Someone with the database's superuser cuts its newest entry and checkpoint.
-    let mut db = PgConnection::connect(superuser).await.expect("connect");
+    let _ = stop.send(());
+    let _ = broker.await;
+    let mut db = PgConnection::connect(&team.superuser)
+        .await
+        .expect("connect");
     for sql in [
         "SET session_replication_role = replica",
         "DELETE FROM checkpoints WHERE size = (SELECT max(size) FROM checkpoints)",

@@ -5,7 +5,7 @@ import App from "../src/App.svelte";
 import { events, type Overview } from "../src/lib/bindings";
 import { core } from "../src/lib/core.svelte";
 import { FIRST_READS_ID, readFirst } from "../src/lib/firstReads";
-import { mockCore, overview, request, setupStatus } from "./fixtures";
+import { me, mockCore, overview, request, setupStatus } from "./fixtures";
 
 /** Puts `text` in the page as src-tauri/src/page.rs does: a JSON data block in the head. */
 function carry(text: string) {
@@ -224,5 +224,31 @@ describe("App start and sign-out", () => {
     const banner = await screen.findByTestId("error-banner");
     expect(banner).toHaveAttribute("data-code", "internal");
     expect(banner).toHaveTextContent("the command stopped unexpectedly; nothing was changed");
+  });
+
+  test("a failed background sync shows the severe banner for a log that failed verification", async () => {
+    const calls = mockCore({ setup_status: () => setupStatus(), overview: () => overview() });
+    render(App);
+    await listening(calls);
+    await events.syncFailed.emit({
+      error: { code: "tampered", message: "the stored log failed verification: the log shrank from 7 to 6 entries" },
+    });
+    const banner = await screen.findByTestId("error-banner");
+    expect(banner).toHaveAttribute("data-code", "tampered");
+    expect(banner).toHaveTextContent("The log failed verification");
+    expect(banner).toHaveTextContent("the log shrank from 7 to 6 entries");
+    expect(banner).toHaveTextContent("Do not rely on what this app shows");
+  });
+
+  test("a team member not enrolled yet is shown the key to give an administrator, until enrolled", async () => {
+    let current: Overview = overview({ me: me({ name: "dana", to_enrol: "AbCdEf0123456789" }) });
+    mockCore({ setup_status: () => setupStatus(), overview: () => current });
+    render(App);
+    expect(await screen.findByTestId("enrol-command")).toHaveTextContent(
+      "breakglass identity add dana --group GROUP --public-key AbCdEf0123456789",
+    );
+    current = overview({ log_size: 12, me: me({ name: "dana" }) });
+    await events.logChanged.emit({ size: 12 });
+    await expect.poll(() => screen.queryByTestId("enrol-notice")).toBeNull();
   });
 });

@@ -127,4 +127,31 @@ describe("First run", () => {
     expect(screen.getByText("https://login.corp.example/device")).toBeInTheDocument();
     expect(screen.queryByTestId("signin-skip")).toBeNull();
   });
+
+  test("joins a team's log: every field is required, and the join opens the main screens", async () => {
+    let status: SetupStatus = setupStatus({ initialised: false, has_policy: false, me: null, admin: false });
+    const calls = mockCore({
+      setup_status: () => status,
+      join_team: () => (status = { ...status, initialised: true, has_policy: true, me: "dana" }),
+      overview: () => overview(),
+    });
+    const user = userEvent.setup();
+    render(App);
+
+    await user.click(await screen.findByTestId("setup-join"));
+    for (const field of ["setup-join-db", "setup-join-key", "setup-join-name"]) {
+      expect(screen.getByTestId(field)).toHaveAttribute("aria-invalid", "true");
+    }
+    expect(calls.filter((c) => c.cmd === "join_team")).toHaveLength(0);
+
+    await user.type(screen.getByTestId("setup-join-db"), " postgres://app@db.example/breakglass ");
+    await user.type(screen.getByTestId("setup-join-key"), "breakglass.local/abc+01234567+AAAA");
+    await user.type(screen.getByTestId("setup-join-name"), "dana");
+    await user.click(screen.getByTestId("setup-join"));
+    expect(calls.find((c) => c.cmd === "join_team")?.args).toEqual({
+      dir: null,
+      form: { database: "postgres://app@db.example/breakglass", log_key: "breakglass.local/abc+01234567+AAAA", name: "dana" },
+    });
+    expect(await screen.findByTestId("screen")).toBeInTheDocument();
+  });
 });

@@ -71,6 +71,7 @@ export function me(over: Partial<Me> = {}): Me {
     max_auth_age_secs: 900,
     admin: false,
     approver: true,
+    to_enrol: null,
     ...over,
   };
 }

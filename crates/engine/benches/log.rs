@@ -332,6 +332,9 @@ fn verify_bench(n: usize) -> bool {
     met
 }
 
+/// Rounds of (b): engine appends, then raw inserts of the same rows, alternately.
+const ROUNDS: usize = 6;
+
 async fn append_bench(n: usize) -> bool {
     let dir = tempfile::tempdir().expect("tempdir");
     println!(
@@ -362,44 +365,6 @@ async fn append_bench(n: usize) -> bool {
         .enrol(&admin, "dave", dave_pub, ["engineers".to_owned()])
         .await
         .expect("enrol");
-    let first = engine.size();
-    let start = Instant::now();
-    for i in 0..n {
-        engine
-            .request(
-                &dave,
-                NewRequest {
-                    target: "db".into(),
-                    role: None,
-                    duration: Span::from_secs(600),
-                    reason: format!("maintenance window {i}"),
-                    ticket: Some(format!("OPS-{i}")),
-                    break_glass: false,
-                    extends: None,
-                    credential: None,
-                },
-            )
-            .await
-            .expect("request");
-    }
-    let engine_time = start.elapsed();
-    let rows = engine
-        .store()
-        .entries(first, engine.size())
-        .await
-        .expect("entries");
-    let mut notes = Vec::with_capacity(rows.len());
-    for r in &rows {
-        notes.push(
-            engine
-                .store()
-                .checkpoint(r.index + 1)
-                .await
-                .expect("checkpoint")
-                .expect("every append has its checkpoint")
-                .note,
-        );
-    }
     let raw_opts = SqliteConnectOptions::new()
         .filename(dir.path().join("raw.db"))
         .create_if_missing(true)
@@ -418,24 +383,69 @@ async fn append_bench(n: usize) -> bool {
         .execute(&pool)
         .await
         .expect("schema");
-    let start = Instant::now();
-    for (r, note) in rows.iter().zip(&notes) {
-        let mut tx = pool.begin().await.expect("begin");
-        sqlx::query("INSERT INTO log_entries (idx, entry) VALUES (?, ?)")
-            .bind(r.index as i64)
-            .bind(&r.bytes)
-            .execute(&mut *tx)
+    // Engine and raw rounds alternate, so drift in the disk's fsync latency hits both alike;
+    // each raw round inserts the rows (entries and checkpoints) its engine round wrote.
+    let (mut engine_time, mut raw_time) = (Duration::ZERO, Duration::ZERO);
+    let mut i = 0;
+    for round in 0..ROUNDS {
+        let first = engine.size();
+        let start = Instant::now();
+        while i < n * (round + 1) / ROUNDS {
+            engine
+                .request(
+                    &dave,
+                    NewRequest {
+                        target: "db".into(),
+                        role: None,
+                        duration: Span::from_secs(600),
+                        reason: format!("maintenance window {i}"),
+                        ticket: Some(format!("OPS-{i}")),
+                        break_glass: false,
+                        extends: None,
+                        credential: None,
+                    },
+                )
+                .await
+                .expect("request");
+            i += 1;
+        }
+        engine_time += start.elapsed();
+        let rows = engine
+            .store()
+            .entries(first, engine.size())
             .await
-            .expect("insert");
-        sqlx::query("INSERT INTO checkpoints (size, note) VALUES (?, ?)")
-            .bind(r.index as i64 + 1)
-            .bind(note)
-            .execute(&mut *tx)
-            .await
-            .expect("insert");
-        tx.commit().await.expect("commit");
+            .expect("entries");
+        let mut notes = Vec::with_capacity(rows.len());
+        for r in &rows {
+            notes.push(
+                engine
+                    .store()
+                    .checkpoint(r.index + 1)
+                    .await
+                    .expect("checkpoint")
+                    .expect("every append has its checkpoint")
+                    .note,
+            );
+        }
+        let start = Instant::now();
+        for (r, note) in rows.iter().zip(&notes) {
+            let mut tx = pool.begin().await.expect("begin");
+            sqlx::query("INSERT INTO log_entries (idx, entry) VALUES (?, ?)")
+                .bind(r.index as i64)
+                .bind(&r.bytes)
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+            sqlx::query("INSERT INTO checkpoints (size, note) VALUES (?, ?)")
+                .bind(r.index as i64 + 1)
+                .bind(note)
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+            tx.commit().await.expect("commit");
+        }
+        raw_time += start.elapsed();
     }
-    let raw_time = start.elapsed();
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     let ratio = rate(engine_time) / rate(raw_time);
     println!(

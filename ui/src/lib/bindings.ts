@@ -30,6 +30,17 @@ async initDataDir(dir: string | null, admin: string) : Promise<Result<SetupStatu
 }
 },
 /**
+ * Joins a team's log (its shared PostgreSQL database) in `dir`, or the default, as a member.
+ */
+async joinTeam(dir: string | null, form: JoinForm) : Promise<Result<SetupStatus, AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("join_team", { dir, form }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
  * Opens an existing data directory.
  */
 async openDataDir(dir: string) : Promise<Result<SetupStatus, AppError>> {
@@ -575,6 +586,22 @@ from_ms: number | null;
  */
 to_ms: number | null }
 /**
+ * What joining a team's log takes (see `Desk::join`).
+ */
+export type JoinForm = { 
+/**
+ * The team's PostgreSQL URL (`postgres://…`, no password in it).
+ */
+database: string; 
+/**
+ * The log's checkpoint key (C2SP vkey), from the team's administrator.
+ */
+log_key: string; 
+/**
+ * The identity to act as.
+ */
+name: string }
+/**
  * The log changed (a command here, the scheduler, or another process): fetch the overview.
  */
 export type LogChanged = { 
@@ -621,7 +648,12 @@ admin: boolean;
 /**
  * Approver for at least one target.
  */
-approver: boolean }
+approver: boolean; 
+/**
+ * A team member not enrolled yet: the public key (base64) held here, for an administrator
+ * to enrol (`breakglass identity add NAME --group GROUP --public-key KEY`).
+ */
+to_enrol: string | null }
 /**
  * What a request for a target must bring.
  */

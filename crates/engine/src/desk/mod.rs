@@ -22,15 +22,15 @@ use breakglass_ledger::{verify_bundle, write_bundle, Entry, NoteVerifier, Verify
 use crate::engine::{Actor, Engine, NewRequest, Outcome};
 use crate::error::EngineError;
 use crate::export::{write_csv, write_jsonl, ExportFilter};
-use crate::home::{Home, InitOptions, KeyStoreKind};
+use crate::home::{Home, InitOptions, JoinOptions, KeyStoreKind};
 use crate::signin::{self, Method, Prompt};
 
 pub use notice::{Notice, NoticeKind, Notices, TraySummary, WARN_BEFORE_EXPIRY};
 pub use view::{
     Alert, AlertKind, Credential, Decided, DecisionView, Discovery, EventRow, ExportDone,
-    ExportFormat, ExportProgress, HistoryFilter, Me, Needs, OfflineToken, Overview, PolicyProblem,
-    ProviderDraft, RequestForm, RequestView, ReviewState, SetupStatus, SignedInView, TargetView,
-    VerifyReport,
+    ExportFormat, ExportProgress, HistoryFilter, JoinForm, Me, Needs, OfflineToken, Overview,
+    PolicyProblem, ProviderDraft, RequestForm, RequestView, ReviewState, SetupStatus, SignedInView,
+    TargetView, VerifyReport,
 };
 
 /// The policy a first run starts from: one demonstration target whose connector grants nothing.
@@ -48,6 +48,9 @@ pub struct Desk {
     /// rather than on every overview (a front end asks every second; a locked keyring would
     /// prompt each time).
     session: Option<breakglass_idp::IdToken>,
+    /// The public key (base64) held here for the acting identity when the log has not enrolled
+    /// it with that key (a team member who just joined): what to give an administrator.
+    key_here: Option<String>,
 }
 
 impl std::fmt::Debug for Desk {
@@ -79,9 +82,42 @@ impl Desk {
             engine,
             clock,
             session: None,
+            key_here: None,
         };
         desk.load_session();
         desk.sync().await?;
+        Ok(desk)
+    }
+
+    /// Joins a team's log (see [`Home::join`]) as `name` in `dir`, the identity's key kept in the
+    /// OS keyring (made there when absent: until an administrator enrols it, the overview says
+    /// which key to enrol).
+    pub async fn join(
+        dir: &Path,
+        form: JoinForm,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Desk, EngineError> {
+        let name = form.name.trim().to_owned();
+        let joined = Home::join(
+            dir,
+            JoinOptions {
+                database: form.database.trim().to_owned(),
+                log_key: form.log_key.trim().to_owned(),
+                identity: name,
+                identity_key: None,
+                identity_keys: KeyStoreKind::Keyring,
+            },
+            clock.clone(),
+        )
+        .await?;
+        let mut desk = Desk {
+            home: joined.home,
+            engine: joined.engine,
+            clock,
+            session: None,
+            key_here: None,
+        };
+        desk.load_session();
         Ok(desk)
     }
 
@@ -111,6 +147,7 @@ impl Desk {
             engine,
             clock,
             session: None,
+            key_here: None,
         })
     }
 
@@ -229,6 +266,13 @@ impl Desk {
                 max_auth_age_secs: state.max_auth_age().as_secs(),
                 admin: state.is_admin(me),
                 approver,
+                to_enrol: self.key_here.clone().filter(|pk| {
+                    state
+                        .identity(me)
+                        .map(|i| i.record.key.to_base64())
+                        .as_ref()
+                        != Some(pk)
+                }),
             },
             targets,
             requests,
@@ -272,6 +316,17 @@ impl Desk {
         } else {
             None
         };
+        // Only a member not enrolled yet costs a look at the key.
+        self.key_here =
+            if self.engine.is_member() && self.engine.state().identity(self.me()).is_none() {
+                self.home
+                    .identity_key(self.me())
+                    .load()
+                    .ok()
+                    .map(|k| crate::keys::public_key(&k).to_base64())
+            } else {
+                None
+            };
     }
 
     /// Enrols a local identity `name` in `groups` (administrators only), with a new signing

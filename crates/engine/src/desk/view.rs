@@ -130,6 +130,21 @@ pub struct Me {
     pub admin: bool,
     /// Approver for at least one target.
     pub approver: bool,
+    /// A team member not enrolled yet: the public key (base64) held here, for an administrator
+    /// to enrol (`breakglass identity add NAME --group GROUP --public-key KEY`).
+    pub to_enrol: Option<String>,
+}
+
+/// What joining a team's log takes (see `Desk::join`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct JoinForm {
+    /// The team's PostgreSQL URL (`postgres://…`, no password in it).
+    pub database: String,
+    /// The log's checkpoint key (C2SP vkey), from the team's administrator.
+    pub log_key: String,
+    /// The identity to act as.
+    pub name: String,
 }
 
 /// A target as the request form shows it.
