@@ -225,7 +225,11 @@ fn members_request_and_approve_on_their_machines_and_only_the_broker_grants_and_
     let out = a.run_with_key(&team.key("dave"), &args);
     out.ok("break-glass on a member is granted by the broker");
     let bg = out.json();
-    assert_eq!(bg["state"], "active", "{bg}");
+    // A 2 s grant may have ended by the time the wait looks: granted is what counts.
+    assert!(
+        (bg["state"] == "active" || bg["state"] == "expired") && bg["deadline"].is_string(),
+        "{bg}"
+    );
     let bg_id = bg["request"].as_str().expect("an id").to_owned();
     // Its loud alert is the broker's, recorded when the broker verified the activation.
     let jsonl = team.tmp.path().join("events.jsonl");

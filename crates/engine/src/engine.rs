@@ -227,6 +227,10 @@ pub struct Engine {
     /// was last brought up to date (with its root).
     replica: Option<Replica>,
     to_copy: Option<(StoredCheckpoint, Hash)>,
+    /// A member's own entries no checkpoint covers yet, by index, with their leaf hashes. The
+    /// broker never removes them (a member never appends on top of an entry that fails), so
+    /// one that goes missing or changes was removed by someone writing to the database.
+    own: Vec<(u64, Hash)>,
 }
 
 impl fmt::Debug for Engine {
@@ -292,6 +296,7 @@ impl Engine {
             connectors: HashMap::new(),
             replica: None,
             to_copy: None,
+            own: Vec::new(),
         }
     }
 
@@ -461,6 +466,15 @@ impl Engine {
         {
             replica.copy(&checkpoint, root).await?;
         }
+        let size = self.size();
+        if let Some(&(index, _)) = self.own.iter().find(|(i, _)| *i >= size) {
+            // Reported once: what the database holds now is what is read from here on.
+            self.own.clear();
+            return Err(EngineError::Tampered(format!(
+                "entry {index}, which this app appended, was removed from the shared database \
+                 before the broker covered it (the broker never removes a member's valid entry)"
+            )));
+        }
         Ok(())
     }
 
@@ -537,6 +551,15 @@ impl Engine {
         replay_onto(&mut self.state, &entries, from)?;
         let covers = checkpoint.as_ref().map_or(0, |c| c.size);
         for (index, (e, s)) in (from..).zip(entries.iter().zip(&stored)) {
+            if let Some(pos) = self.own.iter().position(|(i, _)| *i == index) {
+                if self.own[pos].1 != *e.leaf_hash() {
+                    self.own.clear();
+                    return Err(EngineError::Tampered(format!(
+                        "entry {index}, which this app appended, was replaced in the shared \
+                         database before the broker covered it"
+                    )));
+                }
+            }
             self.push_leaf(*e.leaf_hash(), covers);
             if let Some(replica) = &mut self.replica {
                 replica.check(&self.frontier)?;
@@ -606,6 +629,7 @@ impl Engine {
         if self.replica.is_some() {
             self.to_copy = Some((stored, cp.root));
         }
+        self.own.retain(|(i, _)| *i >= cp.size);
         self.verified = self.verified.max(cp.size);
         self.uncovered.retain(|(at, _)| *at >= cp.size);
         Ok(())
@@ -792,6 +816,7 @@ impl Engine {
         touched: &mut bool,
     ) -> Result<u64, EngineError> {
         let mut bytes = Vec::with_capacity(pending.len());
+        let mut leaves = Vec::with_capacity(pending.len());
         let origin = self
             .state
             .origin()
@@ -828,6 +853,7 @@ impl Engine {
             })?;
             *touched = true;
             self.push_leaf(*entry.leaf_hash(), self.verified);
+            leaves.push(*entry.leaf_hash());
             bytes.push(entry.bytes().to_vec());
         }
         let new_size = self.size();
@@ -835,6 +861,7 @@ impl Engine {
             // A member: the broker verifies these entries and covers them with its checkpoint.
             tx.append_uncovered(size, &bytes).await?;
             tx.commit().await?;
+            self.own.extend((size..).zip(leaves));
             if let Some(replica) = &mut self.replica {
                 for (index, b) in (size..).zip(&bytes) {
                     replica.hold(index, b);

@@ -416,8 +416,9 @@ impl Engine {
     }
 
     /// Scheduler passes, the first at once, then at each next deadline, on each change another
-    /// process commits (team mode), and at least every `max_sleep`, until `stop` completes (`Ok`) or, holding `lease`, until the lease cannot
-    /// be confirmed before a pass (`Err`: stop acting).
+    /// process commits (team mode), and at least every `max_sleep`, until `stop` completes
+    /// (`Ok`) or, holding `lease`, until the lease cannot be confirmed before a pass (`Err`:
+    /// stop acting).
     async fn act(
         &mut self,
         max_sleep: Duration,

@@ -518,3 +518,46 @@ async fn an_app_with_its_local_copy_refuses_history_rewritten_even_under_the_log
         .close()
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_members_own_entry_removed_by_a_database_writer_is_reported_once() {
+    let mut t = Team::start().await;
+    let id =
+        t.a.request(&t.dana, request("10m"))
+            .await
+            .expect("requested on A")
+            .request;
+    let index = t.a.size() - 1;
+    t.b.refresh().await.expect("B reads it");
+
+    // The schema lets uncovered entries be removed (the broker's way with a failing one), so a
+    // database writer can drop A's request before the broker covers it.
+    let mut db = t.db().await;
+    sqlx::query("DELETE FROM log_entries WHERE idx = $1")
+        .bind(index as i64)
+        .execute(&mut db)
+        .await
+        .expect("deleted");
+    let error = t.a.refresh().await.expect_err("A notices");
+    assert!(
+        matches!(&error, EngineError::Tampered(m) if m.contains(&format!("entry {index}, which this app appended, was removed"))),
+        "{error}"
+    );
+    assert!(
+        t.a.state().request(&id).is_none(),
+        "A now shows what the database holds"
+    );
+    t.a.refresh().await.expect("reported once");
+    t.b.refresh()
+        .await
+        .expect("B, which did not append it, reads the log as it now is");
+    assert!(t.b.state().request(&id).is_none());
+
+    // A's next request is covered as usual, and A reads the checkpoint without complaint.
+    t.a.request(&t.dana, request("10m"))
+        .await
+        .expect("requested again");
+    t.broker.tick().await.expect("covered");
+    t.a.refresh().await.expect("A reads the checkpoint");
+    assert_eq!(t.a.covered(), t.a.size());
+}
