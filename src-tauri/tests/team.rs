@@ -19,9 +19,8 @@ use breakglass_store::Store;
 use breakglass_testkit::desktop::Desktop;
 use breakglass_testkit::keyring::SecretService;
 use breakglass_testkit::notifications::NotificationDaemon;
-use fantoccini::Locator;
 use sqlx::{Connection, PgConnection};
-use support::{css, notified, screenshot_dir, Window, WAIT};
+use support::{notified, screenshot_dir, Window};
 
 const POLICY: &str = r#"version = 1
 [groups]
@@ -147,18 +146,8 @@ async fn scenario(
         )
         .await
         .expect("the administrator enrols dana's key");
-    let start = std::time::Instant::now();
-    while w
-        .client
-        .find(Locator::Css(&css("enrol-notice")))
-        .await
-        .is_ok()
-    {
-        if start.elapsed() > WAIT {
-            w.fail("the notice should go once dana is enrolled").await;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    w.gone("enrol-notice", "the notice should go once dana is enrolled")
+        .await;
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let broker = tokio::spawn(async move {

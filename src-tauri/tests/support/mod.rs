@@ -131,6 +131,17 @@ impl Window<'_> {
         }
     }
 
+    /// Waits until the window shows no `testid` (failing with `why` after [`WAIT`]).
+    pub async fn gone(&self, testid: &str, why: &str) {
+        let start = std::time::Instant::now();
+        while self.client.find(Locator::Css(&css(testid))).await.is_ok() {
+            if start.elapsed() > WAIT {
+                self.fail(why).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Sets a text area's content the way typing would (an input event), without typing it
     /// key by key.
     pub async fn set_value(&self, testid: &str, value: &str) {
