@@ -98,27 +98,6 @@ fn scenario(w: &World) {
         "access is granted when the quorum is met ({before}..{after}), not earlier or later: {r}"
     );
 
-    // --- Lapse: started now, observed at the end (quick's request TTL is 2 s). ---
-    let lapsing = {
-        let out = w.by(
-            &w.bob,
-            &[
-                "request",
-                "--target",
-                "quick",
-                "--duration",
-                "5m",
-                "--reason",
-                "nobody will decide this",
-                "--json",
-            ],
-        );
-        out.ok("anyone enrolled may request quick");
-        let v = out.json();
-        assert_eq!(v["state"], "pending", "a new request is pending: {v}");
-        v["request"].as_str().expect("a request id").to_owned()
-    };
-
     // --- Deny: one denial ends it; a later approval is refused. ---
     let denied = w.request("prod", "1h", "schema migration");
     w.by(
@@ -231,6 +210,29 @@ fn scenario(w: &World) {
         .one_line_error("break-glass over its cap")
         .stderr_mentions(&["10m"], "the refusal names the break-glass cap");
     assert_eq!(w.log_size(), size, "a refused activation appends nothing");
+
+    // --- Lapse: started now, observed at the end (quick's request TTL is 2 s). Started after
+    // the checks that a refused command appends nothing, which the lapse, appended by the pass
+    // a command runs first, would otherwise race. ---
+    let lapsing = {
+        let out = w.by(
+            &w.bob,
+            &[
+                "request",
+                "--target",
+                "quick",
+                "--duration",
+                "5m",
+                "--reason",
+                "nobody will decide this",
+                "--json",
+            ],
+        );
+        out.ok("anyone enrolled may request quick");
+        let v = out.json();
+        assert_eq!(v["state"], "pending", "a new request is pending: {v}");
+        v["request"].as_str().expect("a request id").to_owned()
+    };
     let out = break_glass("5m");
     out.ok("break-glass within its cap self-activates");
     let v = out.json();
