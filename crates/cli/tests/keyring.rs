@@ -106,6 +106,48 @@ fn keys_live_in_the_secret_service() {
 }
 
 #[test]
+fn a_keyring_daemon_that_dies_mid_call_is_started_again_and_the_command_completes() {
+    let service = SecretService::start();
+    let cli = support::keyring_cli(&service);
+    cli.run(&["init"]).ok("init with keys in the keyring");
+    let policy = service.tmp.path().join("policy.toml");
+    fs::write(&policy, POLICY).expect("write the policy");
+    cli.run(&["policy", "apply", &policy.display().to_string()])
+        .ok("apply the policy");
+    assert_eq!(service.keyring_starts(), 1);
+
+    // The daemon stops answering; the command's first keyring call waits on it; then the
+    // daemon dies without replying, as gnome-keyring does when it aborts.
+    service.signal_keyring("STOP");
+    let mut child = cli.spawn(&[
+        "request",
+        "--target",
+        "db",
+        "--duration",
+        "30m",
+        "--reason",
+        "keyring restart",
+        "--json",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        child.try_wait().expect("poll the CLI").is_none(),
+        "the command waits on the stopped keyring"
+    );
+    service.signal_keyring("KILL");
+    let out = support::Output::from_child(child, &["request"]);
+    out.ok("the call that got no reply is made again, and the bus starts a new keyring");
+    assert_eq!(out.json()["state"], "pending", "{out:?}");
+    assert_eq!(
+        service.keyring_starts(),
+        2,
+        "the bus started the keyring again; {}",
+        service.logs()
+    );
+    cli.run(&["log", "verify"]).ok("the log verifies");
+}
+
+#[test]
 fn init_without_a_secret_service_fails_cleanly() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let mut cli = Cli::new(&tmp.path().join("breakglass"));

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::io::Read;
+use std::time::{Duration, Instant};
 
 use breakglass_core::policy::{SecretRef, SECRET_KEYRING_SERVICE};
 use zeroize::Zeroizing;
@@ -28,7 +29,7 @@ impl Secrets for SystemSecrets {
         match at {
             SecretRef::Keyring(name) => {
                 let entry = keyring_entry(name)?;
-                match entry.get_secret() {
+                match keyring_call(|| entry.get_secret()) {
                     Ok(bytes) => Ok(Zeroizing::new(bytes)),
                     Err(keyring::Error::NoEntry) => Err(ConnectorError::new(format!(
                         "secret {at} is not in the keyring; store it with `breakglass secret \
@@ -45,9 +46,56 @@ impl Secrets for SystemSecrets {
 /// Stores `secret` in the keyring as `keyring:NAME`, replacing what was there.
 pub fn store_in_keyring(name: &str, secret: &[u8]) -> Result<(), ConnectorError> {
     let at = SecretRef::Keyring(name.to_owned());
-    keyring_entry(name)?
-        .set_secret(secret)
-        .map_err(|e| keyring_error(&at, e))
+    let entry = keyring_entry(name)?;
+    keyring_call(|| entry.set_secret(secret)).map_err(|e| keyring_error(&at, e))
+}
+
+/// How long [`keyring_call`] keeps trying after the Secret Service went away mid-call.
+const KEYRING_RESTART_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs one keyring operation, once more if the Secret Service went away in the middle of it.
+///
+/// A keyring daemon can exit while a call is in flight (gnome-keyring 42 aborts now and then
+/// when a client disconnects); the session bus starts a new one on the next call. So when a
+/// call ends with "no reply" the operation is repeated, every 100 ms while the service is
+/// missing, for up to [`KEYRING_RESTART_WAIT`]. Only a call that got no reply quickly is
+/// repeated: a missing service, a locked keyring, a refusal or a timed-out call fail at once.
+/// Each operation (read, replace, delete) is safe to repeat.
+pub fn keyring_call<T>(mut op: impl FnMut() -> keyring::Result<T>) -> keyring::Result<T> {
+    let started = Instant::now();
+    let mut result = op();
+    let went_away = matches!(&result, Err(e) if service_gone(e, true));
+    if !went_away || started.elapsed() > KEYRING_RESTART_WAIT {
+        return result;
+    }
+    let deadline = Instant::now() + KEYRING_RESTART_WAIT;
+    while matches!(&result, Err(e) if service_gone(e, false)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        result = op();
+    }
+    result
+}
+
+/// Whether `e` says the Secret Service vanished: mid-call (no reply) or, when `mid_call` is
+/// false, also not on the bus (yet).
+fn service_gone(e: &keyring::Error, mid_call: bool) -> bool {
+    use dbus_secret_service::Error;
+    let (keyring::Error::PlatformFailure(inner) | keyring::Error::NoStorageAccess(inner)) = e
+    else {
+        return false;
+    };
+    match inner.downcast_ref::<Error>() {
+        Some(Error::Dbus(d)) => match d.name() {
+            Some("org.freedesktop.DBus.Error.NoReply") => true,
+            Some(
+                "org.freedesktop.DBus.Error.ServiceUnknown"
+                | "org.freedesktop.DBus.Error.NameHasNoOwner",
+            ) => !mid_call,
+            _ => false,
+        },
+        Some(Error::Unavailable) => !mid_call,
+        _ => false,
+    }
 }
 
 fn keyring_entry(name: &str) -> Result<keyring::Entry, ConnectorError> {

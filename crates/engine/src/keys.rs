@@ -16,6 +16,7 @@ use ed25519_dalek::SigningKey;
 use rand::rngs::OsRng;
 use zeroize::Zeroizing;
 
+use breakglass_connectors::secrets::keyring_call;
 use breakglass_core::PublicKey;
 
 /// The keyring service name under which Breakglass stores keys.
@@ -96,7 +97,8 @@ impl KeyLocation {
         match self {
             KeyLocation::File(path) => load_file(path),
             KeyLocation::Keyring(user) => {
-                let secret = keyring_entry(user)?.get_password().map_err(|e| match e {
+                let entry = keyring_entry(user)?;
+                let secret = keyring_call(|| entry.get_password()).map_err(|e| match e {
                     keyring::Error::NoEntry => KeyError::Missing(format!("{self}")),
                     other => keyring_error(user, other),
                 })?;
@@ -121,7 +123,7 @@ impl KeyLocation {
             KeyLocation::File(path) => write_file(path, pem.as_bytes()),
             KeyLocation::Keyring(user) => {
                 let entry = keyring_entry(user)?;
-                match entry.get_password() {
+                match keyring_call(|| entry.get_password()) {
                     Ok(_) => {
                         return Err(KeyError::Keyring {
                             what: user.clone(),
@@ -131,7 +133,7 @@ impl KeyLocation {
                     Err(keyring::Error::NoEntry) => {}
                     Err(e) => return Err(keyring_error(user, e)),
                 }
-                entry.set_password(&pem).map_err(|e| keyring_error(user, e))
+                keyring_call(|| entry.set_password(&pem)).map_err(|e| keyring_error(user, e))
             }
         }
     }
@@ -148,10 +150,13 @@ impl KeyLocation {
                     why: e.to_string(),
                 }),
             },
-            KeyLocation::Keyring(user) => match keyring_entry(user)?.delete_credential() {
-                Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
-                Err(e) => Err(keyring_error(user, e)),
-            },
+            KeyLocation::Keyring(user) => {
+                let entry = keyring_entry(user)?;
+                match keyring_call(|| entry.delete_credential()) {
+                    Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+                    Err(e) => Err(keyring_error(user, e)),
+                }
+            }
         }
     }
 }

@@ -7,6 +7,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use breakglass_connectors::secrets::keyring_call;
+
 use crate::keys::{keyring_entry, keyring_error, KeyError, KEYRING_SERVICE};
 
 /// The tokens of one sign-in. `Debug` shows no token; memory is wiped on drop.
@@ -52,7 +54,8 @@ impl SessionLocation {
 
     /// The stored session, if any.
     pub fn load(&self) -> Result<Option<Session>, KeyError> {
-        let secret = match keyring_entry(&self.0)?.get_password() {
+        let entry = keyring_entry(&self.0)?;
+        let secret = match keyring_call(|| entry.get_password()) {
             Ok(s) => Zeroizing::new(s),
             Err(keyring::Error::NoEntry) => return Ok(None),
             Err(e) => return Err(keyring_error(&self.0, e)),
@@ -74,14 +77,14 @@ impl SessionLocation {
                     why: e.to_string(),
                 })?,
             );
-        keyring_entry(&self.0)?
-            .set_password(&json)
-            .map_err(|e| keyring_error(&self.0, e))
+        let entry = keyring_entry(&self.0)?;
+        keyring_call(|| entry.set_password(&json)).map_err(|e| keyring_error(&self.0, e))
     }
 
     /// Removes the session (nothing to do when there is none).
     pub fn delete(&self) -> Result<(), KeyError> {
-        match keyring_entry(&self.0)?.delete_credential() {
+        let entry = keyring_entry(&self.0)?;
+        match keyring_call(|| entry.delete_credential()) {
             Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
             Err(e) => Err(keyring_error(&self.0, e)),
         }

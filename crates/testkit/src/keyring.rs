@@ -1,5 +1,10 @@
 //! A private D-Bus session bus with an unlocked gnome-keyring on it: the real Secret Service,
-//! started per test in a temporary directory and killed when the test ends, even when it fails.
+//! started per test in a temporary directory and gone when the test ends, even when it fails.
+//!
+//! The bus starts the keyring on demand, as a desktop session's bus does: the first client
+//! activates it, and should the daemon exit (gnome-keyring 42 has been seen to abort under load
+//! when a client goes away), the next call starts a new one on the same unlocked keyring file.
+//! Every daemon the bus started is a child of the bus and leaves with it.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -8,9 +13,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A bus configuration without service directories: nothing is auto-started behind the test's
-/// back (a stray gnome-keyring activated by a client that raced ahead would outlive the test).
-fn bus_config(socket: &Path) -> String {
+/// The passphrase of the test keyring.
+const PASSPHRASE: &str = "test-passphrase";
+
+/// A bus configuration whose only activatable service is the test's keyring (`services/`):
+/// nothing from the system's service directories starts behind the test's back.
+fn bus_config(socket: &Path, services: &Path) -> String {
     format!(
         r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -18,6 +26,7 @@ fn bus_config(socket: &Path) -> String {
   <type>session</type>
   <listen>unix:path={}</listen>
   <auth>EXTERNAL</auth>
+  <servicedir>{}</servicedir>
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
@@ -25,14 +34,30 @@ fn bus_config(socket: &Path) -> String {
   </policy>
 </busconfig>
 "#,
-        socket.display()
+        socket.display(),
+        services.display()
     )
 }
 
-/// A private session bus with an unlocked gnome-keyring on it.
+/// The script the bus runs to start the keyring: unlocked with [`PASSPHRASE`], its files and
+/// control socket under `root`, its messages appended to `keyring.log` after a line that counts
+/// the starts, its process id in `keyring.pid`.
+fn keyring_script(root: &Path) -> String {
+    let r = root.display();
+    format!(
+        "#!/bin/sh\n\
+         export HOME='{r}' XDG_DATA_HOME='{r}/data' XDG_RUNTIME_DIR='{r}/run'\n\
+         echo \"== gnome-keyring-daemon started by the bus (pid $$)\" >> '{r}/keyring.log'\n\
+         echo $$ > '{r}/keyring.pid'\n\
+         exec gnome-keyring-daemon --foreground --unlock --components=secrets -C '{r}/ctl' \
+         >/dev/null 2>> '{r}/keyring.log' <<EOF\n{PASSPHRASE}\nEOF\n"
+    )
+}
+
+/// A private session bus that starts an unlocked gnome-keyring when a client asks for it.
 pub struct SecretService {
-    /// Killed in `drop`, keyring first.
-    children: Vec<Child>,
+    /// The bus; killed in `drop`, which ends every keyring it started.
+    bus: Child,
     address: String,
     pub tmp: tempfile::TempDir,
 }
@@ -43,19 +68,28 @@ impl SecretService {
             .prefix("breakglass-keyring-")
             .tempdir()
             .expect("a temporary directory for the keyring");
-        let mut service = SecretService {
-            children: Vec::new(),
-            address: String::new(),
-            tmp,
-        };
-        let root = service.tmp.path().to_owned();
-        for dir in ["data", "run"] {
+        let root = tmp.path().to_owned();
+        for dir in ["data", "run", "services"] {
             fs::create_dir(root.join(dir)).expect("create a keyring directory");
             fs::set_permissions(root.join(dir), fs::Permissions::from_mode(0o700))
                 .expect("keyring directories are private");
         }
+        let script = root.join("keyring.sh");
+        fs::write(&script, keyring_script(&root)).expect("write the keyring's start script");
+        fs::write(
+            root.join("services/org.freedesktop.secrets.service"),
+            format!(
+                "[D-BUS Service]\nName=org.freedesktop.secrets\nExec=/bin/sh {}\n",
+                script.display()
+            ),
+        )
+        .expect("write the keyring's service file");
         let config = root.join("bus.conf");
-        fs::write(&config, bus_config(&root.join("bus"))).expect("write the bus config");
+        fs::write(
+            &config,
+            bus_config(&root.join("bus"), &root.join("services")),
+        )
+        .expect("write the bus config");
 
         let mut bus = Command::new("dbus-daemon")
             .arg("--nofork")
@@ -67,7 +101,11 @@ impl SecretService {
             .spawn()
             .expect("dbus-daemon (Debian package dbus; scripts/bootstrap.sh installs it)");
         let stdout = bus.stdout.take().expect("the bus's stdout");
-        service.children.push(bus);
+        let mut service = SecretService {
+            bus,
+            address: String::new(),
+            tmp,
+        };
         let mut line = String::new();
         BufReader::new(stdout)
             .read_line(&mut line)
@@ -76,28 +114,11 @@ impl SecretService {
         assert!(
             service.address.starts_with("unix:"),
             "dbus-daemon prints its address first, got {line:?}; its log:\n{}",
-            fs::read_to_string(root.join("bus.log")).unwrap_or_default()
+            service.logs()
         );
 
-        let mut keyring = Command::new("gnome-keyring-daemon")
-            .args(["--foreground", "--unlock", "--components=secrets", "-C"])
-            .arg(root.join("ctl"))
-            .envs(service.env())
-            .env("XDG_DATA_HOME", root.join("data"))
-            .env("XDG_RUNTIME_DIR", root.join("run"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(root.join("keyring.log")).expect("create the keyring log"))
-            .spawn()
-            .expect("gnome-keyring-daemon (Debian package gnome-keyring)");
-        let mut stdin = keyring.stdin.take().expect("the keyring's stdin");
-        service.children.push(keyring);
-        stdin
-            .write_all(b"test-passphrase")
-            .expect("send the unlock passphrase");
-        drop(stdin);
-
-        // Ready when a secret can be stored in the default collection.
+        // Ready when a secret can be stored in the default collection (the first call starts
+        // the keyring).
         let start = Instant::now();
         loop {
             let mut probe = service
@@ -120,21 +141,45 @@ impl SecretService {
             if probe.wait().is_ok_and(|s| s.success()) {
                 break;
             }
-            let log = || fs::read_to_string(root.join("keyring.log")).unwrap_or_default();
-            if let Ok(Some(status)) = service.children[1].try_wait() {
-                panic!(
-                    "gnome-keyring-daemon exited early ({status}); its log:\n{}",
-                    log()
-                );
-            }
             assert!(
                 start.elapsed() < Duration::from_secs(10),
-                "the keyring should accept secrets within 10 s of starting; its log:\n{}",
-                log()
+                "the keyring should accept secrets within 10 s of starting; {}",
+                service.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
         service
+    }
+
+    /// How many keyring daemons the bus has started so far.
+    pub fn keyring_starts(&self) -> usize {
+        fs::read_to_string(self.tmp.path().join("keyring.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("== gnome-keyring-daemon started"))
+            .count()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`, ...) to the keyring daemon the bus started last:
+    /// `KILL` ends it as a crash would, and the next call starts another.
+    pub fn signal_keyring(&self, signal: &str) {
+        let pid = fs::read_to_string(self.tmp.path().join("keyring.pid"))
+            .expect("the bus started a keyring");
+        let status = Command::new("sh")
+            .args(["-c", "kill -s \"$1\" \"$2\"", "sh", signal, pid.trim()])
+            .status()
+            .expect("sh");
+        assert!(status.success(), "the keyring was running; {}", self.logs());
+    }
+
+    /// The bus's and the keyring's logs, for a failure message.
+    pub fn logs(&self) -> String {
+        let read = |name: &str| fs::read_to_string(self.tmp.path().join(name)).unwrap_or_default();
+        format!(
+            "the bus's log:\n{}\nthe keyring's log:\n{}",
+            read("bus.log"),
+            read("keyring.log")
+        )
     }
 
     /// The session bus's address (the keyring, and the tray and notifications of apps on it).
@@ -159,9 +204,14 @@ impl SecretService {
 
 impl Drop for SecretService {
     fn drop(&mut self) {
-        for child in self.children.iter_mut().rev() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "the test's keyring ({} daemon start(s)); {}",
+                self.keyring_starts(),
+                self.logs()
+            );
         }
+        let _ = self.bus.kill();
+        let _ = self.bus.wait();
     }
 }

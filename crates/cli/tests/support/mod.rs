@@ -67,6 +67,19 @@ impl fmt::Debug for Output {
 }
 
 impl Output {
+    /// Waits for a command started with [`Cli::spawn`] and collects what it printed.
+    pub fn from_child(child: std::process::Child, args: &[&str]) -> Output {
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("wait for the breakglass binary: {e}"));
+        Output {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Asserts the exit code, saying why it must be that.
     #[track_caller]
     pub fn code(&self, expected: i32, why: &str) -> &Self {
