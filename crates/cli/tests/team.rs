@@ -425,6 +425,19 @@ fn a_new_member_gets_a_key_to_enrol_and_bad_joins_change_nothing() {
     let id = out.json()["request"].as_str().expect("an id").to_owned();
     let s = status(&team.admin_cli, &team.admin);
     assert_eq!(find_request(&s, &id)["requester"], "erin");
+    let before = status(&team.admin_cli, &team.admin)["log_size"].clone();
+    e.run(&["login"])
+        .code(REFUSED, "a member cannot sign in at a provider yet")
+        .one_line_error("refused before any browser opens")
+        .stderr_mentions(
+            &["team member", "identity add"],
+            "the refusal says what a member does instead",
+        );
+    assert_eq!(
+        status(&team.admin_cli, &team.admin)["log_size"],
+        before,
+        "the refused sign-in appended nothing"
+    );
 
     // Joins that must change nothing.
     let other = tempfile::tempdir().expect("a temp dir");

@@ -117,6 +117,14 @@ pub async fn login(
     method: Method,
     prompt: &dyn Prompt,
 ) -> Result<SignedIn, EngineError> {
+    if engine.is_member() {
+        // A provider sign-in's enrolment and the provider's key set are recorded by the log's
+        // system key, which a member does not hold: refuse before the browser opens.
+        return Err(EngineError::Invalid(
+            "signing in at an identity provider is not available on a team member's data              directory yet; a member acts with the key `join` made, once an administrator has              enrolled it (`breakglass identity add NAME --group GROUP --public-key KEY`)"
+                .into(),
+        ));
+    }
     let policy = engine.provider_policy(provider_name)?;
     let existing = as_name.and_then(|name| home.identity_key(name).load().ok());
     let (key, new_key) = match existing {
