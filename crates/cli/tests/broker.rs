@@ -14,14 +14,33 @@ use support::{lines, request_args, until, World};
 /// Applies a policy with target `timed` (break-glass up to 10 minutes) whose revoke program
 /// appends each instruction to the file returned.
 fn timed_target(w: &World) -> std::path::PathBuf {
-    let calls = w.path("revokes.jsonl");
-    let script = w.path("revoke.sh");
+    timed_target_granting_with(w, "/bin/true")
+}
+
+/// A program at `name` that waits `pause` seconds, then appends its instruction (stdin) to the
+/// file returned.
+fn recording_program(
+    w: &World,
+    name: &str,
+    pause: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let calls = w.path(&format!("{name}.jsonl"));
+    let script = w.path(&format!("{name}.sh"));
     std::fs::write(
         &script,
-        format!("#!/bin/sh\n{{ cat; echo; }} >> {}\n", calls.display()),
+        format!(
+            "#!/bin/sh\nsleep {pause}\n{{ cat; echo; }} >> {}\n",
+            calls.display()
+        ),
     )
-    .expect("write the revoke program");
+    .expect("write the program");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (script, calls)
+}
+
+/// [`timed_target`] whose grant program is `grant`.
+fn timed_target_granting_with(w: &World, grant: &str) -> std::path::PathBuf {
+    let (script, calls) = recording_program(w, "revokes", "0");
     let policy = format!(
         r#"{}
 [targets.timed]
@@ -30,9 +49,10 @@ request_ttl = "10m"
 extension_cap = "1h"
 approvers = {{ groups = ["sre"], quorum = 1 }}
 break_glass = {{ max_duration = "10m" }}
-connector = {{ kind = "command", grant = ["/bin/true"], revoke = ["{}"] }}
+connector = {{ kind = "command", grant = ["{}"], revoke = ["{}"] }}
 "#,
         support::policy(2),
+        grant,
         script.display()
     );
     let file = w.path("policy-2.toml");
@@ -44,15 +64,19 @@ connector = {{ kind = "command", grant = ["/bin/true"], revoke = ["{}"] }}
 
 /// Each of `ids` reached the revoke program exactly once.
 fn assert_revoked_once(calls: &std::path::Path, ids: &[String]) {
-    let revoked = std::fs::read_to_string(calls).expect("the revoke program ran");
+    assert_called_once(calls, ids, "revoked");
+}
+
+/// Each of `ids` reached the program recording to `calls` exactly once.
+fn assert_called_once(calls: &std::path::Path, ids: &[String], what: &str) {
+    let seen = std::fs::read_to_string(calls).expect("the program ran");
     for id in ids {
         assert_eq!(
-            revoked
-                .lines()
+            seen.lines()
                 .filter(|l| l.contains(&format!("\"request\":\"{id}\"")))
                 .count(),
             1,
-            "{id} revoked exactly once: {revoked}"
+            "{id} {what} exactly once: {seen}"
         );
     }
 }
@@ -64,19 +88,32 @@ fn a_killed_broker_ends_every_overdue_grant_in_its_first_pass_when_restarted() {
     let mut broker = w.cli.spawn(&["broker", "--interval", "1s"]);
     let rx = lines(&mut broker);
     until(&rx, "first pass done");
+    // With a broker acting, the broker grants (each command waits until it has, within the
+    // broker's 1 s interval), so each deadline is at most 8 s after its command returned.
     let mut ids = Vec::new();
+    let mut last_granted = std::time::Instant::now();
     for _ in 0..3 {
-        let mut args = request_args("timed", "2s", "primary is down");
+        let mut args = request_args("timed", "8s", "primary is down");
         args.extend(["--break-glass", "--json"]);
         let out = w.by(&w.dave, &args);
         out.ok("break-glass on timed");
+        assert_eq!(
+            out.json()["state"],
+            "active",
+            "the broker granted it: {out:?}"
+        );
+        last_granted = std::time::Instant::now();
         ids.push(out.json()["request"].as_str().expect("an id").to_owned());
     }
+    assert!(!calls.exists(), "no deadline passed while the broker ran");
     broker.kill().expect("SIGKILL the broker");
     broker.wait().expect("it is gone");
 
     // The deadlines pass with no broker (and no other command) running.
-    std::thread::sleep(Duration::from_millis(3000));
+    std::thread::sleep(
+        (last_granted + Duration::from_millis(8500))
+            .saturating_duration_since(std::time::Instant::now()),
+    );
     assert!(!calls.exists(), "nothing revoked them while no broker ran");
 
     let mut broker = w.cli.spawn(&["broker", "--interval", "1s"]);
@@ -148,6 +185,52 @@ fn a_standby_broker_takes_over_when_the_acting_one_dies_and_nothing_is_revoked_t
     }
     standby.kill().expect("stop the standby");
     standby.wait().expect("it is gone");
+    drop(pg);
+}
+
+#[test]
+fn beside_a_broker_on_postgresql_commands_leave_the_grant_to_it_and_each_grant_runs_once() {
+    let pg = breakglass_store::testing::PgCluster::start_blocking()
+        .expect("a throwaway PostgreSQL cluster");
+    let url = support::block_on(pg.create_database()).expect("a fresh database");
+    let w = World::with_env(&[("BREAKGLASS_DATABASE_URL", &url)]);
+    // A slow grant program: a command granting beside the broker (which hears each approval
+    // at once) would run it a second time.
+    let (grant, grants) = recording_program(&w, "grants", "0.3");
+    timed_target_granting_with(&w, &grant.display().to_string());
+    let mut broker = w.cli.spawn(&["broker", "--interval", "1s"]);
+    let rx = lines(&mut broker);
+    until(&rx, "first pass done");
+
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = w.request("timed", "5m", "migration");
+        w.by(&w.bob, &["approve", &id])
+            .ok("bob's approval completes the quorum");
+        assert_eq!(
+            w.state_of(&id),
+            "active",
+            "granted when the approval returned"
+        );
+        ids.push(id);
+    }
+    let mut args = request_args("timed", "5m", "primary is down");
+    args.extend(["--break-glass", "--json"]);
+    let out = w.by(&w.dave, &args);
+    out.ok("break-glass on timed");
+    assert_eq!(
+        out.json()["state"],
+        "active",
+        "the broker granted it: {out:?}"
+    );
+    ids.push(out.json()["request"].as_str().expect("an id").to_owned());
+
+    for id in &ids {
+        until(&rx, &format!("granted {id}"));
+    }
+    assert_called_once(&grants, &ids, "granted");
+    signal(&broker, "TERM");
+    assert!(broker.wait().expect("the broker exits").success());
     drop(pg);
 }
 

@@ -29,6 +29,11 @@ use breakglass_connectors::{Access, Connector, ConnectorError, SystemSecrets};
 
 use crate::scheduler::TickReport;
 
+/// How long a command that completed a request's approval waits for the broker acting on the
+/// log to grant it (the broker hears of it at once in team mode, and within its `--interval`,
+/// 1 s by default, on the embedded log).
+pub const GRANT_HANDOFF_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An identity ready to sign: its name, its private key and, for a person of an identity
 /// provider, the ID token of their latest sign-in (presented with approvals and break-glass).
 pub struct Actor {
@@ -1100,7 +1105,7 @@ impl Engine {
             not_before: None,
         }])
         .await?;
-        let warning = self.grant_if_approved(&id).await?;
+        let warning = self.grant_once(&id).await?;
         Ok(self.outcome(&id, false, warning))
     }
 
@@ -1195,7 +1200,7 @@ impl Engine {
             ));
         }
         self.commit(batch).await?;
-        let warning = self.grant_if_approved(&id).await?;
+        let warning = self.grant_once(&id).await?;
         Ok(self.outcome(&id, false, warning))
     }
 
@@ -1218,7 +1223,7 @@ impl Engine {
             not_before: None,
         }])
         .await?;
-        let warning = self.grant_if_approved(id).await?;
+        let warning = self.grant_once(id).await?;
         Ok(self.outcome(id, false, warning))
     }
 
@@ -1394,6 +1399,48 @@ impl Engine {
     /// The engine's clock.
     pub(crate) fn clock(&self) -> Arc<dyn Clock> {
         Arc::clone(&self.clock)
+    }
+
+    /// What a command runs after recording the approval (or activation) that completes request
+    /// `id`: the grant, by exactly one process. The grant is made holding the broker lease, so
+    /// it never races a broker's pass (which would run the connector twice). While a broker
+    /// acts, the grant is the broker's: this follows the log, for at most
+    /// [`GRANT_HANDOFF_WAIT`], until the request is granted (or ended), and otherwise says the
+    /// broker has it. When the lease cannot even be tried (a read-only data directory, say),
+    /// the grant is made as it always was.
+    pub(crate) async fn grant_once(
+        &mut self,
+        id: &RequestId,
+    ) -> Result<Option<String>, EngineError> {
+        let until = tokio::time::Instant::now() + GRANT_HANDOFF_WAIT;
+        loop {
+            if self.is_member()
+                || self.state.request(id).map(|r| r.status) != Some(Status::Approved)
+            {
+                return Ok(None);
+            }
+            match self.store.try_broker_lease().await {
+                Ok(Some(lease)) => {
+                    // Whoever held the lease may have granted it meanwhile.
+                    let granted = match self.refresh().await {
+                        Ok(()) => self.grant_if_approved(id).await,
+                        Err(e) => Err(e),
+                    };
+                    lease.release().await;
+                    return granted;
+                }
+                Ok(None) => {}
+                Err(_) => return self.grant_if_approved(id).await,
+            }
+            if tokio::time::Instant::now() >= until {
+                return Ok(Some(format!(
+                    "{id} is approved; the broker acting on this log grants it (not done within {} s)",
+                    GRANT_HANDOFF_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            self.refresh().await?;
+        }
     }
 
     /// Grants an approved request: the approval is already durable and covered by a signed
