@@ -556,14 +556,16 @@ impl Engine {
         replay_onto(&mut self.state, &entries, from)?;
         let covers = checkpoint.as_ref().map_or(0, |c| c.size);
         for (index, (e, s)) in (from..).zip(entries.iter().zip(&stored)) {
-            if let Some(pos) = self.own.iter().position(|(i, _)| *i == index) {
-                if self.own[pos].1 != *e.leaf_hash() {
-                    self.own.clear();
-                    return Err(EngineError::Tampered(format!(
-                        "entry {index}, which this app appended, was replaced in the shared \
-                         database before the broker covered it"
-                    )));
-                }
+            if self
+                .own
+                .iter()
+                .any(|(i, leaf)| *i == index && leaf != e.leaf_hash())
+            {
+                self.own.clear();
+                return Err(EngineError::Tampered(format!(
+                    "entry {index}, which this app appended, was replaced in the shared \
+                     database before the broker covered it"
+                )));
             }
             self.push_leaf(*e.leaf_hash(), covers);
             if let Some(replica) = &mut self.replica {
@@ -634,10 +636,16 @@ impl Engine {
         if self.replica.is_some() {
             self.to_copy = Some((stored, cp.root));
         }
-        self.own.retain(|(i, _)| *i >= cp.size);
-        self.verified = self.verified.max(cp.size);
-        self.uncovered.retain(|(at, _)| *at >= cp.size);
+        self.covered_up_to(cp.size);
         Ok(())
+    }
+
+    /// Records that a verified checkpoint covers the first `size` entries: the roots and own
+    /// entries kept for the ones no checkpoint covered are no longer needed.
+    fn covered_up_to(&mut self, size: u64) {
+        self.verified = self.verified.max(size);
+        self.uncovered.retain(|(at, _)| *at >= size);
+        self.own.retain(|(i, _)| *i >= size);
     }
 
     /// Signs and appends events atomically: under the store's writer lock, catches up with
@@ -808,8 +816,7 @@ impl Engine {
             .map_err(|e| EngineError::Setup(format!("cannot sign the checkpoint: {e}")))?;
         tx.cover(&StoredCheckpoint { size, note }).await?;
         tx.commit().await?;
-        self.verified = size;
-        self.uncovered.retain(|(at, _)| *at >= size);
+        self.covered_up_to(size);
         Ok(())
     }
 
@@ -893,8 +900,7 @@ impl Engine {
         )
         .await?;
         tx.commit().await?;
-        self.verified = new_size;
-        self.uncovered.retain(|(at, _)| *at >= new_size);
+        self.covered_up_to(new_size);
         Ok(new_size)
     }
 

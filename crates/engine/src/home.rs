@@ -94,8 +94,8 @@ pub struct InitOptions {
 /// What `join` needs.
 #[derive(Debug, Clone)]
 pub struct JoinOptions {
-    /// The team's PostgreSQL URL (`postgres://…`; its password, if any, is kept out of the
-    /// config: see [`Home::database`]).
+    /// The team's PostgreSQL URL (`postgres://…`), without a password: `breakglass.toml` keeps
+    /// it, so one is refused (the password goes in `~/.pgpass` or `PGPASSWORD`).
     pub database: String,
     /// The log's checkpoint key (C2SP vkey), given out of band by the team's administrator:
     /// the whole log is verified against it.
@@ -322,7 +322,6 @@ impl Home {
             EngineError::Invalid(format!("the log key is not a checkpoint key (vkey): {e}"))
         })?;
         let origin = verifier.name().to_owned();
-        let store = Store::open(&opts.database).await?;
         let replica = dir.join(REPLICA_FILE);
         if replica.exists() {
             return Err(EngineError::Setup(format!(
@@ -330,6 +329,7 @@ impl Home {
                 dir.display()
             )));
         }
+        let store = Store::open(&opts.database).await?;
         // What a failed join leaves behind is removed: the directory if it made it, else the
         // copy's files.
         let fresh = !dir.exists();
