@@ -62,6 +62,18 @@ connector = {{ kind = "command", grant = ["{}"], revoke = ["{}"] }}
     calls
 }
 
+/// dave's break-glass on `timed` for `duration`, granted (by the acting broker) by the time
+/// the command returns; its id.
+fn break_glass_granted(w: &World, duration: &str) -> String {
+    let mut args = request_args("timed", duration, "primary is down");
+    args.extend(["--break-glass", "--json"]);
+    let out = w.by(&w.dave, &args);
+    out.ok("break-glass on timed");
+    let v = out.json();
+    assert_eq!(v["state"], "active", "the broker granted it: {out:?}");
+    v["request"].as_str().expect("an id").to_owned()
+}
+
 /// Each of `ids` reached the revoke program exactly once.
 fn assert_revoked_once(calls: &std::path::Path, ids: &[String]) {
     assert_called_once(calls, ids, "revoked");
@@ -90,21 +102,8 @@ fn a_killed_broker_ends_every_overdue_grant_in_its_first_pass_when_restarted() {
     until(&rx, "first pass done");
     // With a broker acting, the broker grants (each command waits until it has, within the
     // broker's 1 s interval), so each deadline is at most 8 s after its command returned.
-    let mut ids = Vec::new();
-    let mut last_granted = std::time::Instant::now();
-    for _ in 0..3 {
-        let mut args = request_args("timed", "8s", "primary is down");
-        args.extend(["--break-glass", "--json"]);
-        let out = w.by(&w.dave, &args);
-        out.ok("break-glass on timed");
-        assert_eq!(
-            out.json()["state"],
-            "active",
-            "the broker granted it: {out:?}"
-        );
-        last_granted = std::time::Instant::now();
-        ids.push(out.json()["request"].as_str().expect("an id").to_owned());
-    }
+    let ids: Vec<String> = (0..3).map(|_| break_glass_granted(&w, "8s")).collect();
+    let last_granted = std::time::Instant::now();
     assert!(!calls.exists(), "no deadline passed while the broker ran");
     broker.kill().expect("SIGKILL the broker");
     broker.wait().expect("it is gone");
@@ -214,16 +213,7 @@ fn beside_a_broker_on_postgresql_commands_leave_the_grant_to_it_and_each_grant_r
         );
         ids.push(id);
     }
-    let mut args = request_args("timed", "5m", "primary is down");
-    args.extend(["--break-glass", "--json"]);
-    let out = w.by(&w.dave, &args);
-    out.ok("break-glass on timed");
-    assert_eq!(
-        out.json()["state"],
-        "active",
-        "the broker granted it: {out:?}"
-    );
-    ids.push(out.json()["request"].as_str().expect("an id").to_owned());
+    ids.push(break_glass_granted(&w, "5m"));
 
     for id in &ids {
         until(&rx, &format!("granted {id}"));

@@ -119,16 +119,9 @@ fn a_keyring_daemon_that_dies_mid_call_is_started_again_and_the_command_complete
     // The daemon stops answering; the command's first keyring call waits on it; then the
     // daemon dies without replying, as gnome-keyring does when it aborts.
     service.signal_keyring("STOP");
-    let mut child = cli.spawn(&[
-        "request",
-        "--target",
-        "db",
-        "--duration",
-        "30m",
-        "--reason",
-        "keyring restart",
-        "--json",
-    ]);
+    let mut args = support::request_args("db", "30m", "keyring restart");
+    args.push("--json");
+    let mut child = cli.spawn(&args);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert!(
         child.try_wait().expect("poll the CLI").is_none(),

@@ -172,16 +172,12 @@ impl Desk {
     }
 
     /// Picks up entries other processes appended and runs the scheduler (expiry, lapses,
-    /// interrupted grants) — on SQLite only while no broker acts on the log. (On PostgreSQL
-    /// every sync would open a connection to try the broker lease; the app runs its pass there
-    /// until it leaves execution to the broker altogether.)
+    /// interrupted grants) only while no broker acts on the log, so the app never grants or
+    /// revokes beside a broker (a team member's app leaves both to the broker always).
     pub async fn sync(&mut self) -> Result<Synced, EngineError> {
         let before = self.engine.size();
         self.engine.refresh().await?;
-        let report = match self.engine.store().backend() {
-            breakglass_store::Backend::Sqlite => self.engine.tick_unless_brokered().await?,
-            breakglass_store::Backend::Postgres => self.engine.tick().await?,
-        };
+        let report = self.engine.tick_unless_brokered().await?;
         Ok(Synced {
             changed: self.engine.size() != before,
             failures: report.failures.iter().map(ToString::to_string).collect(),
