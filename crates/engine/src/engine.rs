@@ -438,9 +438,7 @@ impl Engine {
 
     /// Reads entries appended by other processes and verifies them, with the newest checkpoint.
     pub async fn refresh(&mut self) -> Result<(), EngineError> {
-        // The checkpoint first: whatever it covers was in the store before the size is read.
-        let checkpoint = self.store.latest_checkpoint().await?;
-        let size = self.store.size().await?;
+        let (size, checkpoint) = self.store.head().await?;
         self.catch_up(size, checkpoint, None).await
     }
 
@@ -690,8 +688,7 @@ impl Engine {
             return Ok(None);
         }
         // Without the writer lock first: most passes find nothing uncovered.
-        let checkpoint = self.store.latest_checkpoint().await?;
-        let size = self.store.size().await?;
+        let (size, checkpoint) = self.store.head().await?;
         if checkpoint.as_ref().map_or(0, |c| c.size) == size {
             self.catch_up(size, checkpoint, None).await?;
             return Ok(None);

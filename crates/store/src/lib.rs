@@ -119,6 +119,13 @@ struct EntryRow {
 }
 
 #[derive(sqlx::FromRow)]
+struct HeadRow {
+    entries: i64,
+    size: Option<i64>,
+    note: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
 struct CheckpointRow {
     size: i64,
     note: String,
@@ -182,6 +189,10 @@ const ENTRIES_SQL: &str =
     "SELECT idx, entry FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx";
 const STREAM_SQL: &str = "SELECT idx, entry FROM log_entries WHERE idx >= $1 ORDER BY idx";
 const LATEST_CHECKPOINT_SQL: &str = "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1";
+/// The size and the newest checkpoint in one statement, so both come from one snapshot.
+const HEAD_SQL: &str = "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries) AS entries, \
+     (SELECT size FROM checkpoints ORDER BY size DESC LIMIT 1) AS size, \
+     (SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1) AS note";
 const CHECKPOINT_SQL: &str = "SELECT size, note FROM checkpoints WHERE size = $1";
 const INSERT_CHECKPOINT_SQL: &str = "INSERT INTO checkpoints (size, note) VALUES ($1, $2)";
 
@@ -298,6 +309,23 @@ impl Store {
             next += 1;
             Ok(entry)
         })
+    }
+
+    /// The log's size and its newest checkpoint, read together from one snapshot of the
+    /// database: read one after the other, an append committed in between could pair a size
+    /// with a checkpoint older than the entries it counts.
+    pub async fn head(&self) -> Result<(u64, Option<StoredCheckpoint>), StoreError> {
+        let row = on_backend!(self, ex => sqlx::query_as::<_, HeadRow>(HEAD_SQL)
+            .fetch_one(ex)
+            .await)
+        .map_err(StoreError::db("reading the log size and latest checkpoint"))?;
+        let checkpoint = match (row.size, row.note) {
+            (Some(size), Some(note)) => {
+                Some(StoredCheckpoint::try_from(CheckpointRow { size, note })?)
+            }
+            _ => None,
+        };
+        Ok((from_db(row.entries, "log size")?, checkpoint))
     }
 
     /// The checkpoint with the largest size, if any.

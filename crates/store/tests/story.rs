@@ -64,6 +64,7 @@ async fn story(dbs: &impl Databases, backend: Backend) {
         first_append_survives_reopen(dbs.fresh().await, backend),
         refused_appends_write_nothing(dbs.fresh().await),
         concurrent_writers_never_lose_or_fork(dbs.fresh().await),
+        the_head_pairs_a_size_with_its_checkpoint_beside_a_writer(dbs.fresh().await),
         concurrent_opens_migrate_once(dbs.fresh().await),
         streaming_reads_everything(dbs.fresh().await),
         one_broker_lease_at_a_time(dbs.fresh().await),
@@ -340,6 +341,50 @@ async fn concurrent_writers_never_lose_or_fork(location: String) {
     for store in [first, second] {
         Arc::into_inner(store).unwrap().close().await;
     }
+}
+
+/// Every append here carries its checkpoint, so each head read beside a writer, from another
+/// handle (as another process reads), must pair the size with the checkpoint of that size: a
+/// size read after the checkpoint, apart from it, could count an entry appended in between
+/// (seen as "no signed checkpoint covers the 7 entries" from a command beside another).
+async fn the_head_pairs_a_size_with_its_checkpoint_beside_a_writer(location: String) {
+    const APPENDS: u64 = 200;
+    let writer = Arc::new(Store::open(&location).await.unwrap());
+    let reader = Store::open(&location).await.unwrap();
+    assert_eq!(reader.head().await.unwrap(), (0, None), "an empty log");
+    let appending = {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            for n in 0..APPENDS {
+                append_at_head(&writer, &[entry(n)]).await;
+            }
+        })
+    };
+    let mut reads = 0u64;
+    while !appending.is_finished() || reads == 0 {
+        let (size, latest) = reader.head().await.unwrap();
+        assert_eq!(
+            latest.as_ref().map_or(0, |c| c.size),
+            size,
+            "the head's checkpoint covers exactly the entries it counts"
+        );
+        if let Some(latest) = latest {
+            assert_eq!(
+                latest,
+                checkpoint(size),
+                "the note is the one stored with it"
+            );
+        }
+        reads += 1;
+        tokio::task::yield_now().await;
+    }
+    appending.await.unwrap();
+    assert_eq!(
+        reader.head().await.unwrap(),
+        (APPENDS, Some(checkpoint(APPENDS)))
+    );
+    reader.close().await;
+    Arc::into_inner(writer).unwrap().close().await;
 }
 
 async fn concurrent_opens_migrate_once(location: String) {
