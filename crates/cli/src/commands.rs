@@ -962,21 +962,31 @@ async fn status(ctx: &Ctx, json: bool, all: bool) -> Result<()> {
     Ok(())
 }
 
-/// Reads the stored log into a bundle, without trusting any of it.
-async fn bundle_bytes(home: &Home) -> Result<Vec<u8>> {
+/// Reads the stored log into a bundle, without trusting any of it: every entry the newest
+/// checkpoint covers. On a team's log, entries members appended since then await the broker's
+/// checkpoint and are left out (and said so on stderr); on the embedded log every append
+/// carries its checkpoint, so an entry none covers fails verification.
+async fn bundle_bytes(home: &Home) -> Result<(Vec<u8>, u64)> {
     let store = Store::open(&home.database())
         .await
         .map_err(EngineError::from)?;
-    let size = store.size().await.map_err(EngineError::from)?;
-    let entries = store.entries(0, size).await.map_err(EngineError::from)?;
-    let checkpoint = store
-        .checkpoint(size)
-        .await
-        .map_err(EngineError::from)?
+    let (stored, latest) = store.head().await.map_err(EngineError::from)?;
+    let team = store.backend() == breakglass_store::Backend::Postgres;
+    let checkpoint = latest
+        .filter(|c| team || c.size == stored)
         .ok_or_else(|| Failure {
             exit: VERIFY_FAILED,
-            message: format!("error: no signed checkpoint covers the {size} stored entries"),
+            message: format!("error: no signed checkpoint covers the {stored} stored entries"),
         })?;
+    let size = checkpoint.size;
+    if size < stored {
+        eprintln!(
+            "note: {} entries appended since the newest checkpoint await the broker's; this \
+             covers the {size} it signed",
+            stored - size
+        );
+    }
+    let entries = store.entries(0, size).await.map_err(EngineError::from)?;
     let mut out = Vec::new();
     write_bundle(
         &mut out,
@@ -987,12 +997,12 @@ async fn bundle_bytes(home: &Home) -> Result<Vec<u8>> {
         &checkpoint.note,
     )
     .map_err(|e| refused(e.to_string()))?;
-    Ok(out)
+    Ok((out, size))
 }
 
 async fn log_verify(ctx: &Ctx, json: bool) -> Result<()> {
     let home = ctx.home()?;
-    let bytes = bundle_bytes(&home).await?;
+    let (bytes, _) = bundle_bytes(&home).await?;
     let pinned = NoteVerifier::from_vkey(home.log_key())
         .map_err(|e| refused(format!("log key in the config: {e}")))?;
     report_verification(
@@ -1089,8 +1099,9 @@ async fn export(ctx: &Ctx, a: ExportArgs) -> Result<()> {
                     "a bundle always holds the whole log, so that it verifies on its own; filters apply to csv and jsonl",
                 ));
             }
-            buf = bundle_bytes(&home).await?;
-            usize::try_from(engine.size()).unwrap_or(usize::MAX)
+            let size;
+            (buf, size) = bundle_bytes(&home).await?;
+            usize::try_from(size).unwrap_or(usize::MAX)
         }
     };
     write_output(&a.output, &buf)?;

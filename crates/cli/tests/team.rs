@@ -275,6 +275,38 @@ fn members_request_and_approve_on_their_machines_and_only_the_broker_grants_and_
 
     broker.kill().expect("stop the broker");
     broker.wait().expect("it is gone");
+
+    // With no broker to cover it, a member's request waits past the newest checkpoint: the log
+    // still verifies, and a bundle holds what the checkpoint covers (and verifies on its own).
+    let covered = a.run_with_key(&team.key("dave"), &["log", "verify", "--json"]);
+    covered.ok("the covered log verifies");
+    let covered = covered.json()["report"]["entries"]
+        .as_u64()
+        .expect("a count of entries");
+    let mut args = request_args("prod", "30m", "after hours");
+    args.push("--json");
+    a.run_with_key(&team.key("dave"), &args)
+        .ok("a request with no broker running is appended");
+    a.run_with_key(&team.key("dave"), &["log", "verify"])
+        .ok("an entry awaiting the broker's checkpoint is no verification failure")
+        .stderr_mentions(
+            &["1 entries", "await the broker's"],
+            "says what it left out",
+        );
+    let bundle = team.tmp.path().join("team.bundle");
+    let bundle_arg = bundle.display().to_string();
+    b.run_with_key(
+        &team.key("bob"),
+        &["export", "--format", "bundle", "-o", &bundle_arg],
+    )
+    .ok("a member exports the team's log");
+    let out = support::run_binary(&["verify", &bundle_arg, "--json"], &[]);
+    out.ok("the bundle verifies with nothing else");
+    assert_eq!(
+        out.json()["report"]["entries"].as_u64(),
+        Some(covered),
+        "the bundle holds exactly what the newest checkpoint covers"
+    );
 }
 
 /// How many of the JSON lines a recording program appended to `file` name request `id`.
