@@ -236,6 +236,15 @@ pub struct Engine {
     /// broker never removes them (a member never appends on top of an entry that fails), so
     /// one that goes missing or changes was removed by someone writing to the database.
     own: Vec<(u64, Hash)>,
+    /// The state as last read, kept when the copy is dropped after the log failed
+    /// verification (until it verifies again): the grants it holds still end at their
+    /// deadlines ([`Engine::end_due_unrecorded`]), since no database writer may keep access
+    /// alive by breaking the log.
+    pub(crate) last_known: Option<LogState>,
+    /// Grants whose revoke a connector confirmed while the log could not be verified, so not
+    /// yet recorded in it, with when that revoke started and was confirmed: once it verifies,
+    /// their end is recorded without a second revoke.
+    pub(crate) revoked_unrecorded: HashMap<RequestId, (Timestamp, Timestamp)>,
 }
 
 impl fmt::Debug for Engine {
@@ -302,6 +311,8 @@ impl Engine {
             replica: None,
             to_copy: None,
             own: Vec::new(),
+            last_known: None,
+            revoked_unrecorded: HashMap::new(),
         }
     }
 
@@ -370,6 +381,12 @@ impl Engine {
     /// The replayed state.
     pub fn state(&self) -> &LogState {
         &self.state
+    }
+
+    /// Puts `state` in place of the replayed state and returns the one it replaces (the
+    /// scheduler's fail-safe revokes run over the state last read).
+    pub(crate) fn replace_state(&mut self, state: LogState) -> LogState {
+        std::mem::replace(&mut self.state, state)
     }
 
     /// The store.
@@ -507,7 +524,10 @@ impl Engine {
     /// Drops the in-memory copy of the log after a failure that may have left it ahead of the
     /// store; the next refresh or commit re-reads and re-verifies everything.
     fn forget(&mut self) {
-        self.state = LogState::new();
+        let known = std::mem::replace(&mut self.state, LogState::new());
+        if !known.is_empty() {
+            self.last_known = Some(known);
+        }
         self.frontier = Frontier::new();
         self.uncovered.clear();
         self.to_copy = None;
@@ -525,8 +545,9 @@ impl Engine {
         checkpoint: Option<StoredCheckpoint>,
     ) -> Result<(), EngineError> {
         let result = self.absorb_verified(from, stored, checkpoint);
-        if result.is_err() {
-            self.forget();
+        match result {
+            Ok(()) => self.last_known = None,
+            Err(_) => self.forget(),
         }
         result
     }
@@ -1537,14 +1558,14 @@ impl Engine {
             .collect())
     }
 
-    /// The newest signed checkpoint.
-    pub async fn latest_checkpoint(&self) -> Result<String, EngineError> {
-        let size = self.size();
-        Ok(self
-            .store
-            .checkpoint(size)
-            .await?
-            .ok_or_else(|| EngineError::Tampered(format!("no checkpoint for size {size}")))?
-            .note)
+    /// The newest checkpoint verified here: the number of entries it covers (all of them on the
+    /// embedded log; on a team's log, entries members appended since await the broker's next
+    /// checkpoint) and its signed note.
+    pub async fn latest_checkpoint(&self) -> Result<(u64, String), EngineError> {
+        let size = self.covered();
+        let checkpoint = self.store.checkpoint(size).await?;
+        let checkpoint = checkpoint
+            .ok_or_else(|| EngineError::Tampered(format!("no checkpoint for size {size}")))?;
+        Ok((size, checkpoint.note))
     }
 }

@@ -165,8 +165,59 @@ impl Engine {
                 Some(w) => report.failures.push(w),
             }
         }
-        self.revoke_due(now, &mut report).await?;
+        let due = self.revokes_due(now);
+        self.run_revokes(due, now, &mut report, true).await?;
         Ok(report)
+    }
+
+    /// The grants of the state held now whose revoke is due at `now`.
+    fn revokes_due(&self, now: Timestamp) -> Vec<Request> {
+        self.state()
+            .requests()
+            .filter(|r| revoke_due_at(r).is_some_and(|at| at <= now))
+            .cloned()
+            .collect()
+    }
+
+    /// The broker's fail-safe after a pass failed (the log fails verification, or the database
+    /// cannot be reached or written): the grants of the state last read are still revoked at
+    /// their deadlines (and ordered revocations carried out), since ending access is always
+    /// safe and no database writer, or outage, may keep access alive past its deadline.
+    /// Nothing can be recorded meanwhile: each confirmed revoke is remembered, and once a pass
+    /// succeeds again it records the grant's end without revoking a second time. Grants
+    /// nothing. The report's `failures` says what was not recorded.
+    pub async fn end_due_unrecorded(&mut self) -> TickReport {
+        let mut report = TickReport::default();
+        if self.is_member() {
+            // A member never executes: the broker ends access.
+            return report;
+        }
+        // After a verification failure the copy read before it is what is known; connectors
+        // are found through its policy, so it is put in place for the revokes and taken out
+        // again after.
+        let held = self.last_known.take();
+        let live = held.map(|known| self.replace_state(known));
+        let now = self.now();
+        let due: Vec<Request> = self
+            .revokes_due(now)
+            .into_iter()
+            .filter(|r| !self.revoked_unrecorded.contains_key(&r.id))
+            .collect();
+        let result = self.run_revokes(due, now, &mut report, false).await;
+        if let Some(live) = live {
+            self.last_known = Some(self.replace_state(live));
+        }
+        if let Err(e) = result {
+            report.failures.push(e.to_string());
+        }
+        let unrecorded = report.revokes.iter().filter(|r| r.ok).count();
+        if unrecorded > 0 {
+            report.failures.push(format!(
+                "{unrecorded} revoke(s) made while the log cannot be read or written are not \
+                 recorded in it yet; they will be once a pass succeeds"
+            ));
+        }
+        report
     }
 
     /// The earliest instant at which [`Engine::tick`] has something to do.
@@ -183,24 +234,24 @@ impl Engine {
             .min()
     }
 
-    /// Runs every revoke due at `now`, concurrently, recording each result as it arrives.
-    async fn revoke_due(
+    /// Runs the revokes of `due` at `now`, concurrently, and when `record`, records each result
+    /// as it arrives (a grant a connector already revoked while the log could not be verified
+    /// is recorded without a second revoke). Without `record`, each confirmed revoke is
+    /// remembered in [`Engine::revoked_unrecorded`] and each failure reported.
+    async fn run_revokes(
         &mut self,
+        due: Vec<Request>,
         now: Timestamp,
         report: &mut TickReport,
+        record: bool,
     ) -> Result<(), EngineError> {
-        let due: Vec<Request> = self
-            .state()
-            .requests()
-            .filter(|r| revoke_due_at(r).is_some_and(|at| at <= now))
-            .cloned()
-            .collect();
         if due.is_empty() {
             return Ok(());
         }
         let limit = Arc::new(Semaphore::new(REVOKE_CONCURRENCY));
         let mut running = JoinSet::new();
         let mut events = Vec::new();
+        let mut settled = Vec::new();
         // Connectors that take revokes in batches get every one of their target's at once.
         // Keyed by the connector itself: one target's grants under two policy versions may have
         // different connectors.
@@ -209,6 +260,12 @@ impl Engine {
             let (Some(granted_at), Some(deadline)) = (r.granted_at, r.deadline) else {
                 continue;
             };
+            if record {
+                if let Some(&(started, finished)) = self.revoked_unrecorded.get(&r.id) {
+                    settled.push((r, started, finished, Ok(())));
+                    continue;
+                }
+            }
             let connector = match self.connector_for(&r.target) {
                 Ok(c) => c,
                 Err(e) => {
@@ -221,7 +278,11 @@ impl Engine {
                         finished: now,
                         ok: false,
                     });
-                    events.extend(self.revoke_events(&r, Err(e), report));
+                    if record {
+                        events.extend(self.revoke_events(&r, Err(e), report));
+                    } else {
+                        report.failures.push(format!("revoking {}: {e}", r.id));
+                    }
                     continue;
                 }
             };
@@ -247,6 +308,10 @@ impl Engine {
                     .await;
                 vec![(r, started, clock.now(), result)]
             });
+        }
+        if !settled.is_empty() {
+            // Revoked while the log failed verification: confirmed then, recorded now.
+            running.spawn(async move { settled });
         }
         for (connector, requests) in batches.into_values() {
             let clock = self.clock();
@@ -284,7 +349,20 @@ impl Engine {
                     finished,
                     ok: result.is_ok(),
                 });
-                events.extend(self.revoke_events(&r, result, report));
+                if record {
+                    self.revoked_unrecorded.remove(&r.id);
+                    events.extend(self.revoke_events(&r, result, report));
+                } else {
+                    match result {
+                        Ok(()) => {
+                            self.revoked_unrecorded.insert(r.id, (started, finished));
+                        }
+                        Err(e) => report.failures.push(format!(
+                            "revoking {} on {} failed: {e}; access may still be live",
+                            r.id, r.target
+                        )),
+                    }
+                }
             }
             if events.len() >= RECORD_BATCH {
                 self.commit(std::mem::take(&mut events)).await?;
@@ -435,6 +513,12 @@ impl Engine {
             }
             let result = self.tick().await;
             on_pass(result.as_ref());
+            if result.is_err() {
+                let unrecorded = self.end_due_unrecorded().await;
+                if !unrecorded.revokes.is_empty() {
+                    on_pass(Ok(&unrecorded));
+                }
+            }
             let wait = self.wait_after(&result, max_sleep);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
@@ -510,12 +594,29 @@ impl Engine {
         result: &Result<TickReport, EngineError>,
         max_sleep: Duration,
     ) -> Duration {
-        match (result, self.next_due()) {
-            (Ok(_), Some(due)) => {
-                let ms = due.millis_since(self.now()).max(0);
-                Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(max_sleep)
-            }
-            _ => max_sleep,
+        let until = |due: Timestamp| {
+            let ms = due.millis_since(self.now()).max(0);
+            Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+        };
+        match result {
+            Ok(_) => self
+                .next_due()
+                .map_or(max_sleep, |due| until(due).min(max_sleep)),
+            // After a failed pass the fail-safe revokes ([`Engine::end_due_unrecorded`]) wake
+            // for the next deadline it knows of, but retry no sooner than a failed revoke would.
+            Err(_) => self
+                .last_known
+                .as_ref()
+                .unwrap_or(self.state())
+                .requests()
+                .filter(|r| !self.revoked_unrecorded.contains_key(&r.id))
+                .filter_map(revoke_due_at)
+                .min()
+                .map_or(max_sleep, |due| {
+                    until(due)
+                        .max(Duration::from_secs(REVOKE_RETRY_FIRST.as_secs()))
+                        .min(max_sleep)
+                }),
         }
     }
 }

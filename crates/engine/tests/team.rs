@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use breakglass_core::{AlertKind, Event, EventBody, Span, Status, SystemClock, EVENT_FORMAT};
 use breakglass_engine::{generate, Actor, Engine, EngineError, NewRequest, SystemKeys};
-use breakglass_ledger::{decode_all, Entry, NoteSigner};
+use breakglass_ledger::{
+    decode_all, verify_bundle, write_bundle, Entry, NoteSigner, VerifyOptions,
+};
 use breakglass_store::testing::PgCluster;
 use breakglass_store::Store;
 use ed25519_dalek::SigningKey;
@@ -158,6 +160,26 @@ async fn a_request_on_one_app_is_approved_on_another_granted_by_the_broker_and_e
         t.a.covered() < t.a.size(),
         "a member's entry awaits the broker's checkpoint"
     );
+    // An export meanwhile holds what the newest checkpoint covers, and verifies on its own.
+    let (covered, note) =
+        t.a.latest_checkpoint()
+            .await
+            .expect("the newest checkpoint");
+    assert_eq!(covered, t.a.covered());
+    let entries = t.a.entries(0, covered).await.expect("the covered entries");
+    let log = t.a.log_verifier();
+    let mut bundle = Vec::new();
+    write_bundle(
+        &mut bundle,
+        log.name(),
+        &log.vkey(),
+        &entries,
+        covered,
+        &note,
+    )
+    .expect("a bundle of the covered prefix");
+    let report = verify_bundle(&bundle, &VerifyOptions::default()).expect("it verifies");
+    assert_eq!(report.entries, covered);
 
     t.b.refresh().await.expect("B reads it");
     assert_eq!(
@@ -560,4 +582,139 @@ async fn a_members_own_entry_removed_by_a_database_writer_is_reported_once() {
     t.broker.tick().await.expect("covered");
     t.a.refresh().await.expect("A reads the checkpoint");
     assert_eq!(t.a.covered(), t.a.size());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_still_ends_at_its_deadline_while_the_log_fails_verification_and_is_recorded_once_it_verifies(
+) {
+    let mut t = Team::start().await;
+    let id =
+        t.a.request(&t.dana, request("3s"))
+            .await
+            .expect("requested")
+            .request;
+    t.broker.tick().await.expect("covered");
+    t.b.refresh().await.expect("B reads it");
+    t.b.approve(&t.bob, &id, None).await.expect("approved on B");
+    let report = t.broker.tick().await.expect("a broker pass");
+    assert_eq!(report.granted, [id]);
+    let deadline = t
+        .broker
+        .state()
+        .request(&id)
+        .and_then(|r| r.deadline)
+        .expect("a deadline");
+
+    // Someone with the database (the append-only guard switched off) writes an entry and a
+    // checkpoint over it past the broker's: its next pass fails verification, and it holds no
+    // verified copy of the log any more.
+    let mut db = t.db().await;
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut db)
+        .await
+        .expect("triggers off for this session");
+    let size = t.broker.size();
+    insert(&mut db, size, b"{\"forged\":true}").await;
+    sqlx::query("INSERT INTO checkpoints (size, note) VALUES ($1, $2)")
+        .bind((size + 1) as i64)
+        .bind("team.test/log\n1\nAAAA\n\n— team.test/log AAAA\n")
+        .execute(&mut db)
+        .await
+        .expect("a forged checkpoint");
+    let error = t.broker.tick().await.expect_err("the forgery is detected");
+    assert!(
+        matches!(error, EngineError::Tampered(_) | EngineError::Violation(_)),
+        "{error}"
+    );
+    assert!(t.broker.state().is_empty(), "nothing unverified is held");
+    let before = t.broker.end_due_unrecorded().await;
+    assert!(
+        before.revokes.is_empty() && t.lines("revokes") == 0,
+        "nothing is due before the deadline: {before:?}"
+    );
+
+    // The broker's loop, its longest sleep 30 s, with the log still failing: it wakes for the
+    // deadline of the grant it last read and revokes it anyway, once, saying it is not
+    // recorded.
+    let revokes = t.path("revokes");
+    let count = move || {
+        std::fs::read_to_string(&revokes)
+            .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count())
+            .unwrap_or(0)
+    };
+    let stop = {
+        let count = count.clone();
+        async move {
+            while count() == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // A few more passes' time, to see that it is not revoked again.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+    };
+    let mut passes = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        t.broker.run_broker(
+            Duration::from_secs(30),
+            |pass| passes.push(pass.cloned().map_err(|e| e.to_string())),
+            stop,
+        ),
+    )
+    .await
+    .expect("the grant is revoked though the log fails verification");
+    assert_eq!(count(), 1, "revoked once");
+    assert!(
+        passes.iter().all(|p| p
+            .as_ref()
+            .is_err_and(|e| e.contains("verif") || e.contains("tamper"))
+            || p.as_ref()
+                .is_ok_and(|r| r.failures.iter().any(|f| f.contains("not recorded")))),
+        "every pass fails verification, and the fail-safe says what it did not record: {passes:#?}"
+    );
+    let runs: Vec<_> = passes
+        .iter()
+        .flatten()
+        .flat_map(|r| r.revokes.iter())
+        .collect();
+    assert_eq!(runs.len(), 1, "{passes:#?}");
+    let run = *runs[0];
+    assert!(run.request == id && run.ok);
+    let late = run.started.millis_since(deadline);
+    assert!(
+        (0..1000).contains(&late),
+        "it woke for the deadline, not at its 30 s interval: {late} ms late"
+    );
+    let again = t.broker.end_due_unrecorded().await;
+    assert!(again.revokes.is_empty(), "revoked once: {again:?}");
+
+    // The forgery is removed: the next pass records the expiry without a second revoke, and
+    // every app reads it.
+    for sql in [
+        "DELETE FROM log_entries WHERE idx >= $1",
+        "DELETE FROM checkpoints WHERE size > $1",
+    ] {
+        sqlx::query(sql)
+            .bind(size as i64)
+            .execute(&mut db)
+            .await
+            .expect("the forgery removed");
+    }
+    let report = t.broker.tick().await.expect("the log verifies again");
+    assert_eq!(report.expired, [id], "{report:?}");
+    assert_eq!(
+        report.revokes,
+        [run],
+        "the recorded revoke is the one made while the log failed, with its times"
+    );
+    assert_eq!(t.lines("revokes"), 1, "not revoked a second time");
+    for app in [&mut t.a, &mut t.b] {
+        app.refresh().await.expect("the app reads the expiry");
+        assert_eq!(
+            app.state().request(&id).map(|r| r.status),
+            Some(Status::Expired)
+        );
+    }
+    let later = t.broker.tick().await.expect("a quiet pass");
+    assert!(later.revokes.is_empty() && later.expired.is_empty());
 }

@@ -623,17 +623,20 @@ impl Desk {
                 &mut buf,
             )? as u64,
             ExportFormat::Bundle => {
-                let checkpoint = self.engine.latest_checkpoint().await?;
+                // What the newest checkpoint covers, so the bundle verifies on its own.
+                let (covered, checkpoint) = self.engine.latest_checkpoint().await?;
                 write_bundle(
                     &mut buf,
                     self.home.origin(),
                     self.home.log_key(),
-                    entries.iter(),
-                    total,
+                    entries
+                        .iter()
+                        .take(usize::try_from(covered).unwrap_or(usize::MAX)),
+                    covered,
                     &checkpoint,
                 )
                 .map_err(|e| EngineError::Invalid(e.to_string()))?;
-                total
+                covered
             }
         };
         write_new_file(&path, &buf)?;
