@@ -236,10 +236,10 @@ pub struct Engine {
     /// broker never removes them (a member never appends on top of an entry that fails), so
     /// one that goes missing or changes was removed by someone writing to the database.
     own: Vec<(u64, Hash)>,
-    /// The state as last read, kept when the copy is dropped after the log failed
-    /// verification (until it verifies again): the grants it holds still end at their
-    /// deadlines ([`Engine::end_due_unrecorded`]), since no database writer may keep access
-    /// alive by breaking the log.
+    /// The state as last read, kept when the copy is dropped (a read that failed verification,
+    /// an append that failed part-way) until a read verifies again: the grants it holds still
+    /// end at their deadlines ([`Engine::end_due_unrecorded`]), since no database writer may
+    /// keep access alive by breaking the log.
     pub(crate) last_known: Option<LogState>,
     /// Grants whose revoke a connector confirmed while the log could not be verified, so not
     /// yet recorded in it, with when that revoke started and was confirmed: once it verifies,
