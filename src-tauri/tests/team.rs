@@ -219,6 +219,10 @@ async fn scenario(
         })
         .await;
     assert!(message.contains("shrank"), "says what was found: {message}");
+    assert!(
+        message.contains("A report of this finding signed by dana is kept in"),
+        "says the finding is signed and kept: {message}"
+    );
     let notice = notified(notifications, "Breakglass: the log failed verification").await;
     assert!(notice.body.contains("shrank"), "{notice:?}");
     w.shot("team-alarm").await;

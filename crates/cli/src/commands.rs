@@ -12,10 +12,11 @@ use breakglass_core::{
     Clock, Credential, CredentialKind, Issued, PublicKey, RequestId, Span, Status, SteadyClock,
     SystemClock, Timestamp,
 };
+use breakglass_engine::findings::Findings;
 use breakglass_engine::{
-    default_dir, desk, generate, public_key, signin, write_csv, write_jsonl, Actor, BrokerNotice,
-    Code, Engine, EngineError, ExportFilter, Home, InitOptions, JoinOptions, KeyLocation,
-    KeyStoreKind, NewRequest,
+    default_dir, desk, findings, generate, public_key, signin, write_csv, write_jsonl, Actor,
+    BrokerNotice, Code, Engine, EngineError, ExportFilter, Home, InitOptions, JoinOptions,
+    KeyLocation, KeyStoreKind, NewRequest,
 };
 use breakglass_ledger::{verify_bundle, write_bundle, NoteVerifier, VerifyOptions};
 use breakglass_store::Store;
@@ -84,12 +85,59 @@ impl Ctx {
     /// acting on the log: then that is the broker's work.
     async fn engine(&self) -> Result<(Home, Engine)> {
         let home = self.home()?;
-        let mut engine = home.engine(self.clock.clone()).await?;
+        let mut engine = match home.engine(self.clock.clone()).await {
+            Ok(engine) => engine,
+            Err(e) => {
+                // A team member's read that fails verification is signed and kept as a finding.
+                let actor = self.finding_actor(&home);
+                return Err(findings::hold(&home, actor, self.clock.now(), e).into());
+            }
+        };
         let report = engine.tick_unless_brokered().await?;
         for f in &report.failures {
             eprintln!("breakglass: warning: {f}");
         }
+        if home.is_member() {
+            self.report_findings(&home, &mut engine).await;
+        }
         Ok((home, engine))
+    }
+
+    /// Who signs a finding: the acting identity (`--as`, else the data directory's), with its
+    /// key (`--key-file`, else where the data directory keeps it). A finding signed with a key
+    /// that is not the identity's stays kept: it is appended only under its enrolled key.
+    fn finding_actor(&self, home: &Home) -> std::result::Result<Actor, EngineError> {
+        let name = self
+            .as_identity
+            .clone()
+            .unwrap_or_else(|| home.default_identity().to_owned());
+        let key = match &self.key_file {
+            Some(path) => KeyLocation::File(path.clone()),
+            None => home.identity_key(&name),
+        };
+        Ok(Actor::new(name, key.load()?))
+    }
+
+    /// Appends the findings kept while the log failed verification, now that it verified.
+    async fn report_findings(&self, home: &Home, engine: &mut Engine) {
+        let kept = Findings::of(home);
+        if kept.held().is_ok_and(|h| h.is_empty()) {
+            return;
+        }
+        let reported = match self.finding_actor(home) {
+            Ok(actor) => kept.report(engine, &actor).await,
+            Err(e) => Err(e),
+        };
+        match reported {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "breakglass: appended {n} finding(s) kept here while the log failed verification"
+            ),
+            Err(e) => eprintln!(
+                "breakglass: warning: the findings kept in {} were not appended yet: {e}",
+                kept.dir().display()
+            ),
+        }
     }
 
     /// The acting identity with, for a person of an identity provider, the ID token of their

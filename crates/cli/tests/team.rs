@@ -18,6 +18,8 @@ use support::{
 struct Team {
     tmp: tempfile::TempDir,
     url: String,
+    /// The database as its superuser (who can switch the append-only guard off).
+    superuser: String,
     admin_cli: Cli,
     admin: PathBuf,
     log_key: String,
@@ -55,6 +57,7 @@ impl Team {
         let team = Team {
             tmp,
             url,
+            superuser: superuser_url,
             admin_cli,
             admin,
             log_key,
@@ -307,6 +310,61 @@ fn members_request_and_approve_on_their_machines_and_only_the_broker_grants_and_
         Some(covered),
         "the bundle holds exactly what the newest checkpoint covers"
     );
+
+    // Someone with the database's superuser cuts the newest covered entry and its checkpoint
+    // (kept aside here): dave's CLI refuses the log, and keeps its finding, signed with dave's
+    // key, until the log verifies again; then the finding is appended, once.
+    let sql = |statements: &[&str]| {
+        support::block_on(async {
+            use sqlx::Connection;
+            let mut db = sqlx::PgConnection::connect(&team.superuser)
+                .await
+                .expect("connect as the superuser");
+            for s in statements {
+                sqlx::raw_sql(s).execute(&mut db).await.expect(s);
+            }
+        })
+    };
+    let cut = format!("idx >= {}", covered - 1);
+    sql(&[
+        "SET session_replication_role = replica",
+        &format!("CREATE TABLE saved_entries AS SELECT * FROM log_entries WHERE {cut}"),
+        "CREATE TABLE saved_checkpoints AS SELECT * FROM checkpoints WHERE size = (SELECT max(size) FROM checkpoints)",
+        &format!("DELETE FROM log_entries WHERE {cut}"),
+        "DELETE FROM checkpoints WHERE size = (SELECT max(size) FROM checkpoints)",
+    ]);
+    let findings = team.tmp.path().join("laptop-a/findings");
+    for _ in 0..2 {
+        a.run_with_key(&team.key("dave"), &["status"])
+            .code(VERIFY_FAILED, "the cut log is refused")
+            .stderr_mentions(
+                &[
+                    "shrank",
+                    "A report of this finding signed by dave is kept in",
+                ],
+                "says what was found and that it is signed and kept",
+            );
+    }
+    let kept = |dir: &Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    assert_eq!(kept(&findings), 1, "one finding, kept once");
+    sql(&[
+        "SET session_replication_role = replica",
+        "INSERT INTO log_entries SELECT * FROM saved_entries",
+        "INSERT INTO checkpoints SELECT * FROM saved_checkpoints",
+    ]);
+    a.run_with_key(&team.key("dave"), &["status"])
+        .ok("the restored log verifies")
+        .stderr_mentions(&["appended 1 finding(s)"], "the finding is appended");
+    assert_eq!(kept(&findings), 0, "appended, no longer kept");
+    let out = a.run_with_key(&team.key("dave"), &["status"]);
+    out.ok("nothing more to append");
+    assert!(!out.stderr.contains("finding"), "{}", out.stderr);
+    a.run_with_key(&team.key("dave"), &["log", "verify", "--json"])
+        .ok("the log verifies with the finding past the checkpoint")
+        .stderr_mentions(
+            &["2 entries", "await the broker's"],
+            "the finding awaits the broker",
+        );
 }
 
 /// How many of the JSON lines a recording program appended to `file` name request `id`.

@@ -211,7 +211,8 @@ pub enum EventBody {
         /// The request.
         request: RequestId,
     },
-    /// Something people must see at once.
+    /// Something people must see at once. The broker records every kind but
+    /// [`AlertKind::HistoryRefused`], which any enrolled identity records about itself.
     Alert {
         /// What kind of alert.
         kind: AlertKind,
@@ -242,6 +243,11 @@ pub enum AlertKind {
     /// signature, a broken rule: a row written there directly) and the broker removed it, with
     /// whatever was appended on top of it, before any checkpoint covered it.
     EntryRefused,
+    /// Team mode: a member found the shared log failing verification (history rewritten,
+    /// truncated or forked; a checkpoint or row without a valid signature). Signed by the member
+    /// who found it, never by the broker, with no request: the member keeps it, signed, in its
+    /// data directory while the log fails, and appends it once the log verifies again.
+    HistoryRefused,
 }
 
 impl EventBody {

@@ -13,7 +13,8 @@ use serde::Serialize;
 use crate::credential::{Credential, Issued};
 use crate::error::Refusal;
 use crate::event::{
-    Event, EventBody, EVENT_FORMAT, MAX_GRANT_RECORD_DELAY_SECS, MAX_TEXT_LEN, MAX_TICKET_LEN,
+    AlertKind, Event, EventBody, EVENT_FORMAT, MAX_GRANT_RECORD_DELAY_SECS, MAX_TEXT_LEN,
+    MAX_TICKET_LEN,
 };
 use crate::id::RequestId;
 use crate::identity::{Binding, IdentityRecord, PublicKey};
@@ -649,9 +650,25 @@ impl LogState {
                 r.last_error = Some(error.clone());
             }
             EventBody::Alert {
-                request, message, ..
+                kind,
+                request,
+                message,
             } => {
-                self.require_broker(event)?;
+                if *kind == AlertKind::HistoryRefused {
+                    // A member's own finding: any enrolled identity (the envelope checked that)
+                    // but the broker, whose log it is, and about no request.
+                    if self.broker.as_deref() == Some(event.actor.as_str()) || request.is_some() {
+                        return Err(Refusal::NotPermitted {
+                            actor: event.actor.clone(),
+                            action: "alert history_refused".into(),
+                            why: "a member records its own finding that the shared log failed \
+                                  verification, about no request"
+                                .into(),
+                        });
+                    }
+                } else {
+                    self.require_broker(event)?;
+                }
                 check_text("message", message, true)?;
                 if let Some(id) = request {
                     if !self.requests.contains_key(id) {

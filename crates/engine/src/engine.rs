@@ -68,6 +68,11 @@ impl Actor {
         public_key(&self.key)
     }
 
+    /// Signs `event` as this identity (a member's finding, kept before it is appended).
+    pub(crate) fn sign(&self, event: Event) -> Result<Entry, EngineError> {
+        Entry::sign(event, &self.key).map_err(|e| EngineError::Invalid(e.to_string()))
+    }
+
     /// The identity's sealing key, derived from its signing key: access tokens granted to it
     /// are sealed to its public half.
     pub fn seal_key(&self) -> SealSecretKey {
@@ -1275,6 +1280,21 @@ impl Engine {
     pub async fn cancel(&mut self, actor: &Actor, id: &RequestId) -> Result<Outcome, EngineError> {
         self.single(actor, EventBody::RequestCancelled { request: *id }, id)
             .await
+    }
+
+    /// Team mode: appends a finding `actor` signed and kept while the shared log failed
+    /// verification ([`crate::findings`]); `body` is the kept finding's.
+    pub(crate) async fn report_finding(
+        &mut self,
+        actor: &Actor,
+        body: EventBody,
+    ) -> Result<u64, EngineError> {
+        self.commit(vec![Pending {
+            signer: Signer::Actor(actor),
+            body,
+            not_before: None,
+        }])
+        .await
     }
 
     /// Records the mandatory review of a break-glass activation.

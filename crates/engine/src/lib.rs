@@ -56,6 +56,7 @@ pub mod desk;
 mod engine;
 mod error;
 mod export;
+pub mod findings;
 mod home;
 mod keys;
 mod replica;

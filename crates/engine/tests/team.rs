@@ -718,3 +718,147 @@ async fn a_grant_still_ends_at_its_deadline_while_the_log_fails_verification_and
     let later = t.broker.tick().await.expect("a quiet pass");
     assert!(later.revokes.is_empty() && later.expired.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_signs_what_it_finds_wrong_with_the_log_and_appends_it_once_the_log_verifies() {
+    use breakglass_engine::desk::Desk;
+    use breakglass_engine::findings::Findings;
+    use breakglass_engine::{Home, JoinOptions, KeyLocation, KeyStoreKind};
+    use std::os::unix::fs::PermissionsExt;
+
+    let mut t = Team::start().await;
+    let dir = t.path("dana-app");
+    // Where a data directory that keeps keys in files keeps dana's.
+    let dana_pem = KeyLocation::File(dir.join("keys/dana.pem"));
+    dana_pem.store_new(&t.dana_key).expect("dana's key file");
+    let joined = Home::join(
+        &dir,
+        JoinOptions {
+            database: t.url.clone(),
+            log_key: t.broker.log_verifier().vkey(),
+            identity: "dana".into(),
+            identity_key: Some(dana_pem),
+            identity_keys: KeyStoreKind::File,
+        },
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("dana's app joins");
+    joined.engine.close().await;
+    let mut desk = Desk::open(&dir, Arc::new(SystemClock))
+        .await
+        .expect("the app opens");
+    for _ in 0..2 {
+        t.a.request(&t.dana, request("10m"))
+            .await
+            .expect("requested");
+        t.broker.tick().await.expect("covered");
+    }
+    desk.sync().await.expect("the app reads the covered log");
+    let size = t.broker.size();
+    assert_eq!(desk.engine().covered(), size);
+    let kept = Findings::of(desk.home());
+    assert!(kept.held().expect("read").is_empty());
+
+    // A database writer deletes the newest entries and their checkpoint (kept aside here).
+    let mut db = t.db().await;
+    for sql in [
+        "SET session_replication_role = replica",
+        "CREATE TABLE saved_entries AS SELECT * FROM log_entries WHERE idx >= $1",
+        "CREATE TABLE saved_checkpoints AS SELECT * FROM checkpoints WHERE size > $1",
+        "DELETE FROM log_entries WHERE idx >= $1",
+        "DELETE FROM checkpoints WHERE size > $1",
+    ] {
+        let query = sqlx::query(sql);
+        let query = if sql.contains("$1") {
+            query.bind((size - 1) as i64)
+        } else {
+            query
+        };
+        query.execute(&mut db).await.expect(sql);
+    }
+
+    // The app refuses it, signs the finding as dana and keeps it, once however often it looks.
+    let error = desk.sync().await.expect_err("the truncation is refused");
+    let text = error.to_string();
+    assert!(text.contains("shrank"), "{text}");
+    assert!(
+        text.contains("signed by dana is kept in") && text.contains("findings"),
+        "{text}"
+    );
+    let again = desk.sync().await.expect_err("still refused");
+    assert_eq!(again.to_string(), text, "the same finding, the same words");
+    let held = kept.held().expect("read");
+    assert_eq!(held.len(), 1, "one finding, kept once");
+    let finding = &held[0];
+    assert_eq!(finding.entry.event().actor, "dana");
+    assert_eq!(*finding.entry.key(), t.dana.public_key());
+    finding
+        .entry
+        .verify_signature()
+        .expect("signed with dana's key");
+    let EventBody::Alert {
+        kind: AlertKind::HistoryRefused,
+        message,
+        request: None,
+    } = &finding.entry.event().body
+    else {
+        panic!("not a finding: {:?}", finding.entry.event().body);
+    };
+    assert!(
+        message.starts_with("dana found the shared log failing verification at ")
+            && message.contains(&format!(
+                "the log shrank from {size} to {} entries",
+                size - 1
+            )),
+        "{message}"
+    );
+    let mode = std::fs::metadata(&finding.path)
+        .expect("the file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "owner-only");
+    desk.close().await;
+    // Reopened on the tampered log, the app refuses it again and keeps no second copy.
+    let error = Desk::open(&dir, Arc::new(SystemClock))
+        .await
+        .expect_err("refused on opening");
+    assert!(
+        error.to_string().contains("signed by dana is kept in"),
+        "{error}"
+    );
+    assert_eq!(kept.held().expect("read").len(), 1);
+
+    // The rows are put back: the log verifies again, and the app appends the finding.
+    for sql in [
+        "INSERT INTO log_entries SELECT * FROM saved_entries",
+        "INSERT INTO checkpoints SELECT * FROM saved_checkpoints",
+    ] {
+        sqlx::query(sql).execute(&mut db).await.expect(sql);
+    }
+    let mut desk = Desk::open(&dir, Arc::new(SystemClock))
+        .await
+        .expect("the app opens on the restored log and appends its finding");
+    assert!(kept.held().expect("read").is_empty(), "appended, not kept");
+    assert_eq!(desk.engine().size(), size + 1);
+    t.broker
+        .tick()
+        .await
+        .expect("the broker covers the finding");
+    desk.sync().await.expect("read");
+    assert_eq!(desk.engine().covered(), size + 1);
+    t.b.refresh().await.expect("the other app reads it");
+    let stored = t.b.store().entries(size, size + 1).await.expect("read");
+    let entries = decode_all(&[stored[0].bytes.as_slice()]).expect("an entry");
+    let event = entries[0].event();
+    assert_eq!(event.actor, "dana");
+    assert_eq!(
+        event.body,
+        finding.entry.event().body,
+        "the finding, as kept"
+    );
+    assert!(event.time >= finding.entry.event().time);
+    desk.sync().await.expect("nothing more to append");
+    assert_eq!(desk.engine().size(), size + 1);
+    desk.close().await;
+}

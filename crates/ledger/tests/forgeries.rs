@@ -487,6 +487,46 @@ fn grant_by_someone_other_than_the_broker_is_a_violation() {
 }
 
 #[test]
+fn a_history_refused_alert_is_a_members_own_about_no_request_and_every_other_alert_the_brokers() {
+    let mut log = base();
+    let rid = request(&mut log, 1, DAVE, WIKI, 600);
+    let finding = |request: Option<RequestId>| EventBody::Alert {
+        kind: AlertKind::HistoryRefused,
+        message: "the log shrank from 12 to 9 entries".to_owned(),
+        request,
+    };
+    // A member (any enrolled identity) records its own finding.
+    log.push(DAVE, finding(None));
+    verifies(&log);
+    // The broker, whose log it is, may not; nor may a finding name a request.
+    for (actor, body, why) in [
+        (
+            BROKER,
+            finding(None),
+            "the broker signing a member's finding",
+        ),
+        (DAVE, finding(Some(rid)), "a finding about a request"),
+        (
+            DAVE,
+            EventBody::Alert {
+                kind: AlertKind::EntryRefused,
+                message: "entry 3 removed".to_owned(),
+                request: None,
+            },
+            "a member signing the broker's kind of alert",
+        ),
+    ] {
+        let mut forged = log.clone();
+        let bad = forge(&mut forged, actor, body);
+        let refusal = rule_violation(&forged, bad, why);
+        assert!(
+            matches!(refusal, Refusal::NotPermitted { .. }),
+            "{why}: {refusal:?}"
+        );
+    }
+}
+
+#[test]
 fn approval_after_the_request_lapsed_is_a_violation() {
     let mut log = base();
     let id = request(&mut log, 1, DAVE, WIKI, 600);

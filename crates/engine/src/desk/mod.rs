@@ -22,6 +22,7 @@ use breakglass_ledger::{verify_bundle, write_bundle, Entry, NoteVerifier, Verify
 use crate::engine::{Actor, Engine, NewRequest, Outcome};
 use crate::error::EngineError;
 use crate::export::{write_csv, write_jsonl, ExportFilter};
+use crate::findings::{self, Findings};
 use crate::home::{Home, InitOptions, JoinOptions, KeyStoreKind};
 use crate::signin::{self, Method, Prompt};
 
@@ -32,6 +33,16 @@ pub use view::{
     PolicyProblem, ProviderDraft, RequestForm, RequestView, ReviewState, SetupStatus, SignedInView,
     TargetView, VerifyReport,
 };
+
+/// `name`, with its key from where `home` keeps it.
+fn identity_actor(home: &Home, name: &str) -> Result<Actor, EngineError> {
+    let key = home.identity_key(name).load().map_err(|e| {
+        EngineError::Invalid(format!(
+            "cannot load the signing key of {name}: {e}; sign in again"
+        ))
+    })?;
+    Ok(Actor::new(name, key))
+}
 
 /// The policy a first run starts from: one demonstration target whose connector grants nothing.
 pub const FIRST_RUN_POLICY: &str = include_str!("first-run-policy.toml");
@@ -76,7 +87,13 @@ impl Desk {
     /// so anything overdue is handled first.
     pub async fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Desk, EngineError> {
         let home = Home::open(dir)?;
-        let engine = home.engine(clock.clone()).await?;
+        let engine = match home.engine(clock.clone()).await {
+            Ok(engine) => engine,
+            Err(e) => {
+                let actor = identity_actor(&home, home.default_identity());
+                return Err(findings::hold(&home, actor, clock.now(), e));
+            }
+        };
         let mut desk = Desk {
             home,
             engine,
@@ -174,14 +191,40 @@ impl Desk {
     /// Picks up entries other processes appended and runs the scheduler (expiry, lapses,
     /// interrupted grants) only while no broker acts on the log, so the app never grants or
     /// revokes beside a broker (a team member's app leaves both to the broker always).
+    ///
+    /// A team member's read that fails verification is signed and kept as a finding
+    /// ([`findings`]); once the log verifies again, kept findings are appended.
     pub async fn sync(&mut self) -> Result<Synced, EngineError> {
         let before = self.engine.size();
-        self.engine.refresh().await?;
+        if let Err(e) = self.engine.refresh().await {
+            return Err(findings::hold(
+                &self.home,
+                self.actor(),
+                self.clock.now(),
+                e,
+            ));
+        }
         let report = self.engine.tick_unless_brokered().await?;
+        let mut failures: Vec<String> = report.failures.iter().map(ToString::to_string).collect();
+        if self.home.is_member() {
+            if let Err(e) = self.report_findings().await {
+                failures.push(format!("the findings kept here were not appended yet: {e}"));
+            }
+        }
         Ok(Synced {
             changed: self.engine.size() != before,
-            failures: report.failures.iter().map(ToString::to_string).collect(),
+            failures,
         })
+    }
+
+    /// Appends the findings this identity kept while the log failed verification.
+    async fn report_findings(&mut self) -> Result<usize, EngineError> {
+        let kept = Findings::of(&self.home);
+        if kept.held()?.is_empty() {
+            return Ok(0);
+        }
+        let actor = self.actor()?;
+        kept.report(&mut self.engine, &actor).await
     }
 
     /// Hears of changes other apps, the CLI and the broker commit to a team's log, so the
@@ -660,13 +703,7 @@ impl Desk {
     }
 
     fn actor(&self) -> Result<Actor, EngineError> {
-        let name = self.me();
-        let key = self.home.identity_key(name).load().map_err(|e| {
-            EngineError::Invalid(format!(
-                "cannot load the signing key of {name}: {e}; sign in again"
-            ))
-        })?;
-        Ok(Actor::new(name, key))
+        identity_actor(&self.home, self.me())
     }
 
     /// The acting identity with, for a provider's person, the ID token of their sign-in here

@@ -626,6 +626,7 @@ pub(crate) fn log_alert_words(kind: LogAlertKind) -> &'static str {
         LogAlertKind::BreakGlassActivated => "break-glass activated",
         LogAlertKind::RevokeFailing => "revocation failing",
         LogAlertKind::EntryRefused => "forged or broken entry removed",
+        LogAlertKind::HistoryRefused => "shared log failed verification",
         _ => "alert",
     }
 }
