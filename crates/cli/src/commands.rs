@@ -1259,6 +1259,9 @@ async fn broker(ctx: &Ctx, interval: &str) -> Result<()> {
                         for id in &report.granted {
                             eprintln!("granted {id}");
                         }
+                        for p in &report.provider_keys {
+                            eprintln!("recorded new signing keys of identity provider {p}");
+                        }
                         for f in &report.failures {
                             eprintln!("warning: {f}");
                         }

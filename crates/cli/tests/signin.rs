@@ -104,62 +104,7 @@ impl Setup {
     /// Runs `ARGS…` (a `login` command), and when the CLI shows where to sign in, signs `user`
     /// in there through the provider's own pages (browser) or confirms the code (device).
     async fn login(&self, args: &[&str], user: &str) -> Output {
-        let all = args.to_vec();
-        let mut child = self.cli.spawn(&all);
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                continue;
-            };
-            seen.push(line.clone());
-            if let Some(url) = line.strip_prefix("Sign in at: ") {
-                let url = url.parse().expect("the CLI prints a URL");
-                self.idp
-                    .headless_login(&url, user)
-                    .await
-                    .expect("the person signs in at the provider");
-                break;
-            }
-            if let Some((_, code)) = line.split_once("enter the code: ") {
-                self.idp
-                    .approve_device(code.trim(), user)
-                    .await
-                    .expect("the person confirms the device code");
-                break;
-            }
-        }
-        let status = tokio::task::spawn_blocking(move || {
-            let mut stdout = String::new();
-            child
-                .stdout
-                .take()
-                .expect("piped stdout")
-                .read_to_string(&mut stdout)
-                .expect("read stdout");
-            (child.wait().expect("the CLI exits"), stdout)
-        })
-        .await
-        .expect("join");
-        seen.extend(rx.try_iter());
-        Output {
-            args: all.iter().map(|s| (*s).to_owned()).collect(),
-            code: status.0.code().unwrap_or(-1),
-            stdout: status.1,
-            stderr: seen.join("\n"),
-        }
+        login_on(&self.cli, &self.idp, args, user).await
     }
 
     fn request(&self, who: &str, break_glass: bool) -> String {
@@ -223,6 +168,65 @@ impl Setup {
 }
 
 /// Every file under `dir`, recursively.
+/// Runs `ARGS…` (a `login` command) on `cli`, and when the CLI shows where to sign in, signs
+/// `user` in there through `idp`'s own pages (browser) or confirms the code (device).
+async fn login_on(cli: &Cli, idp: &TestIdp, args: &[&str], user: &str) -> Output {
+    let all = args.to_vec();
+    let mut child = cli.spawn(&all);
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            continue;
+        };
+        seen.push(line.clone());
+        if let Some(url) = line.strip_prefix("Sign in at: ") {
+            let url = url.parse().expect("the CLI prints a URL");
+            idp.headless_login(&url, user)
+                .await
+                .expect("the person signs in at the provider");
+            break;
+        }
+        if let Some((_, code)) = line.split_once("enter the code: ") {
+            idp.approve_device(code.trim(), user)
+                .await
+                .expect("the person confirms the device code");
+            break;
+        }
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let mut stdout = String::new();
+        child
+            .stdout
+            .take()
+            .expect("piped stdout")
+            .read_to_string(&mut stdout)
+            .expect("read stdout");
+        (child.wait().expect("the CLI exits"), stdout)
+    })
+    .await
+    .expect("join");
+    seen.extend(rx.try_iter());
+    Output {
+        args: all.iter().map(|s| (*s).to_owned()).collect(),
+        code: status.0.code().unwrap_or(-1),
+        stdout: status.1,
+        stderr: seen.join("\n"),
+    }
+}
+
 fn files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -609,4 +613,179 @@ lifetime_parameter = "{parameter}"
         .expect("introspection");
     assert!(!seen.active, "inactive at once after the revoke");
     s.cli.run(&["log", "verify"]).ok("the log verifies");
+}
+
+/// Team mode: a member's machine holds no system key, so the member signs its own enrolment
+/// with the key it enrols; the log accepts it only under provider keys the broker recorded, and
+/// only from a sign-in whose nonce names the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_team_member_signs_in_at_the_provider_and_enrols_its_own_key() {
+    use breakglass_store::testing::{grant_apps, team_roles, PgCluster};
+
+    let service = SecretService::start();
+    let idp = TestIdp::start(TestIdpOptions {
+        users: vec![
+            TestUser::new("alice", &["sre-team"]),
+            TestUser::new("bob", &["sre-team"]),
+        ],
+        ..TestIdpOptions::default()
+    })
+    .await
+    .expect("the test identity provider starts");
+    let pg = PgCluster::start().await.expect("PostgreSQL starts");
+    let superuser = pg.create_database().await.expect("a database");
+    let (broker_url, app_url) = team_roles(&superuser).await.expect("README's roles");
+
+    // The administrator's machine: the log on the team's database, its keys in files.
+    let admin = Cli::new(&service.tmp.path().join("admin"));
+    let admin_key = service.tmp.path().join("admin.pem");
+    let out = admin.run_with_key(
+        &admin_key,
+        &["init", "--system-keys", "file", "--database", &broker_url],
+    );
+    out.ok("init on the team's database");
+    grant_apps(&broker_url).await.expect("README's grants");
+    let log_key = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Checkpoint key: "))
+        .expect("init prints the checkpoint key")
+        .to_owned();
+    let policy_file = service.tmp.path().join("policy.toml");
+    fs::write(
+        &policy_file,
+        policy(idp.issuer(), &idp.native_client().client_id, 1, "15m"),
+    )
+    .expect("write the policy");
+    admin
+        .run_with_key(
+            &admin_key,
+            &["policy", "apply", &policy_file.display().to_string()],
+        )
+        .ok("the policy names the provider");
+    let size = || {
+        let out = admin.run_with_key(&admin_key, &["status", "--json"]);
+        out.ok("status");
+        out.json()["log_size"].as_u64().expect("a size")
+    };
+
+    // A member who signs in before the broker recorded the provider's keys is told to wait.
+    let member = |name: &str| {
+        let mut cli = Cli::new(&service.tmp.path().join(name));
+        for (k, v) in service.env() {
+            cli.env(&k, &v);
+        }
+        cli.env("BREAKGLASS_NO_BROWSER", "1");
+        cli.run(&[
+            "join",
+            "--database",
+            &app_url,
+            "--log-key",
+            &log_key,
+            "--name",
+            name,
+        ])
+        .ok("joins the team's log");
+        cli
+    };
+    let alice = member("alice");
+    let before = size();
+    login_on(&alice, &idp, &["--as", "alice", "login"], "alice")
+        .await
+        .code(REFUSED, "no provider key is recorded yet")
+        .stderr_mentions(
+            &["has not recorded yet", "the broker records"],
+            "says what to wait for",
+        );
+    assert_eq!(size(), before, "nothing appended");
+
+    // The broker records the provider's keys as it starts acting.
+    let mut broker = admin.spawn(&["broker", "--interval", "30s"]);
+    let rx = support::lines(&mut broker);
+    support::until(&rx, "recorded new signing keys of identity provider lab");
+
+    // alice signs in in the browser: her key, bound by the sign-in's nonce, is enrolled by
+    // her own signature, and the broker covers it.
+    let out = login_on(&alice, &idp, &["--as", "alice", "login"], "alice").await;
+    out.ok("a member signs in and enrols her key")
+        .stdout_mentions(
+            "Signed in as alice (lab subject alice), key enrolled; groups: sre",
+            "enrolled with the provider's groups",
+        );
+    let export = service.tmp.path().join("log.jsonl");
+    let wait_covered = |what: &str| {
+        let start = std::time::Instant::now();
+        loop {
+            let out = admin.run_with_key(&admin_key, &["log", "verify"]);
+            out.ok("the log verifies");
+            if !out.stderr.contains("await the broker") {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{what} should be covered"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_covered("alice's enrolment");
+    admin
+        .run_with_key(
+            &admin_key,
+            &[
+                "export",
+                "--format",
+                "jsonl",
+                "-o",
+                &export.display().to_string(),
+            ],
+        )
+        .ok("export");
+    let log = fs::read_to_string(&export).expect("the export");
+    let enrolment = log
+        .lines()
+        .find(|l| l.contains("identity_enrolled") && l.contains("\"name\":\"alice\""))
+        .expect("alice's enrolment is in the log");
+    assert!(
+        enrolment.contains("\"actor\":\"alice\""),
+        "signed by alice herself: {enrolment}"
+    );
+
+    // Her sign-in counts for decisions: she approves a request on her machine; the broker
+    // grants it.
+    let out = admin.run_with_key(
+        &admin_key,
+        &[
+            "request",
+            "--target",
+            "db",
+            "--duration",
+            "20m",
+            "--reason",
+            "database is down",
+            "--json",
+        ],
+    );
+    out.ok("the admin asks for access");
+    let id = out.json()["request"]
+        .as_str()
+        .expect("a request id")
+        .to_owned();
+    alice
+        .run(&["--as", "alice", "approve", &id])
+        .ok("alice, in sre-team at the provider, approves");
+    support::until(&rx, &format!("granted {id}"));
+
+    // A device-flow sign-in carries no nonce naming a key: it never enrols one on a member
+    // (the policy accepts the device flow for people already enrolled).
+    let bob = member("bob");
+    let before = size();
+    login_on(&bob, &idp, &["--as", "bob", "login", "--device"], "bob")
+        .await
+        .code(REFUSED, "a device sign-in does not enrol a member's key")
+        .stderr_mentions(&["nonce names the new key"], "says why");
+    assert_eq!(size(), before, "nothing appended");
+
+    broker.kill().expect("stop the broker");
+    broker.wait().expect("it is gone");
 }

@@ -517,11 +517,11 @@ fn a_new_member_gets_a_key_to_enrol_and_bad_joins_change_nothing() {
     assert_eq!(find_request(&s, &id)["requester"], "erin");
     let before = status(&team.admin_cli, &team.admin)["log_size"].clone();
     e.run(&["login"])
-        .code(REFUSED, "a member cannot sign in at a provider yet")
+        .code(REFUSED, "no provider to sign in at")
         .one_line_error("refused before any browser opens")
         .stderr_mentions(
-            &["team member", "identity add"],
-            "the refusal says what a member does instead",
+            &["names no identity provider"],
+            "the refusal says why (a member signs in as `signin.rs` shows when there is one)",
         );
     assert_eq!(
         status(&team.admin_cli, &team.admin)["log_size"],

@@ -746,6 +746,11 @@ impl LogState {
             }
             _ => {}
         }
+        if signin::is_own_enrolment(e, ev.signer) {
+            // A person enrolling their own key is not enrolled with it yet: the enrolment's
+            // rules check the provider's token (`enrol_from_provider`).
+            return Ok(());
+        }
         let id = self
             .identities
             .get(&e.actor)
@@ -833,7 +838,7 @@ impl LogState {
     fn enrol(&mut self, ev: VerifiedEvent<'_>, rec: &IdentityRecord) -> Result<(), Refusal> {
         let e = ev.event;
         if let Binding::Oidc(binding) = &rec.binding {
-            return self.enrol_from_provider(e, rec, binding);
+            return self.enrol_from_provider(ev, rec, binding);
         }
         self.require_admin(e, "enrol identities")?;
         if let Some(p) = name_problem(&rec.name) {

@@ -773,3 +773,108 @@ fn revocation_ends_an_identity_for_good() {
     );
     w.ok("carol", &carol, World::approval(id, &digest, None));
 }
+
+#[test]
+fn a_person_enrols_their_own_key_only_with_a_token_the_recorded_provider_keys_verify() {
+    let mut w = World::new();
+    let frank = key(10);
+    // frank, new to the log, signs his own enrolment with the key it enrols.
+    let body = w.enrolment("frank", &frank, &["sre-team"]);
+    w.ok("frank", &frank, body);
+    let enrolled = w.state.identity("frank").expect("enrolled");
+    assert_eq!(enrolled.record.key, public(&frank));
+    assert_eq!(enrolled.enrolled_by, "frank");
+    assert!(
+        w.state.in_group("frank", "sre"),
+        "groups come from the token"
+    );
+
+    // bob re-enrols himself with a new key (a new machine): the old key signs nothing more.
+    let (old, new) = (w.bob.clone(), key(11));
+    w.later(60);
+    let body = w.enrolment("bob", &new, &["sre-team"]);
+    w.ok("bob", &new, body);
+    assert_eq!(w.state.identity("bob").unwrap().record.key, public(&new));
+    let (id, digest) = w.request(1, false, None);
+    let token = w.sign_in("bob", &old, &["sre-team"]);
+    let e = w.refused("bob", &old, World::approval(id, &digest, Some(token)));
+    assert!(matches!(e, Refusal::WrongKey { .. }), "{e}");
+
+    // A forger with a key set and tokens of their own: the embedded key set is only their
+    // word, and the log's recorded keys do not verify the token. Nothing is recorded.
+    let honest = w.idp.kid.clone();
+    let honest_idp = std::mem::replace(&mut w.idp, Idp::new("forged"));
+    let (gina, body) = (key(12), w.enrolment("gina", &key(12), &["sre-team"]));
+    let e = w.refused("gina", &gina, body);
+    assert!(
+        matches!(&e, Refusal::InvalidSignIn { why, .. } if why.contains("recorded in the log")),
+        "{e}"
+    );
+    // The same key set recorded by the broker (after a rotation) does count.
+    let broker = w.broker.clone();
+    let rotated = EventBody::ProviderKeysRecorded {
+        jwks: w.idp.jwks(),
+        provider: "corp".into(),
+    };
+    w.ok("broker", &broker, rotated);
+    let body = w.enrolment("gina", &gina, &[]);
+    w.ok("gina", &gina, body);
+    w.idp = honest_idp;
+    assert_eq!(w.idp.kid, honest);
+
+    // A device-flow token (no nonce) never enrols its holder's own key, even where the policy
+    // accepts the device flow: the token alone does not name the key.
+    let admin = w.admin.clone();
+    w.ok(
+        "admin",
+        &admin,
+        EventBody::PolicyApplied {
+            source: POLICY.replace("version = 1", "version = 2").replace(
+                "client_id = \"breakglass\"",
+                "client_id = \"breakglass\"\ndevice_flow = true",
+            ),
+            version: 2,
+        },
+    );
+    let harry = key(13);
+    let mut body = w.enrolment("harry", &harry, &[]);
+    if let EventBody::IdentityEnrolled { identity } = &mut body {
+        let mut c = claims("harry", &harry, w.time, &[]);
+        c.as_object_mut().unwrap().remove("nonce");
+        binding(identity).id_token = w.idp.sign(&c);
+    }
+    let e = w.refused("harry", &harry, body);
+    assert!(
+        matches!(&e, Refusal::InvalidSignIn { why, .. } if why.contains("nonce names the new key")),
+        "{e}"
+    );
+
+    // Signed by any key but the one enrolled, it is an enrolment by someone else: only an
+    // admin or the broker may record those.
+    let body = w.enrolment("harry", &harry, &[]);
+    let e = w.refused("harry", &key(14), body.clone());
+    assert!(matches!(e, Refusal::UnknownIdentity(_)), "{e}");
+    let erin = w.erin.clone();
+    let e = w.refused("erin", &erin, body);
+    assert!(matches!(e, Refusal::NotPermitted { .. }), "{e}");
+    // A token naming another key (its nonce) is refused too.
+    let mut body = w.enrolment("harry", &harry, &[]);
+    if let EventBody::IdentityEnrolled { identity } = &mut body {
+        binding(identity).id_token = w.sign_in("harry", &key(15), &[]);
+    }
+    let e = w.refused("harry", &harry, body);
+    assert!(matches!(e, Refusal::InvalidSignIn { .. }), "{e}");
+    // A revoked name stays revoked.
+    w.ok(
+        "admin",
+        &admin,
+        EventBody::IdentityRevoked {
+            name: "frank".into(),
+            reason: "left".into(),
+        },
+    );
+    let again = key(16);
+    let body = w.enrolment("frank", &again, &["sre-team"]);
+    let e = w.refused("frank", &again, body);
+    assert!(matches!(e, Refusal::AlreadyExists(_)), "{e}");
+}

@@ -427,7 +427,7 @@ impl Engine {
     /// Whether team members may append entries the broker covers later: only on a shared
     /// PostgreSQL database (team mode). On an embedded SQLite log every append carries its
     /// checkpoint.
-    fn members_append(&self) -> bool {
+    pub(crate) fn members_append(&self) -> bool {
         self.store.backend() == breakglass_store::Backend::Postgres
     }
 
@@ -993,6 +993,52 @@ impl Engine {
         id_token: &str,
         jwks: &str,
     ) -> Result<u64, EngineError> {
+        let identity = self.provider_identity(provider, name, key, subject, id_token, jwks)?;
+        self.commit(vec![Pending {
+            signer: Signer::Broker,
+            body: EventBody::IdentityEnrolled { identity },
+            not_before: None,
+        }])
+        .await
+    }
+
+    /// Team mode: `actor`, who signed in at identity provider `provider`, enrols their own key
+    /// (the actor's), signing the enrolment with it. The log accepts it only when the ID token
+    /// verifies against provider keys the broker or an administrator recorded, and its nonce
+    /// names the key; `jwks` (the key set fetched here) is recorded with it but not trusted.
+    pub async fn enrol_own(
+        &mut self,
+        actor: &Actor,
+        provider: &str,
+        subject: &str,
+        id_token: &str,
+        jwks: &str,
+    ) -> Result<u64, EngineError> {
+        let identity = self.provider_identity(
+            provider,
+            actor.name(),
+            actor.public_key(),
+            subject,
+            id_token,
+            jwks,
+        )?;
+        self.commit(vec![Pending {
+            signer: Signer::Actor(actor),
+            body: EventBody::IdentityEnrolled { identity },
+            not_before: None,
+        }])
+        .await
+    }
+
+    fn provider_identity(
+        &self,
+        provider: &str,
+        name: &str,
+        key: PublicKey,
+        subject: &str,
+        id_token: &str,
+        jwks: &str,
+    ) -> Result<IdentityRecord, EngineError> {
         let issuer = self
             .state
             .policy()
@@ -1003,7 +1049,7 @@ impl Engine {
                     "identity provider {provider:?} is not in the policy in force"
                 ))
             })?;
-        let identity = IdentityRecord {
+        Ok(IdentityRecord {
             name: name.to_owned(),
             key,
             groups: Default::default(),
@@ -1014,13 +1060,7 @@ impl Engine {
                 provider: provider.to_owned(),
                 subject: subject.to_owned(),
             })),
-        };
-        self.commit(vec![Pending {
-            signer: Signer::Broker,
-            body: EventBody::IdentityEnrolled { identity },
-            not_before: None,
-        }])
-        .await
+        })
     }
 
     /// Records an identity provider's current key set (after a key rotation), unless every key

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::engine::{Engine, Pending, Signer};
 use crate::error::EngineError;
+use crate::signin::PROVIDER_KEYS_EVERY;
 
 /// How often a standby broker tries to take the broker lease: a broker that dies is replaced
 /// within about this long (for PostgreSQL, once the server has seen its connection close).
@@ -38,6 +39,17 @@ pub enum BrokerNotice<'a> {
     Lost(&'a StoreError),
     /// Trying to take the lease failed (the database is unreachable, say); it is tried again.
     LeaseError(&'a StoreError),
+}
+
+type FetchedKeys = Result<String, EngineError>;
+
+/// Identity providers' key sets being fetched; dropping it stops the fetch.
+struct Fetching(tokio::task::JoinHandle<Vec<(String, FetchedKeys)>>);
+
+impl Drop for Fetching {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Revokes run at once, at most.
@@ -71,6 +83,8 @@ pub struct TickReport {
     pub refused: Vec<String>,
     /// Every revoke run, with when it started.
     pub revokes: Vec<RevokeRun>,
+    /// Team mode: identity providers whose new signing keys the broker recorded.
+    pub provider_keys: Vec<String>,
 }
 
 /// One revoke the scheduler ran.
@@ -507,6 +521,10 @@ impl Engine {
         // In team mode a member's request or decision wakes the broker at once; without the
         // channel (the embedded log, or the database refusing it) it looks every `max_sleep`.
         let mut listener = self.store().listen().await.ok().flatten();
+        // Team mode: the policy's identity providers' keys, fetched beside the passes (a slow
+        // provider never delays a revoke) when acting starts and every PROVIDER_KEYS_EVERY.
+        let mut keys_due = tokio::time::Instant::now();
+        let mut fetching: Option<Fetching> = None;
         loop {
             if let Some(lease) = lease.as_deref_mut() {
                 lease.check().await?;
@@ -519,13 +537,67 @@ impl Engine {
                     on_pass(Ok(&unrecorded));
                 }
             }
+            if fetching.is_none() && tokio::time::Instant::now() >= keys_due {
+                keys_due = tokio::time::Instant::now() + PROVIDER_KEYS_EVERY;
+                fetching = self.fetch_provider_keys();
+            }
             let wait = self.wait_after(&result, max_sleep);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 _ = heard(listener.as_mut()) => {}
+                fetched = async { (&mut fetching.as_mut().expect("selected only when some").0).await },
+                    if fetching.is_some() =>
+                {
+                    fetching = None;
+                    let report = self.record_fetched_keys(fetched.unwrap_or_default()).await;
+                    if !report.provider_keys.is_empty() || !report.failures.is_empty() {
+                        on_pass(Ok(&report));
+                    }
+                }
                 () = &mut *stop => return Ok(()),
             }
         }
+    }
+
+    /// Starts fetching the key sets of the policy's identity providers, on a team's log with
+    /// providers in its policy.
+    fn fetch_provider_keys(&self) -> Option<Fetching> {
+        let providers: Vec<_> = self
+            .state()
+            .policy()
+            .map(|p| p.policy.providers.values().cloned().collect())
+            .unwrap_or_default();
+        if !self.members_append() || providers.is_empty() {
+            return None;
+        }
+        Some(Fetching(tokio::spawn(crate::signin::fetch_provider_keys(
+            providers,
+            self.clock(),
+        ))))
+    }
+
+    /// Records the provider keys fetched that are new to the log.
+    async fn record_fetched_keys(&mut self, fetched: Vec<(String, FetchedKeys)>) -> TickReport {
+        let mut report = TickReport::default();
+        for (provider, jwks) in fetched {
+            let recorded = match jwks {
+                Ok(jwks) => self.record_provider_keys(&provider, &jwks).await,
+                Err(e) => {
+                    report.failures.push(format!(
+                        "fetching the signing keys of identity provider {provider}: {e}"
+                    ));
+                    continue;
+                }
+            };
+            match recorded {
+                Ok(true) => report.provider_keys.push(provider),
+                Ok(false) => {}
+                Err(e) => report.failures.push(format!(
+                    "recording the signing keys of identity provider {provider}: {e}"
+                )),
+            }
+        }
+        report
     }
 
     /// What a command runs first: a scheduler pass, unless a broker is acting on this log —

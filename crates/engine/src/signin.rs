@@ -16,7 +16,7 @@ use rand::RngCore;
 use serde::Serialize;
 use url::Url;
 
-use crate::engine::Engine;
+use crate::engine::{Actor, Engine};
 use crate::error::EngineError;
 use crate::home::Home;
 use crate::keys::{generate, public_key};
@@ -117,14 +117,6 @@ pub async fn login(
     method: Method,
     prompt: &dyn Prompt,
 ) -> Result<SignedIn, EngineError> {
-    if engine.is_member() {
-        // A provider sign-in's enrolment and the provider's key set are recorded by the log's
-        // system key, which a member does not hold: refuse before the browser opens.
-        return Err(EngineError::Invalid(
-            "signing in at an identity provider is not available on a team member's data              directory yet; a member acts with the key `join` made, once an administrator has              enrolled it (`breakglass identity add NAME --group GROUP --public-key KEY`)"
-                .into(),
-        ));
-    }
     let policy = engine.provider_policy(provider_name)?;
     let existing = as_name.and_then(|name| home.identity_key(name).load().ok());
     let (key, new_key) = match existing {
@@ -200,8 +192,15 @@ pub async fn login(
     let pk = public_key(&key);
     let enrolled_key = engine.state().identity(&name).map(|i| i.record.key);
     let mut enrolled = false;
+    if engine.is_member() {
+        // A team member enrols its own key, which the log accepts only under provider keys the
+        // broker recorded: say so before anything is stored.
+        check_recorded_key(engine, &policy.name, identity.id_token.expose_secret())?;
+    }
     if enrolled_key == Some(pk) {
-        engine.record_provider_keys(&policy.name, &jwks).await?;
+        if !engine.is_member() {
+            engine.record_provider_keys(&policy.name, &jwks).await?;
+        }
     } else {
         // Not enrolled with this key: enrol it (a new person, or a new key for a known one).
         let location = home.identity_key(&name);
@@ -212,16 +211,29 @@ pub async fn login(
             location.delete().map_err(EngineError::from)?;
             location.store_new(&key).map_err(EngineError::from)?;
         }
-        let result = engine
-            .enrol_from_provider(
-                &policy.name,
-                &name,
-                pk,
-                &claims.sub,
-                identity.id_token.expose_secret(),
-                &jwks,
-            )
-            .await;
+        let result = if engine.is_member() {
+            let actor = Actor::new(name.clone(), key.clone());
+            engine
+                .enrol_own(
+                    &actor,
+                    &policy.name,
+                    &claims.sub,
+                    identity.id_token.expose_secret(),
+                    &jwks,
+                )
+                .await
+        } else {
+            engine
+                .enrol_from_provider(
+                    &policy.name,
+                    &name,
+                    pk,
+                    &claims.sub,
+                    identity.id_token.expose_secret(),
+                    &jwks,
+                )
+                .await
+        };
         if let Err(e) = result {
             if new_key {
                 let _ = location.delete();
@@ -253,6 +265,53 @@ pub async fn login(
         signed_in_at: claims.auth_time,
         refreshable: session.refresh_token.is_some(),
     })
+}
+
+/// How often a broker on a team's log fetches the key sets of the policy's identity
+/// providers and records any key not yet recorded (members' own enrolments and sign-ins are
+/// checked against recorded keys only).
+pub const PROVIDER_KEYS_EVERY: Duration = Duration::from_secs(600);
+
+/// Refuses, with what to do, a team member's sign-in whose ID token was signed with a provider
+/// key the log has not recorded (the broker records them when it starts and every
+/// [`PROVIDER_KEYS_EVERY`]).
+fn check_recorded_key(engine: &Engine, provider: &str, id_token: &str) -> Result<(), EngineError> {
+    let kid = breakglass_core::jose::header(id_token)
+        .ok()
+        .and_then(|h| h.kid)
+        .unwrap_or_default();
+    let recorded = engine
+        .state()
+        .provider_keys(provider)
+        .is_some_and(|keys| keys.contains(&kid));
+    if recorded {
+        return Ok(());
+    }
+    Err(EngineError::Invalid(format!(
+        "provider {provider} signed this sign-in with key {kid:?}, which the team's log has not \
+         recorded yet; the broker records the providers' keys when it starts and every {} \
+         minutes: sign in again once it has (or ask the administrator to run the broker)",
+        PROVIDER_KEYS_EVERY.as_secs() / 60
+    )))
+}
+
+/// The current key set of each identity provider in the policy, fetched from the providers
+/// (the broker records the new keys in it: [`Engine::record_provider_keys`]). A provider that
+/// cannot be reached is listed with why.
+pub async fn fetch_provider_keys(
+    providers: Vec<ProviderPolicy>,
+    clock: Arc<dyn Clock>,
+) -> Vec<(String, Result<String, EngineError>)> {
+    let mut out = Vec::with_capacity(providers.len());
+    for policy in providers {
+        let fetched = async {
+            let provider = Provider::discover(client_config(&policy), clock.clone()).await?;
+            Ok::<_, EngineError>(provider.jwks().await?.to_json())
+        }
+        .await;
+        out.push((policy.name.clone(), fetched));
+    }
+    out
 }
 
 /// What `logout` did.

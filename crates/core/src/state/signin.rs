@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::{LogState, Status, VerifiedEvent};
 use crate::error::Refusal;
-use crate::event::Event;
+use crate::event::{Event, EventBody};
 use crate::id::RequestId;
 use crate::identity::{IdentityRecord, OidcBinding, PublicKey};
 use crate::jose::{nonce_binds_key, validate_id_token, IdTokenCheck, IdTokenClaims, Jwks};
@@ -160,15 +160,26 @@ impl LogState {
         Ok(())
     }
 
-    /// Enrolment of a provider's person, recorded by an administrator or the broker with the
-    /// provider's ID token and keys. Re-enrolment of the same subject replaces the key.
+    /// Enrolment of a provider's person with the provider's ID token and keys, recorded by an
+    /// administrator or the broker, or by the person with the key enrolled (a team member
+    /// signing in: [`is_own_enrolment`]). Re-enrolment of the same subject replaces the key.
+    ///
+    /// The key set an administrator or the broker records with an enrolment is trusted (they
+    /// fetched it from the provider) and joins the provider's recorded keys. A person's own
+    /// enrolment is their word only: its token must also verify against keys an administrator
+    /// or the broker recorded, carry a nonce naming the enrolled key (a browser sign-in), and
+    /// its key set is not recorded.
     pub(super) fn enrol_from_provider(
         &mut self,
-        e: &Event,
+        ev: VerifiedEvent<'_>,
         rec: &IdentityRecord,
         binding: &OidcBinding,
     ) -> Result<(), Refusal> {
-        self.require_admin_or_broker(e, "enrol identities")?;
+        let e = ev.event;
+        let own = is_own_enrolment(e, ev.signer);
+        if !own {
+            self.require_admin_or_broker(e, "enrol identities")?;
+        }
         if let Some(p) = name_problem(&rec.name) {
             return Err(Refusal::InvalidName(p));
         }
@@ -192,6 +203,29 @@ impl LogState {
         let keys = Jwks::parse(&binding.jwks).map_err(|err| invalid(err.to_string()))?;
         let claims =
             check_token(&binding.id_token, &keys, provider, e.time, &rec.key).map_err(invalid)?;
+        if own {
+            let recorded = self.provider_keys.get(&binding.provider).ok_or_else(|| {
+                invalid(
+                    "no signing keys of the provider are recorded in the log yet (the broker \
+                     records them)"
+                        .into(),
+                )
+            })?;
+            check_token(&binding.id_token, recorded, provider, e.time, &rec.key).map_err(
+                |why| {
+                    invalid(format!(
+                        "checked against the provider keys recorded in the log: {why}"
+                    ))
+                },
+            )?;
+            if claims.nonce.is_none() {
+                return Err(invalid(
+                    "a person's own enrolment needs a sign-in whose nonce names the new key (a \
+                     browser sign-in; the device flow carries none)"
+                        .into(),
+                ));
+            }
+        }
         if claims.sub != binding.subject {
             return Err(invalid(format!(
                 "it is about subject {:?}, but the enrolment names {:?}",
@@ -257,10 +291,12 @@ impl LogState {
             self.keys.remove(&old);
         }
         self.insert_identity(rec, e);
-        self.provider_keys
-            .entry(binding.provider.clone())
-            .or_default()
-            .merge(&keys);
+        if !own {
+            self.provider_keys
+                .entry(binding.provider.clone())
+                .or_default()
+                .merge(&keys);
+        }
         self.record_sign_in(
             &rec.name,
             SignIn {
@@ -398,6 +434,19 @@ impl LogState {
 
 /// The checks common to every provider token: signature, issuer, audience, expiry at `now`, and
 /// a nonce bound to `key`.
+/// Whether `e` is a person enrolling their own key from a provider sign-in: an
+/// `identity_enrolled` event with a provider binding whose actor is the identity enrolled and
+/// whose signer is the key enrolled (a team member signing in, who holds no system key).
+pub(super) fn is_own_enrolment(e: &Event, signer: &PublicKey) -> bool {
+    matches!(
+        &e.body,
+        EventBody::IdentityEnrolled { identity }
+            if identity.name == e.actor
+                && identity.key == *signer
+                && identity.binding.oidc().is_some()
+    )
+}
+
 fn check_token(
     token: &str,
     keys: &Jwks,
