@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (cargo fuzz, libFuzzer) of every reader of outside input:
-#   bundle, entry, note (C2SP checkpoints, vkeys), policy, offline_token, id_token (JOSE/JWKS).
+#   bundle, entry, note (C2SP checkpoints, vkeys, cosignatures), policy, offline_token, id_token (JOSE/JWKS).
 #
 #   scripts/fuzz.sh                 smoke: every target, 20000 runs each (what .ci/run does)
 #   scripts/fuzz.sh --runs N        every target, N runs each

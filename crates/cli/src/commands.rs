@@ -85,11 +85,22 @@ impl Ctx {
     /// acting on the log: then that is the broker's work.
     async fn engine(&self) -> Result<(Home, Engine)> {
         let home = self.home()?;
-        let mut engine = match home.engine(self.clock.clone()).await {
+        let opened = async {
+            let mut engine = home.engine(self.clock.clone()).await?;
+            if home.is_member() {
+                // A member witnesses the log: it cosigns what it verified.
+                if let Ok(actor) = self.member_actor(&home) {
+                    engine.set_witness(&actor)?;
+                    engine.refresh().await?;
+                }
+            }
+            Ok::<_, EngineError>(engine)
+        };
+        let mut engine = match opened.await {
             Ok(engine) => engine,
             Err(e) => {
                 // A team member's read that fails verification is signed and kept as a finding.
-                let actor = self.finding_actor(&home);
+                let actor = self.member_actor(&home);
                 return Err(findings::hold(&home, actor, self.clock.now(), e).into());
             }
         };
@@ -103,10 +114,11 @@ impl Ctx {
         Ok((home, engine))
     }
 
-    /// Who signs a finding: the acting identity (`--as`, else the data directory's), with its
-    /// key (`--key-file`, else where the data directory keeps it). A finding signed with a key
-    /// that is not the identity's stays kept: it is appended only under its enrolled key.
-    fn finding_actor(&self, home: &Home) -> std::result::Result<Actor, EngineError> {
+    /// Who, on a team member's machine, signs findings and cosigns checkpoints: the acting
+    /// identity (`--as`, else the data directory's), with its key (`--key-file`, else where the
+    /// data directory keeps it). A finding signed with a key that is not the identity's stays
+    /// kept (it is appended only under its enrolled key); such a key cosigns nothing.
+    fn member_actor(&self, home: &Home) -> std::result::Result<Actor, EngineError> {
         let name = self
             .as_identity
             .clone()
@@ -124,7 +136,7 @@ impl Ctx {
         if kept.held().is_ok_and(|h| h.is_empty()) {
             return;
         }
-        let reported = match self.finding_actor(home) {
+        let reported = match self.member_actor(home) {
             Ok(actor) => kept.report(engine, &actor).await,
             Err(e) => Err(e),
         };

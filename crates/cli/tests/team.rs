@@ -271,6 +271,25 @@ fn members_request_and_approve_on_their_machines_and_only_the_broker_grants_and_
     // The member's log checks out, and a member cannot act as the broker.
     a.run_with_key(&team.key("dave"), &["log", "verify"])
         .ok("the member verifies the whole team log");
+    // Each member witnessed the log: its newest cosignature is in the shared database.
+    let witnesses: Vec<String> = support::block_on(async {
+        use sqlx::Connection;
+        let mut db = sqlx::PgConnection::connect(&team.superuser)
+            .await
+            .expect("connect as the superuser");
+        sqlx::query_scalar("SELECT witness FROM cosignatures ORDER BY witness")
+            .fetch_all(&mut db)
+            .await
+            .expect("read the cosignatures")
+    });
+    for who in ["bob", "dave"] {
+        assert!(
+            witnesses
+                .iter()
+                .any(|w| w.ends_with(&format!("/witness/{who}"))),
+            "{who} cosigned what it verified: {witnesses:?}"
+        );
+    }
     a.run(&["broker"])
         .code(REFUSED, "a member holds no log key")
         .one_line_error("a member cannot run the broker")

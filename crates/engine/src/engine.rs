@@ -68,6 +68,12 @@ impl Actor {
         public_key(&self.key)
     }
 
+    /// This identity's witness key named `name` (its own key, cosigning checkpoints).
+    pub(crate) fn cosigner(&self, name: &str) -> Result<breakglass_ledger::Cosigner, EngineError> {
+        breakglass_ledger::Cosigner::new(name, self.key.clone())
+            .map_err(|e| EngineError::Invalid(format!("witness name {name:?}: {e}")))
+    }
+
     /// Signs `event` as this identity (a member's finding, kept before it is appended).
     pub(crate) fn sign(&self, event: Event) -> Result<Entry, EngineError> {
         Entry::sign(event, &self.key).map_err(|e| EngineError::Invalid(e.to_string()))
@@ -250,6 +256,9 @@ pub struct Engine {
     /// yet recorded in it, with when that revoke started and was confirmed: once it verifies,
     /// their end is recorded without a second revoke.
     pub(crate) revoked_unrecorded: HashMap<RequestId, (Timestamp, Timestamp)>,
+    /// Team mode: cosigning verified checkpoints and checking the other members' cosignatures
+    /// ([`crate::witness`]).
+    pub(crate) witness: crate::witness::Witnessing,
 }
 
 impl fmt::Debug for Engine {
@@ -318,6 +327,7 @@ impl Engine {
             own: Vec::new(),
             last_known: None,
             revoked_unrecorded: HashMap::new(),
+            witness: Default::default(),
         }
     }
 
@@ -459,9 +469,15 @@ impl Engine {
     }
 
     /// Reads entries appended by other processes and verifies them, with the newest checkpoint.
+    /// On a team's log it also checks the members' cosignatures and, for a witness, cosigns
+    /// the newest checkpoint verified ([`crate::witness`]).
     pub async fn refresh(&mut self) -> Result<(), EngineError> {
         let (size, checkpoint) = self.store.head().await?;
-        self.catch_up(size, checkpoint, None).await
+        self.catch_up(size, checkpoint, None).await?;
+        if self.members_append() {
+            self.witness_pass().await?;
+        }
+        Ok(())
     }
 
     /// Brings the in-memory copy up to the store's `size` entries and its newest `checkpoint`,
@@ -534,6 +550,7 @@ impl Engine {
             self.last_known = Some(known);
         }
         self.frontier = Frontier::new();
+        self.witness.drop_leaves();
         self.uncovered.clear();
         self.to_copy = None;
         if let Some(replica) = &mut self.replica {
@@ -612,6 +629,9 @@ impl Engine {
     /// checkpoint yet to be checked may cover).
     fn push_leaf(&mut self, leaf: [u8; 32], keep_from: u64) {
         self.frontier.push(leaf);
+        if self.members_append() {
+            self.witness.leaves.push(leaf);
+        }
         if self.frontier.size() >= keep_from.max(self.verified) {
             self.uncovered
                 .push((self.frontier.size(), self.frontier.root()));
@@ -661,6 +681,7 @@ impl Engine {
             self.to_copy = Some((stored, cp.root));
         }
         self.covered_up_to(cp.size);
+        self.witness.verified(cp);
         Ok(())
     }
 

@@ -63,6 +63,7 @@ mod replica;
 mod scheduler;
 mod session;
 pub mod signin;
+mod witness;
 
 pub use breakglass_store::{Heard, LogListener};
 pub use engine::{Actor, Engine, NewRequest, Outcome, SystemKeys};
@@ -75,3 +76,4 @@ pub use scheduler::{
     heard, revoke_due_at, BrokerNotice, RevokeRun, TickReport, REVOKE_CONCURRENCY,
     REVOKE_RETRY_FIRST, REVOKE_RETRY_MAX, STANDBY_POLL,
 };
+pub use witness::witness_name;

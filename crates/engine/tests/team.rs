@@ -29,6 +29,7 @@ struct Team {
     dana: Actor,
     dana_key: SigningKey,
     bob: Actor,
+    bob_key: SigningKey,
 }
 
 /// A command target whose programs append the JSON they are given to `grants` and `revokes`.
@@ -77,7 +78,8 @@ impl Team {
             .expect("policy");
         let dana_key = generate();
         let dana = Actor::new("dana", dana_key.clone());
-        let bob = Actor::new("bob", generate());
+        let bob_key = generate();
+        let bob = Actor::new("bob", bob_key.clone());
         broker
             .enrol(&admin, "dana", dana.public_key(), [])
             .await
@@ -99,6 +101,7 @@ impl Team {
             dana,
             dana_key,
             bob,
+            bob_key,
         }
     }
 
@@ -861,4 +864,192 @@ async fn a_member_signs_what_it_finds_wrong_with_the_log_and_appends_it_once_the
     desk.sync().await.expect("nothing more to append");
     assert_eq!(desk.engine().size(), size + 1);
     desk.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_cosign_what_they_verified_and_catch_a_fork_or_a_tampered_cosignature() {
+    use breakglass_engine::witness_name;
+    use breakglass_ledger::{Checkpoint, CosignatureVerifier, Cosigner};
+    use ed25519_dalek::VerifyingKey;
+
+    let mut t = Team::start().await;
+    t.a.set_witness(&t.dana).expect("dana witnesses on A");
+    t.b.set_witness(&t.bob).expect("bob witnesses on B");
+    t.a.request(&t.dana, request("10m"))
+        .await
+        .expect("requested");
+    t.broker.tick().await.expect("covered");
+    for app in [&mut t.a, &mut t.b] {
+        app.refresh().await.expect("read and cosign");
+    }
+    let size = t.broker.size();
+    let signed = t
+        .broker
+        .store()
+        .latest_checkpoint()
+        .await
+        .expect("read")
+        .expect("a checkpoint");
+    let root = t
+        .broker
+        .log_verifier()
+        .verify_checkpoint(&signed.note)
+        .expect("the broker's checkpoint")
+        .root;
+    let rows = t.a.store().cosignatures().await.expect("read");
+    assert_eq!(rows.len(), 2, "each member cosigned: {rows:?}");
+    let verifier = |actor: &Actor| {
+        let name = witness_name("team.test/log", actor.name());
+        let key = VerifyingKey::from_bytes(&actor.public_key().0).expect("a key");
+        CosignatureVerifier::new(name, key).expect("a verifier")
+    };
+    for (row, actor) in rows.iter().zip([&t.bob, &t.dana]) {
+        assert_eq!(row.witness, witness_name("team.test/log", actor.name()));
+        assert_eq!(row.size, size);
+        let cp = Checkpoint::from_body(&row.checkpoint).expect("a checkpoint body");
+        assert_eq!((cp.size, cp.root), (size, root), "the broker's checkpoint");
+        verifier(actor)
+            .verify(&cp, &row.signature)
+            .expect("signed with the member's enrolled key");
+    }
+    for app in [&mut t.a, &mut t.b] {
+        app.refresh()
+            .await
+            .expect("each reads the other's cosignature: consistent");
+    }
+
+    let mut db = t.db().await;
+    let row_of = |who: &str| {
+        rows.iter()
+            .find(|r| r.witness.ends_with(&format!("/{who}")))
+            .expect("a row")
+            .clone()
+    };
+    let (dana_row, bob_row) = (row_of("dana"), row_of("bob"));
+    async fn set(db: &mut PgConnection, witness: &str, checkpoint: &str, signature: &str) {
+        sqlx::query("UPDATE cosignatures SET checkpoint = $1, signature = $2 WHERE witness = $3")
+            .bind(checkpoint)
+            .bind(signature)
+            .bind(witness)
+            .execute(db)
+            .await
+            .expect("a row rewritten directly");
+    }
+    let cp = Checkpoint::from_body(&dana_row.checkpoint).expect("a body");
+    let now = 1_800_000_000;
+
+    // A signature changed in the database, or not a signature line at all: refused by the
+    // member reading it.
+    let mut chars: Vec<char> = dana_row.signature.chars().collect();
+    let at = chars.len() - 10;
+    chars[at] = if chars[at] == 'A' { 'B' } else { 'A' };
+    let broken: String = chars.into_iter().collect();
+    for (line, why) in [
+        (broken.as_str(), "does not verify"),
+        ("garbage", "is malformed"),
+    ] {
+        set(&mut db, &dana_row.witness, &dana_row.checkpoint, line).await;
+        let error =
+            t.b.refresh()
+                .await
+                .expect_err("B refuses a broken cosignature");
+        assert!(
+            matches!(&error, EngineError::Tampered(m) if m.contains("team.test/log/witness/dana") && m.contains(why)),
+            "{error}"
+        );
+    }
+    set(
+        &mut db,
+        &dana_row.witness,
+        &dana_row.checkpoint,
+        &dana_row.signature,
+    )
+    .await;
+    t.b.refresh().await.expect("restored");
+
+    // Signed with a key dana does not hold now (as after re-enrolling elsewhere): not hers to
+    // judge, so B skips it; A, whose cosignature it replaced, refuses it.
+    let stranger = Cosigner::new(dana_row.witness.clone(), generate()).expect("a cosigner");
+    let theirs = stranger.cosign(&cp, now).expect("cosigned");
+    set(&mut db, &dana_row.witness, &dana_row.checkpoint, &theirs).await;
+    t.b.refresh()
+        .await
+        .expect("B skips a cosignature under another key");
+    let error =
+        t.a.refresh()
+            .await
+            .expect_err("A's own cosignature was replaced");
+    assert!(
+        matches!(&error, EngineError::Tampered(m) if m.contains("this app's cosignature") && m.contains("replaced")),
+        "{error}"
+    );
+    set(
+        &mut db,
+        &dana_row.witness,
+        &dana_row.checkpoint,
+        &dana_row.signature,
+    )
+    .await;
+    t.a.refresh().await.expect("restored");
+
+    // A cosignature by no one enrolled.
+    let mallory =
+        Cosigner::new(witness_name("team.test/log", "mallory"), generate()).expect("a cosigner");
+    sqlx::query(
+        "INSERT INTO cosignatures (witness, size, checkpoint, signature) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(mallory.name())
+    .bind(size as i64)
+    .bind(&dana_row.checkpoint)
+    .bind(mallory.cosign(&cp, now).expect("cosigned"))
+    .execute(&mut db)
+    .await
+    .expect("inserted");
+    let error = t.b.refresh().await.expect_err("B refuses it");
+    assert!(
+        matches!(&error, EngineError::Tampered(m) if m.contains("not enrolled")),
+        "{error}"
+    );
+    sqlx::query("DELETE FROM cosignatures WHERE witness = $1")
+        .bind(mallory.name())
+        .execute(&mut db)
+        .await
+        .expect("deleted");
+    t.b.refresh().await.expect("gone");
+
+    // A fork: bob's key cosigned another history of the same size (the log showed him one).
+    // A, which verified this one, catches it.
+    let fork = Checkpoint {
+        root: [7; 32],
+        ..cp.clone()
+    };
+    let bob_witness =
+        Cosigner::new(bob_row.witness.clone(), t.bob_key.clone()).expect("bob's cosigner");
+    set(
+        &mut db,
+        &bob_row.witness,
+        &fork.to_body(),
+        &bob_witness.cosign(&fork, now).expect("cosigned"),
+    )
+    .await;
+    let error = t.a.refresh().await.expect_err("A catches the fork");
+    assert!(
+        matches!(&error, EngineError::Tampered(m) if m.contains("another history (a fork)") && m.contains("bob")),
+        "{error}"
+    );
+
+    // bob's cosignature deleted: B, which stored it, notices.
+    sqlx::query("DELETE FROM cosignatures WHERE witness = $1")
+        .bind(&bob_row.witness)
+        .execute(&mut db)
+        .await
+        .expect("deleted");
+    let error =
+        t.b.refresh()
+            .await
+            .expect_err("B's own cosignature is gone");
+    assert!(
+        matches!(&error, EngineError::Tampered(m) if m.contains("this app's cosignature") && m.contains("removed")),
+        "{error}"
+    );
 }

@@ -45,5 +45,7 @@ pub use merkle::{
     consistency_proof, empty_root, hash_from_slice, inclusion_proof, leaf_hash, node_hash, root_of,
     verify_consistency, verify_inclusion, Frontier, Hash, ProofError,
 };
-pub use note::{Checkpoint, NoteError, NoteSigner, NoteVerifier, MAX_SIGNATURES};
+pub use note::{
+    Checkpoint, CosignatureVerifier, Cosigner, NoteError, NoteSigner, NoteVerifier, MAX_SIGNATURES,
+};
 pub use replay::{replay, replay_one, replay_onto, Violation};

@@ -112,6 +112,28 @@ pub struct StoredCheckpoint {
     pub note: String,
 }
 
+/// A witness's newest cosignature of a checkpoint, as stored: uninterpreted text, verified by
+/// whoever reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCosignature {
+    /// The witness's name (its cosigner key name).
+    pub witness: String,
+    /// The size of the checkpoint cosigned.
+    pub size: u64,
+    /// The checkpoint body cosigned (origin, size, root).
+    pub checkpoint: String,
+    /// The cosignature line (`— <witness> <base64>`).
+    pub signature: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct CosignatureRow {
+    witness: String,
+    size: i64,
+    checkpoint: String,
+    signature: String,
+}
+
 #[derive(sqlx::FromRow)]
 struct EntryRow {
     idx: i64,
@@ -194,6 +216,14 @@ const HEAD_SQL: &str = "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entrie
      (SELECT size FROM checkpoints ORDER BY size DESC LIMIT 1) AS size, \
      (SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1) AS note";
 const CHECKPOINT_SQL: &str = "SELECT size, note FROM checkpoints WHERE size = $1";
+const COSIGNATURES_SQL: &str =
+    "SELECT witness, size, checkpoint, signature FROM cosignatures ORDER BY witness";
+/// Keeps a witness's newest cosignature only: an older one never replaces a newer.
+const PUT_COSIGNATURE_SQL: &str =
+    "INSERT INTO cosignatures (witness, size, checkpoint, signature) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (witness) DO UPDATE SET size = excluded.size, \
+     checkpoint = excluded.checkpoint, signature = excluded.signature \
+     WHERE cosignatures.size < excluded.size";
 const INSERT_CHECKPOINT_SQL: &str = "INSERT INTO checkpoints (size, note) VALUES ($1, $2)";
 
 /// Runs `$body` with `$ex` bound to the executor of whichever backend `$target` holds; the body
@@ -350,6 +380,49 @@ impl Store {
         .map_err(StoreError::db("reading a checkpoint"))?
         .map(StoredCheckpoint::try_from)
         .transpose()
+    }
+
+    /// Every witness's newest cosignature (team mode; none on an embedded log).
+    pub async fn cosignatures(&self) -> Result<Vec<StoredCosignature>, StoreError> {
+        let rows = on_backend!(self, ex => sqlx::query_as::<_, CosignatureRow>(COSIGNATURES_SQL)
+            .fetch_all(ex)
+            .await)
+        .map_err(StoreError::db("reading cosignatures"))?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(StoredCosignature {
+                    size: from_db(r.size, "cosigned size")?,
+                    witness: r.witness,
+                    checkpoint: r.checkpoint,
+                    signature: r.signature,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores `cosignature` as its witness's newest, unless the witness already has one of the
+    /// same or a larger size; returns whether it was stored. Team mode only: an embedded log has
+    /// no witnesses, and stores nothing.
+    pub async fn put_cosignature(
+        &self,
+        cosignature: &StoredCosignature,
+    ) -> Result<bool, StoreError> {
+        let Store::Postgres(store) = self else {
+            return Ok(false);
+        };
+        let size = i64::try_from(cosignature.size).map_err(|_| StoreError::InvalidRange {
+            from: cosignature.size,
+            to: cosignature.size,
+        })?;
+        let done = sqlx::query(PUT_COSIGNATURE_SQL)
+            .bind(&cosignature.witness)
+            .bind(size)
+            .bind(&cosignature.checkpoint)
+            .bind(&cosignature.signature)
+            .execute(&store.pool)
+            .await
+            .map_err(StoreError::db("storing a cosignature"))?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Takes the log's single-writer lock, across every process using this database, and returns

@@ -4,7 +4,7 @@
 //! checkpoint, removing an entry or changing the schema is refused by the server itself.
 
 use breakglass_store::testing::{grant_apps, team_roles, PgCluster};
-use breakglass_store::{Store, StoreError, StoredCheckpoint};
+use breakglass_store::{Store, StoreError, StoredCheckpoint, StoredCosignature};
 use sqlx::{Connection, Executor, PgConnection};
 
 fn denied(e: &StoreError) -> bool {
@@ -65,8 +65,32 @@ async fn a_members_role_reads_and_appends_and_nothing_more() {
         .expect_err("an app's role cannot remove entries");
     assert!(denied(&e), "refused by the server: {e}");
     tx.rollback().await.unwrap();
+    // An app keeps its witness's newest cosignature; an older one never replaces it.
+    let cosignature = |size: u64, signature: &str| StoredCosignature {
+        witness: "log/witness/dana".into(),
+        size,
+        checkpoint: format!("log\n{size}\nroot\n"),
+        signature: signature.into(),
+    };
+    assert!(member
+        .put_cosignature(&cosignature(1, "first"))
+        .await
+        .expect("stored"));
+    assert!(member
+        .put_cosignature(&cosignature(2, "second"))
+        .await
+        .expect("stored"));
+    assert!(!member
+        .put_cosignature(&cosignature(1, "older"))
+        .await
+        .expect("kept the newer"));
+    assert_eq!(
+        member.cosignatures().await.unwrap(),
+        [cosignature(2, "second")]
+    );
     let mut conn = PgConnection::connect(&app_url).await.unwrap();
     for sql in [
+        "DELETE FROM cosignatures",
         "UPDATE log_entries SET entry = 'x' WHERE idx = 1",
         "CREATE TABLE t (x int)",
         "DROP TRIGGER log_entries_no_update ON log_entries",

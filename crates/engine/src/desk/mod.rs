@@ -87,13 +87,19 @@ impl Desk {
     /// so anything overdue is handled first.
     pub async fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Desk, EngineError> {
         let home = Home::open(dir)?;
-        let engine = match home.engine(clock.clone()).await {
+        let mut engine = match home.engine(clock.clone()).await {
             Ok(engine) => engine,
             Err(e) => {
                 let actor = identity_actor(&home, home.default_identity());
                 return Err(findings::hold(&home, actor, clock.now(), e));
             }
         };
+        if home.is_member() {
+            // A member witnesses the log: it cosigns what it verified (from the sync below).
+            if let Ok(actor) = identity_actor(&home, home.default_identity()) {
+                engine.set_witness(&actor)?;
+            }
+        }
         let mut desk = Desk {
             home,
             engine,
