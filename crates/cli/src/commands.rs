@@ -18,7 +18,9 @@ use breakglass_engine::{
     BrokerNotice, Code, Engine, EngineError, ExportFilter, Home, InitOptions, JoinOptions,
     KeyLocation, KeyStoreKind, NewRequest,
 };
-use breakglass_ledger::{verify_bundle, write_bundle, NoteVerifier, VerifyOptions};
+use breakglass_ledger::{
+    is_evidence, verify_bundle, verify_evidence, write_bundle, NoteVerifier, VerifyOptions,
+};
 use breakglass_store::Store;
 use zeroize::Zeroizing;
 
@@ -1077,6 +1079,9 @@ async fn log_verify(ctx: &Ctx, json: bool) -> Result<()> {
 }
 
 fn report_verification(bytes: &[u8], opts: &VerifyOptions, json: bool, what: &str) -> Result<()> {
+    if is_evidence(bytes) {
+        return report_evidence(bytes, opts, json, what);
+    }
     match verify_bundle(bytes, opts) {
         Ok(r) => {
             if json {
@@ -1096,6 +1101,59 @@ fn report_verification(bytes: &[u8], opts: &VerifyOptions, json: bool, what: &st
                     r.consistent_with
                         .map(|s| format!("; consistent with the earlier checkpoint of size {s}"))
                         .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if json {
+                print_json(&serde_json::json!({"ok": false, "error": e.to_string()}))?;
+            }
+            Err(Failure {
+                exit: VERIFY_FAILED,
+                message: format!("verification FAILED: {e}"),
+            })
+        }
+    }
+}
+
+/// Verifies an evidence package and says what it proves.
+fn report_evidence(bytes: &[u8], opts: &VerifyOptions, json: bool, what: &str) -> Result<()> {
+    match verify_evidence(bytes, opts) {
+        Ok(r) => {
+            if json {
+                print_json(&serde_json::json!({"ok": true, "evidence": r}))?;
+            } else {
+                let q = &r.request;
+                let approvers: Vec<&str> = q
+                    .decisions
+                    .iter()
+                    .filter(|d| d.approved)
+                    .map(|d| d.by.as_str())
+                    .collect();
+                println!(
+                    "OK: {what} verified — evidence of request {} ({} entries, each proven in \
+                     the log of {} entries signed by {}): {} asked for {} on {} ({}) for {}{}; \
+                     approved by {}; now {}{}",
+                    q.id,
+                    r.entries,
+                    r.log_size,
+                    r.origin,
+                    q.requester,
+                    q.role,
+                    q.target,
+                    q.reason,
+                    q.duration,
+                    if q.break_glass { ", break-glass" } else { "" },
+                    if approvers.is_empty() {
+                        "no one".to_owned()
+                    } else {
+                        approvers.join(", ")
+                    },
+                    q.status.as_str(),
+                    q.deadline
+                        .map(|d| format!("; deadline {d}"))
+                        .unwrap_or_default(),
                 );
             }
             Ok(())
@@ -1140,6 +1198,16 @@ async fn export(ctx: &Ctx, a: ExportArgs) -> Result<()> {
             return Err(refused("--from must be earlier than --to"));
         }
     }
+    let request = match (a.format, a.request.as_deref()) {
+        (Format::Evidence, Some(id)) => Some(parse_id(id)?),
+        (Format::Evidence, None) => {
+            return Err(usage("--format evidence needs --request ID"));
+        }
+        (_, Some(_)) => {
+            return Err(usage("--request applies to --format evidence only"));
+        }
+        (_, None) => None,
+    };
     let (home, engine) = ctx.engine().await?;
     let mut buf = Vec::new();
     let count = match a.format {
@@ -1162,6 +1230,22 @@ async fn export(ctx: &Ctx, a: ExportArgs) -> Result<()> {
             let size;
             (buf, size) = bundle_bytes(&home).await?;
             usize::try_from(size).unwrap_or(usize::MAX)
+        }
+        Format::Evidence => {
+            let scoped = filter.from.is_some()
+                || filter.to.is_some()
+                || filter.target.is_some()
+                || filter.requester.is_some()
+                || filter.state.is_some();
+            if scoped {
+                return Err(refused(
+                    "an evidence package holds one request (--request); filters apply to csv and jsonl",
+                ));
+            }
+            let id = request.ok_or_else(|| usage("--format evidence needs --request ID"))?;
+            let report;
+            (buf, report) = engine.evidence(&id).await?;
+            usize::try_from(report.entries).unwrap_or(usize::MAX)
         }
     };
     write_output(&a.output, &buf)?;

@@ -336,6 +336,9 @@ enum Format {
     Jsonl,
     /// The whole log with its signed checkpoint, verifiable offline.
     Bundle,
+    /// One request's evidence (`--request ID`): its entries and everything they need, with
+    /// inclusion proofs against the signed checkpoint, verifiable offline.
+    Evidence,
 }
 
 #[derive(Args, Debug)]
@@ -358,6 +361,9 @@ struct ExportArgs {
     /// Only requests now in this state (pending, active, expired, …).
     #[arg(long)]
     state: Option<String>,
+    /// The request whose evidence to export (`--format evidence`).
+    #[arg(long, value_name = "ID")]
+    request: Option<String>,
     /// Output file (`-` for standard output).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: PathBuf,
@@ -365,7 +371,7 @@ struct ExportArgs {
 
 #[derive(Args, Debug)]
 struct VerifyArgs {
-    /// The bundle file.
+    /// The bundle or evidence package file.
     bundle: PathBuf,
     /// Require this checkpoint key (C2SP vkey) rather than the one the bundle names.
     #[arg(long, value_name = "VKEY")]

@@ -319,6 +319,62 @@ fn audit(w: &World, formula_request: &str) {
     out.ok("an exported bundle verifies offline")
         .stdout_mentions("OK", "a verified bundle says OK");
 
+    // One request's evidence package verifies offline too, and says what it proves.
+    let evidence = w.path("request.evidence");
+    let evidence_arg = evidence.display().to_string();
+    w.by(
+        &w.admin,
+        &[
+            "export",
+            "--format",
+            "evidence",
+            "--request",
+            formula_request,
+            "-o",
+            &evidence_arg,
+        ],
+    )
+    .ok("evidence export");
+    let out = support::run_binary(&["verify", &evidence_arg], &[]);
+    out.ok("the evidence verifies offline").stdout_mentions(
+        &format!("evidence of request {formula_request}"),
+        "says which request it proves",
+    );
+    let out = support::run_binary(&["verify", &evidence_arg, "--json"], &[]);
+    out.ok("--json");
+    assert_eq!(out.json()["evidence"]["request"]["id"], formula_request);
+    let mut bytes = std::fs::read(&evidence).expect("the package");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&evidence, &bytes).expect("tamper");
+    support::run_binary(&["verify", &evidence_arg], &[])
+        .code(support::VERIFY_FAILED, "a changed byte fails verification");
+    for (args, code, why) in [
+        (
+            vec!["--format", "evidence"],
+            support::USAGE,
+            "evidence needs --request",
+        ),
+        (
+            vec!["--format", "csv", "--request", formula_request],
+            support::USAGE,
+            "--request is for evidence only",
+        ),
+        (
+            vec!["--format", "evidence", "--request", "req_nope"],
+            support::REFUSED,
+            "not a request id",
+        ),
+    ] {
+        let out_file = w.path("refused.evidence");
+        let mut all = vec!["export"];
+        all.extend(args);
+        let out_arg = out_file.display().to_string();
+        all.extend(["-o", out_arg.as_str()]);
+        w.by(&w.admin, &all).code(code, why).one_line_error(why);
+        assert!(!out_file.exists(), "{why}: nothing written");
+    }
+
     let csv_path = w.path("audit.csv");
     w.by(
         &w.admin,

@@ -55,6 +55,7 @@
 pub mod desk;
 mod engine;
 mod error;
+mod evidence;
 mod export;
 pub mod findings;
 mod home;

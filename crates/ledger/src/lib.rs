@@ -30,6 +30,7 @@
 mod bundle;
 mod canonical;
 mod entry;
+mod evidence;
 mod merkle;
 mod note;
 mod replay;
@@ -41,6 +42,7 @@ pub use canonical::{
 pub use entry::{
     decode_all, verify_signatures, Entry, EntryError, EVENT_SIGNATURE_CONTEXT, MAX_ENTRY_LEN,
 };
+pub use evidence::{is_evidence, verify_evidence, write_evidence, EvidenceEntry, EvidenceReport};
 pub use merkle::{
     consistency_proof, empty_root, hash_from_slice, inclusion_proof, leaf_hash, node_hash, root_of,
     verify_consistency, verify_inclusion, Frontier, Hash, ProofError,
