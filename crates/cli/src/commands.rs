@@ -1102,19 +1102,31 @@ fn report_verification(bytes: &[u8], opts: &VerifyOptions, json: bool, what: &st
                         .map(|s| format!("; consistent with the earlier checkpoint of size {s}"))
                         .unwrap_or_default()
                 );
+                print_checks(&r.checks);
             }
             Ok(())
         }
-        Err(e) => {
-            if json {
-                print_json(&serde_json::json!({"ok": false, "error": e.to_string()}))?;
-            }
-            Err(Failure {
-                exit: VERIFY_FAILED,
-                message: format!("verification FAILED: {e}"),
-            })
-        }
+        Err(e) => verification_failed(&e, json),
     }
+}
+
+/// What a verification checked, one indented line each.
+fn print_checks(checks: &[String]) {
+    println!("Checked:");
+    for c in checks {
+        println!("  - {c}");
+    }
+}
+
+/// Reports a failed verification (on stdout too with `--json`) and exits with status 3.
+fn verification_failed(e: &dyn std::fmt::Display, json: bool) -> Result<()> {
+    if json {
+        print_json(&serde_json::json!({"ok": false, "error": e.to_string()}))?;
+    }
+    Err(Failure {
+        exit: VERIFY_FAILED,
+        message: format!("verification FAILED: {e}"),
+    })
 }
 
 /// Verifies an evidence package and says what it proves.
@@ -1155,18 +1167,11 @@ fn report_evidence(bytes: &[u8], opts: &VerifyOptions, json: bool, what: &str) -
                         .map(|d| format!("; deadline {d}"))
                         .unwrap_or_default(),
                 );
+                print_checks(&r.checks);
             }
             Ok(())
         }
-        Err(e) => {
-            if json {
-                print_json(&serde_json::json!({"ok": false, "error": e.to_string()}))?;
-            }
-            Err(Failure {
-                exit: VERIFY_FAILED,
-                message: format!("verification FAILED: {e}"),
-            })
-        }
+        Err(e) => verification_failed(&e, json),
     }
 }
 
@@ -1208,6 +1213,11 @@ async fn export(ctx: &Ctx, a: ExportArgs) -> Result<()> {
         }
         (_, None) => None,
     };
+    let scoped = filter.from.is_some()
+        || filter.to.is_some()
+        || filter.target.is_some()
+        || filter.requester.is_some()
+        || filter.state.is_some();
     let (home, engine) = ctx.engine().await?;
     let mut buf = Vec::new();
     let count = match a.format {
@@ -1217,11 +1227,6 @@ async fn export(ctx: &Ctx, a: ExportArgs) -> Result<()> {
             write_jsonl(engine.state(), &entries, &filter, &mut buf)?
         }
         Format::Bundle => {
-            let scoped = filter.from.is_some()
-                || filter.to.is_some()
-                || filter.target.is_some()
-                || filter.requester.is_some()
-                || filter.state.is_some();
             if scoped {
                 return Err(refused(
                     "a bundle always holds the whole log, so that it verifies on its own; filters apply to csv and jsonl",
@@ -1232,11 +1237,6 @@ async fn export(ctx: &Ctx, a: ExportArgs) -> Result<()> {
             usize::try_from(size).unwrap_or(usize::MAX)
         }
         Format::Evidence => {
-            let scoped = filter.from.is_some()
-                || filter.to.is_some()
-                || filter.target.is_some()
-                || filter.requester.is_some()
-                || filter.state.is_some();
             if scoped {
                 return Err(refused(
                     "an evidence package holds one request (--request); filters apply to csv and jsonl",

@@ -318,6 +318,37 @@ fn audit(w: &World, formula_request: &str) {
     let out = support::run_binary(&["verify", &bundle_arg], &[]);
     out.ok("an exported bundle verifies offline")
         .stdout_mentions("OK", "a verified bundle says OK");
+    // It says what it checked, in plain words and in --json.
+    for said in [
+        "Checked:",
+        "Merkle tree: the RFC 6962 root",
+        "signatures: all",
+        "policy rules, replayed",
+        "not the requester",
+        "consistency: not checked",
+    ] {
+        out.stdout_mentions(said, "verify explains what it checked");
+    }
+    // An auditor keeps the bundle's checkpoint; a later bundle must extend it.
+    let text = std::fs::read_to_string(&bundle).expect("the bundle");
+    let trailer: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("a last line")).expect("json");
+    let kept = w.path("audit.checkpoint");
+    std::fs::write(&kept, trailer["checkpoint"].as_str().expect("a note")).expect("write");
+    let kept_arg = kept.display().to_string();
+    support::run_binary(&["verify", &bundle_arg, "--checkpoint", &kept_arg], &[])
+        .ok("the bundle extends the checkpoint kept")
+        .stdout_mentions(
+            &format!("consistency: the first {log_size} entries hash to the earlier checkpoint"),
+            "says what the kept checkpoint proved",
+        );
+    let out = support::run_binary(&["verify", &bundle_arg, "--json"], &[]);
+    out.ok("--json");
+    let checks = out.json()["report"]["checks"].clone();
+    assert!(
+        checks.as_array().is_some_and(|c| c.len() >= 5),
+        "the checks, in --json too: {checks}"
+    );
 
     // One request's evidence package verifies offline too, and says what it proves.
     let evidence = w.path("request.evidence");
@@ -340,6 +371,9 @@ fn audit(w: &World, formula_request: &str) {
         &format!("evidence of request {formula_request}"),
         "says which request it proves",
     );
+    for said in ["inclusion: each of the", "completeness: not provable"] {
+        out.stdout_mentions(said, "says what a package proves and what it cannot");
+    }
     let out = support::run_binary(&["verify", &evidence_arg, "--json"], &[]);
     out.ok("--json");
     assert_eq!(out.json()["evidence"]["request"]["id"], formula_request);

@@ -14,8 +14,7 @@
 //! same thing every second), and at most [`MAX_HELD`] are kept.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use breakglass_core::{AlertKind, Event, EventBody, Timestamp, EVENT_FORMAT, MAX_TEXT_LEN};
@@ -23,7 +22,7 @@ use breakglass_ledger::{leaf_hash, Entry};
 
 use crate::engine::{Actor, Engine};
 use crate::error::{Code, EngineError};
-use crate::home::Home;
+use crate::home::{write_private, Home};
 
 /// The folder of a member's data directory that holds its findings.
 pub const FINDINGS_DIR: &str = "findings";
@@ -146,20 +145,7 @@ impl Findings {
             .map_err(|e| self.io("cannot create", &self.dir, &e))?;
         let name = format!("{:013}{tag}", time.unix_millis());
         let path = self.dir.join(name);
-        let tmp = path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(entry.bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            fs::File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| self.io("cannot write", &path, &e))?;
+        write_private(&path, entry.bytes()).map_err(|e| self.io("cannot write", &path, &e))?;
         Ok(path)
     }
 

@@ -167,6 +167,25 @@ fn check_new(dir: &Path, name: &str) -> Result<(), EngineError> {
     }
 }
 
+/// Writes `contents` to `path` whole or not at all: an owner-only temporary file beside it,
+/// flushed to disk, renamed over it, and the rename made durable.
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
 /// Creates `dir` and its parents, owner-only.
 fn create_private_dir(dir: &Path) -> Result<(), EngineError> {
     fs::DirBuilder::new()
@@ -402,22 +421,11 @@ impl Home {
         let text = toml::to_string(&self.config)
             .map_err(|e| EngineError::Setup(format!("cannot encode the config: {e}")))?;
         let path = self.dir.join(CONFIG_FILE);
-        let tmp = self.dir.join(format!("{CONFIG_FILE}.tmp"));
-        let write = || -> std::io::Result<()> {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(
-                b"# Breakglass data directory. Holds no secrets; do not edit the log key.\n",
-            )?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| EngineError::Setup(format!("cannot write {}: {e}", path.display())))
+        let mut contents =
+            b"# Breakglass data directory. Holds no secrets; do not edit the log key.\n".to_vec();
+        contents.extend_from_slice(text.as_bytes());
+        write_private(&path, &contents)
+            .map_err(|e| EngineError::Setup(format!("cannot write {}: {e}", path.display())))
     }
 
     /// Makes `name` the identity commands act as by default, and records it in the config.

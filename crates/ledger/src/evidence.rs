@@ -76,6 +76,8 @@ pub struct EvidenceReport {
     pub origin: String,
     /// The checkpoint, as signed.
     pub checkpoint: String,
+    /// What was checked, in plain words, one statement each.
+    pub checks: Vec<String>,
 }
 
 /// One entry to put in a package: its index in the log and its bytes.
@@ -268,9 +270,34 @@ pub fn verify_evidence(bytes: &[u8], opts: &VerifyOptions) -> Result<EvidenceRep
             line: 1,
             why: format!("the package holds no entry of request {request}"),
         })?;
+    let count = entries.len() as u64;
+    let mut checks = vec![
+        format!(
+            "checkpoint: signed by the log key of {} ({}), covering {} entries",
+            header.origin,
+            if opts.log_key.is_some() {
+                "the key you pinned with --log-key"
+            } else {
+                "recorded in the log's first entry, which the package holds"
+            },
+            header.size
+        ),
+        format!(
+            "inclusion: each of the {count} entries is proven, by its RFC 6962 inclusion proof, \
+             to be the entry at its index in the signed tree"
+        ),
+        "encoding: every line is in its one canonical form".to_owned(),
+    ];
+    checks.extend(crate::bundle::state_checks(&state, count));
+    checks.push(
+        "completeness: not provable from a package (a later entry about the request could be \
+         left out); a bundle of the whole log proves it"
+            .to_owned(),
+    );
     Ok(EvidenceReport {
+        checks,
         request: found,
-        entries: entries.len() as u64,
+        entries: count,
         log_size: header.size,
         origin: header.origin,
         checkpoint: trailer.checkpoint,

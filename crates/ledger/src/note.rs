@@ -308,6 +308,17 @@ fn check_key_name(name: &str) -> Result<(), NoteError> {
     Ok(())
 }
 
+/// A verifier's name and key must be usable: a valid key name, and not a small-order point.
+fn check_verifier(name: &str, key: &VerifyingKey) -> Result<(), NoteError> {
+    check_key_name(name)?;
+    if key.is_weak() {
+        return Err(NoteError::InvalidPublicKey {
+            reason: "small-order point",
+        });
+    }
+    Ok(())
+}
+
 /// Ed25519 key id: `SHA-256(name || 0x0A || 0x01 || public key)[0..4]`.
 fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
@@ -395,12 +406,7 @@ impl NoteVerifier {
     /// A verifier for the key `key` named `name`.
     pub fn new(name: impl Into<String>, key: VerifyingKey) -> Result<Self, NoteError> {
         let name = name.into();
-        check_key_name(&name)?;
-        if key.is_weak() {
-            return Err(NoteError::InvalidPublicKey {
-                reason: "small-order point",
-            });
-        }
+        check_verifier(&name, &key)?;
         Ok(Self {
             key_id: key_id(&name, &key),
             name,
@@ -627,12 +633,7 @@ impl CosignatureVerifier {
     /// The verifier of the witness `name` with public key `key`.
     pub fn new(name: impl Into<String>, key: VerifyingKey) -> Result<Self, NoteError> {
         let name = name.into();
-        check_key_name(&name)?;
-        if key.is_weak() {
-            return Err(NoteError::InvalidPublicKey {
-                reason: "small-order point",
-            });
-        }
+        check_verifier(&name, &key)?;
         Ok(Self {
             key_id: cosignature_key_id(&name, &key),
             name,
