@@ -295,12 +295,14 @@ pub async fn export_log(
         .await?)
 }
 
-/// Verifies a bundle file on its own and says what was found.
+/// Verifies a bundle or evidence package file on its own and says what was found.
 #[tauri::command]
 #[specta::specta]
 pub async fn verify_bundle(path: String) -> Result<VerifyReport> {
     if path.trim().is_empty() {
-        return Err(AppError::invalid("choose a bundle file to verify"));
+        return Err(AppError::invalid(
+            "choose a bundle or evidence file to verify",
+        ));
     }
     let path = PathBuf::from(path);
     tauri::async_runtime::spawn_blocking(move || desk::verify_file(&path))

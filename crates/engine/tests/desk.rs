@@ -298,6 +298,31 @@ async fn exports_verify_and_a_changed_byte_is_reported_in_plain_words() {
     let report = desk::verify_file(Path::new(&done.path)).unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(report.entries, admin.engine().size());
+    assert!(
+        report.details.iter().any(|d| d.starts_with("Merkle tree:"))
+            && report.details.iter().any(|d| d.starts_with("policy rules")),
+        "says what was checked: {report:?}"
+    );
+    // An evidence package verifies in the app too, and says what it is.
+    let id = admin
+        .engine()
+        .state()
+        .requests()
+        .next()
+        .expect("a request")
+        .id;
+    let (package, _) = admin.engine().evidence(&id).await.unwrap();
+    let evidence = tmp.path().join("request.evidence");
+    std::fs::write(&evidence, &package).unwrap();
+    let report = desk::verify_file(&evidence).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert!(
+        report
+            .headline
+            .contains(&format!("evidence of request {id}")),
+        "{report:?}"
+    );
+    assert!(report.details.iter().any(|d| d.starts_with("inclusion:")));
 
     let mut bytes = std::fs::read(&done.path).unwrap();
     let at = bytes.len() / 2;

@@ -256,7 +256,7 @@ async exportLog(format: ExportFormat, path: string | null) : Promise<Result<Expo
 }
 },
 /**
- * Verifies a bundle file on its own and says what was found.
+ * Verifies a bundle or evidence package file on its own and says what was found.
  */
 async verifyBundle(path: string) : Promise<Result<VerifyReport, AppError>> {
     try {

@@ -17,7 +17,9 @@ use breakglass_core::{
     Clock, Credential as LogCredential, CredentialKind, EventBody, Issued, RequestId, Span, Status,
 };
 use breakglass_idp::{Provider, ProviderConfig};
-use breakglass_ledger::{verify_bundle, write_bundle, Entry, NoteVerifier, VerifyOptions};
+use breakglass_ledger::{
+    is_evidence, verify_bundle, verify_evidence, write_bundle, Entry, NoteVerifier, VerifyOptions,
+};
 
 use crate::engine::{Actor, Engine, NewRequest, Outcome};
 use crate::error::EngineError;
@@ -903,12 +905,28 @@ pub fn verify_file(path: &Path) -> Result<VerifyReport, EngineError> {
     Ok(verify_bytes(&bytes, None))
 }
 
-/// Verifies bundle `bytes`, pinning the log key `pinned` when given.
+/// Verifies `bytes` — a bundle of the whole log or one request's evidence package (told apart by
+/// their header) — pinning the log key `pinned` when given, and says what was checked.
 pub fn verify_bytes(bytes: &[u8], pinned: Option<NoteVerifier>) -> VerifyReport {
     let opts = VerifyOptions {
         log_key: pinned,
         earlier_checkpoint: None,
     };
+    if is_evidence(bytes) {
+        return match verify_evidence(bytes, &opts) {
+            Ok(r) => VerifyReport {
+                ok: true,
+                headline: format!(
+                    "Verified: the evidence of request {} — {} entries, each proven to be in the signed log of {} entries, signed and following the log's rules.",
+                    r.request.id, r.entries, r.log_size
+                ),
+                details: r.checks,
+                entries: r.entries,
+                checkpoint: Some(format!("{} ({} entries)", r.origin, r.log_size)),
+            },
+            Err(e) => verification_failed(&e),
+        };
+    }
     match verify_bundle(bytes, &opts) {
         Ok(r) => VerifyReport {
             ok: true,
@@ -916,24 +934,22 @@ pub fn verify_bytes(bytes: &[u8], pinned: Option<NoteVerifier>) -> VerifyReport 
                 "Verified: all {} entries are signed, follow the log's rules, and match the signed checkpoint.",
                 r.entries
             ),
-            details: vec![
-                format!("Every entry's signature checked against the key enrolled for its signer."),
-                format!(
-                    "Every rule replayed: {} identities, {} policy version(s), {} requests, {} granted, {} break-glass, {} review(s) owed.",
-                    r.identities, r.policy_versions, r.requests, r.grants, r.break_glass, r.reviews_owed
-                ),
-                format!("Merkle root {} matches the checkpoint signed by the log key of {}.", r.root, r.origin),
-            ],
+            details: r.checks,
             entries: r.entries,
             checkpoint: Some(format!("{} root {}", r.origin, r.root)),
         },
-        Err(e) => VerifyReport {
-            ok: false,
-            headline: "Verification FAILED: this file cannot be trusted as a record of what happened.".into(),
-            details: vec![e.to_string()],
-            entries: 0,
-            checkpoint: None,
-        },
+        Err(e) => verification_failed(&e),
+    }
+}
+
+fn verification_failed(e: &dyn std::fmt::Display) -> VerifyReport {
+    VerifyReport {
+        ok: false,
+        headline: "Verification FAILED: this file cannot be trusted as a record of what happened."
+            .into(),
+        details: vec![e.to_string()],
+        entries: 0,
+        checkpoint: None,
     }
 }
 
