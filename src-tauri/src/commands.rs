@@ -295,6 +295,23 @@ pub async fn export_log(
         .await?)
 }
 
+/// Exports one request's evidence package (to `path`, or a new file in the data directory's
+/// exports folder): its entries and what they need, each with an inclusion proof.
+#[tauri::command]
+#[specta::specta]
+pub async fn export_evidence(
+    state: State<'_, AppState>,
+    request: String,
+    path: Option<String>,
+) -> Result<ExportDone> {
+    let path = path.filter(|p| !p.trim().is_empty()).map(PathBuf::from);
+    Ok(state
+        .desk()
+        .await?
+        .export_evidence(&request, path.as_deref())
+        .await?)
+}
+
 /// Verifies a bundle or evidence package file on its own and says what was found.
 #[tauri::command]
 #[specta::specta]

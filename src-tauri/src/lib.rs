@@ -57,6 +57,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::import_offline_approval,
             commands::history,
             commands::export_log,
+            commands::export_evidence,
             commands::verify_bundle,
             commands::pending_link,
         ])

@@ -48,6 +48,23 @@ describe("History", () => {
     expect(screen.queryByRole("dialog")).toBeNull();
   });
 
+  test("a request's evidence package is exported from its detail", async () => {
+    const calls = mockCore({
+      history: () => [],
+      export_evidence: () => ({ path: "/data/exports/breakglass-r1.evidence", bytes: 4929, records: 7 }),
+    });
+    const user = userEvent.setup();
+    render(History, { overview: overview({ requests: [approved, denied] }) });
+
+    await user.click(screen.getByTestId("request-row-r1"));
+    const dialog = screen.getByRole("dialog");
+    await user.click(within(dialog).getByTestId("export-evidence"));
+    const done = await within(dialog).findByTestId("evidence-done");
+    expect(done).toHaveAttribute("data-path", "/data/exports/breakglass-r1.evidence");
+    expect(done).toHaveTextContent("7 entries");
+    expect(calls.find((c) => c.cmd === "export_evidence")?.args).toEqual({ request: "r1", path: null });
+  });
+
   test("the events tab asks the core with the filter", async () => {
     const calls = mockCore({
       history: () => [

@@ -303,7 +303,8 @@ async fn exports_verify_and_a_changed_byte_is_reported_in_plain_words() {
             && report.details.iter().any(|d| d.starts_with("policy rules")),
         "says what was checked: {report:?}"
     );
-    // An evidence package verifies in the app too, and says what it is.
+    // A request's evidence package, exported from the app, verifies in the app too, and says
+    // what it is.
     let id = admin
         .engine()
         .state()
@@ -311,10 +312,11 @@ async fn exports_verify_and_a_changed_byte_is_reported_in_plain_words() {
         .next()
         .expect("a request")
         .id;
-    let (package, _) = admin.engine().evidence(&id).await.unwrap();
-    let evidence = tmp.path().join("request.evidence");
-    std::fs::write(&evidence, &package).unwrap();
-    let report = desk::verify_file(&evidence).unwrap();
+    let done = admin.export_evidence(&id.to_string(), None).await.unwrap();
+    assert!(done.path.ends_with(".evidence") && done.path.contains("/exports/"));
+    assert!(done.records >= 3 && done.records <= admin.engine().size());
+    assert!(admin.export_evidence("req_nope", None).await.is_err());
+    let report = desk::verify_file(Path::new(&done.path)).unwrap();
     assert!(report.ok, "{report:?}");
     assert!(
         report

@@ -256,6 +256,18 @@ async exportLog(format: ExportFormat, path: string | null) : Promise<Result<Expo
 }
 },
 /**
+ * Exports one request's evidence package (to `path`, or a new file in the data directory's
+ * exports folder): its entries and what they need, each with an inclusion proof.
+ */
+async exportEvidence(request: string, path: string | null) : Promise<Result<ExportDone, AppError>> {
+    try {
+    return { status: "ok", data: await TAURI_INVOKE("export_evidence", { request, path }) };
+} catch (e) {
+    if(e instanceof Error) throw e;
+    else return { status: "error", error: e  as any };
+}
+},
+/**
  * Verifies a bundle or evidence package file on its own and says what was found.
  */
 async verifyBundle(path: string) : Promise<Result<VerifyReport, AppError>> {

@@ -642,18 +642,12 @@ impl Desk {
     ) -> Result<ExportDone, EngineError> {
         let path = match path {
             Some(p) => p.to_owned(),
-            None => {
-                let dir = self.export_dir();
-                fs::create_dir_all(&dir).map_err(|e| {
-                    EngineError::Invalid(format!("cannot create {}: {e}", dir.display()))
-                })?;
-                dir.join(format!(
-                    "breakglass-{}-{}.{}",
-                    self.engine.now().to_string().replace(':', ""),
-                    self.engine.size(),
-                    format.extension()
-                ))
-            }
+            None => self.new_export_path(&format!(
+                "breakglass-{}-{}.{}",
+                self.engine.now().to_string().replace(':', ""),
+                self.engine.size(),
+                format.extension()
+            ))?,
         };
         let total = self.engine.size();
         progress(ExportProgress { done: 0, total });
@@ -697,6 +691,39 @@ impl Desk {
             bytes: buf.len() as u64,
             records,
         })
+    }
+
+    /// Writes request `id`'s evidence package — its entries and what they need, each with an
+    /// inclusion proof against the newest checkpoint, checked before it is written — to `path`
+    /// (a new file in the data directory's exports when `None`). `records` counts its entries.
+    pub async fn export_evidence(
+        &self,
+        id: &str,
+        path: Option<&Path>,
+    ) -> Result<ExportDone, EngineError> {
+        let id = parse_id(id)?;
+        let (bytes, report) = self.engine.evidence(&id).await?;
+        let path = match path {
+            Some(p) => p.to_owned(),
+            None => self.new_export_path(&format!(
+                "breakglass-{id}-{}.evidence",
+                self.engine.now().to_string().replace(':', "")
+            ))?,
+        };
+        write_new_file(&path, &bytes)?;
+        Ok(ExportDone {
+            path: path.display().to_string(),
+            bytes: bytes.len() as u64,
+            records: report.entries,
+        })
+    }
+
+    /// `name` in the exports folder, which is created when missing.
+    fn new_export_path(&self, name: &str) -> Result<PathBuf, EngineError> {
+        let dir = self.export_dir();
+        fs::create_dir_all(&dir)
+            .map_err(|e| EngineError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(dir.join(name))
     }
 
     /// Ends this desk's provider session: revokes the refresh token at the provider and
