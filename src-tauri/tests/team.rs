@@ -199,6 +199,28 @@ async fn scenario(
     w.shot("team-active").await;
     other.close().await;
 
+    // dana's app witnesses the log: its cosignature of a checkpoint it verified is in the
+    // shared database.
+    let mut db = PgConnection::connect(&team.superuser)
+        .await
+        .expect("connect");
+    let started = std::time::Instant::now();
+    loop {
+        let witnesses: Vec<String> = sqlx::query_scalar("SELECT witness FROM cosignatures")
+            .fetch_all(&mut db)
+            .await
+            .expect("read the cosignatures");
+        if witnesses.iter().any(|w| w.ends_with("/witness/dana")) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "dana's app cosigns what it verified: {witnesses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    db.close().await.expect("close");
+
     // Someone with the database's superuser cuts its newest entry and checkpoint.
     let _ = stop.send(());
     let _ = broker.await;

@@ -89,19 +89,13 @@ impl Desk {
     /// so anything overdue is handled first.
     pub async fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Desk, EngineError> {
         let home = Home::open(dir)?;
-        let mut engine = match home.engine(clock.clone()).await {
+        let engine = match home.engine(clock.clone()).await {
             Ok(engine) => engine,
             Err(e) => {
                 let actor = identity_actor(&home, home.default_identity());
                 return Err(findings::hold(&home, actor, clock.now(), e));
             }
         };
-        if home.is_member() {
-            // A member witnesses the log: it cosigns what it verified (from the sync below).
-            if let Ok(actor) = identity_actor(&home, home.default_identity()) {
-                engine.set_witness(&actor)?;
-            }
-        }
         let mut desk = Desk {
             home,
             engine,
@@ -110,6 +104,7 @@ impl Desk {
             key_here: None,
         };
         desk.load_session();
+        desk.witness_as_me()?;
         desk.sync().await?;
         Ok(desk)
     }
@@ -143,6 +138,7 @@ impl Desk {
             key_here: None,
         };
         desk.load_session();
+        desk.witness_as_me()?;
         Ok(desk)
     }
 
@@ -346,7 +342,20 @@ impl Desk {
         }
         self.home.set_default_identity(name)?;
         self.load_session();
-        Ok(())
+        self.witness_as_me()
+    }
+
+    /// On a team member's machine, makes the acting identity this desk's witness: from the next
+    /// sync it cosigns the newest checkpoint it verified (once enrolled with the key held here).
+    fn witness_as_me(&mut self) -> Result<(), EngineError> {
+        if !self.home.is_member() {
+            return Ok(());
+        }
+        match self.actor() {
+            Ok(actor) => self.engine.set_witness(&actor),
+            // No key here (yet): nothing to cosign with.
+            Err(_) => Ok(()),
+        }
     }
 
     /// Reads the identity's provider session from the keyring; only a person who signs in at a
