@@ -94,6 +94,8 @@ impl Engine {
         let name = witness_name(&origin, actor.name());
         let cosigner = actor.cosigner(&name)?;
         self.witness.cosigner = Some((cosigner, actor.name().to_owned()));
+        // What this process stored was another witness's, or another key's: watched afresh.
+        self.witness.cosigned = 0;
         Ok(())
     }
 
