@@ -146,7 +146,7 @@ pub fn write_bundle<W: Write>(
     Ok(())
 }
 
-fn canonical_line<T: Serialize>(value: &T) -> Result<Vec<u8>, BundleError> {
+pub(crate) fn canonical_line<T: Serialize>(value: &T) -> Result<Vec<u8>, BundleError> {
     to_canonical_vec(value).map_err(|e| BundleError::Malformed {
         line: 0,
         why: e.to_string(),

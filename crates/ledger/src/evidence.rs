@@ -29,8 +29,8 @@ use base64::Engine as _;
 use breakglass_core::{LogState, Request, RequestId};
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{BundleError, VerifyOptions};
-use crate::canonical::{parse_canonical, to_canonical_vec};
+use crate::bundle::{canonical_line, BundleError, VerifyOptions};
+use crate::canonical::parse_canonical;
 use crate::entry::{decode_all, verify_signatures};
 use crate::merkle::{hash_from_slice, verify_inclusion, Hash};
 use crate::note::NoteVerifier;
@@ -111,14 +111,14 @@ pub fn write_evidence<W: Write>(
         size,
         version: VERSION,
     };
-    out.write_all(&canonical(&header)?)?;
+    out.write_all(&canonical_line(&header)?)?;
     out.write_all(b"\n")?;
     for e in entries {
         let proof = ProofLine {
             index: e.index,
             proof: e.proof.iter().map(|h| STANDARD.encode(h)).collect(),
         };
-        out.write_all(&canonical(&proof)?)?;
+        out.write_all(&canonical_line(&proof)?)?;
         out.write_all(b"\n")?;
         out.write_all(e.bytes)?;
         out.write_all(b"\n")?;
@@ -126,15 +126,10 @@ pub fn write_evidence<W: Write>(
     let trailer = Trailer {
         checkpoint: checkpoint.into(),
     };
-    out.write_all(&canonical(&trailer)?)?;
+    out.write_all(&canonical_line(&trailer)?)?;
     out.write_all(b"\n")?;
     out.flush()?;
     Ok(())
-}
-
-/// The canonical JSON of one of the package's own lines.
-fn canonical<T: Serialize>(value: &T) -> Result<Vec<u8>, BundleError> {
-    to_canonical_vec(value).map_err(|e| malformed(0, e.to_string()))
 }
 
 /// Whether `bytes` start like an evidence package (rather than a bundle).

@@ -319,14 +319,20 @@ fn check_verifier(name: &str, key: &VerifyingKey) -> Result<(), NoteError> {
     Ok(())
 }
 
-/// Ed25519 key id: `SHA-256(name || 0x0A || 0x01 || public key)[0..4]`.
-fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
+/// Signed-note key id of an Ed25519 key of signature type `alg`:
+/// `SHA-256(name || 0x0A || alg || public key)[0..4]`.
+fn typed_key_id(name: &str, alg: u8, key: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([b'\n', ALG_ED25519]);
+    h.update([b'\n', alg]);
     h.update(key.as_bytes());
     let digest = h.finalize();
     [digest[0], digest[1], digest[2], digest[3]]
+}
+
+/// Ed25519 note signature key id: `SHA-256(name || 0x0A || 0x01 || public key)[0..4]`.
+fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
+    typed_key_id(name, ALG_ED25519, key)
 }
 
 /// The log's signing key, named by the log's origin.
@@ -544,12 +550,7 @@ const ALG_COSIGNATURE_V1: u8 = 0x04;
 
 /// Cosignature key id: `SHA-256(name || 0x0A || 0x04 || public key)[0..4]`.
 fn cosignature_key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update([b'\n', ALG_COSIGNATURE_V1]);
-    h.update(key.as_bytes());
-    let digest = h.finalize();
-    [digest[0], digest[1], digest[2], digest[3]]
+    typed_key_id(name, ALG_COSIGNATURE_V1, key)
 }
 
 /// The message a v1 cosignature signs: `cosignature/v1`, `time <seconds>`, then the checkpoint
