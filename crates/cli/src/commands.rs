@@ -14,9 +14,9 @@ use breakglass_core::{
 };
 use breakglass_engine::findings::Findings;
 use breakglass_engine::{
-    default_dir, desk, findings, generate, public_key, signin, write_csv, write_jsonl, Actor,
-    BrokerNotice, Code, Engine, EngineError, ExportFilter, Home, InitOptions, JoinOptions,
-    KeyLocation, KeyStoreKind, NewRequest,
+    default_dir, desk, findings, generate, public_key, signin, write_csv, Actor, AtomicFile,
+    BrokerNotice, Code, Engine, EngineError, EventFormat, ExportFilter, Home, InitOptions,
+    JoinOptions, KeyLocation, KeyStoreKind, NewRequest,
 };
 use breakglass_ledger::{
     is_evidence, verify_bundle, verify_evidence, write_bundle, NoteVerifier, VerifyOptions,
@@ -1218,57 +1218,117 @@ async fn export(ctx: &Ctx, a: ExportArgs) -> Result<()> {
         || filter.target.is_some()
         || filter.requester.is_some()
         || filter.state.is_some();
-    let (home, engine) = ctx.engine().await?;
-    let mut buf = Vec::new();
+    if scoped && a.format == Format::Bundle {
+        return Err(refused(
+            "a bundle always holds the whole log, so that it verifies on its own; filters apply to csv, jsonl and ocsf",
+        ));
+    }
+    if scoped && a.format == Format::Evidence {
+        return Err(refused(
+            "an evidence package holds one request (--request); filters apply to csv, jsonl and ocsf",
+        ));
+    }
+    let (_home, engine) = ctx.engine().await?;
+    let to_stdout = a.output.as_os_str() == "-";
+    let mut file = if to_stdout {
+        None
+    } else {
+        Some(AtomicFile::create(&a.output, true)?)
+    };
+    let mut stdout = io::BufWriter::new(io::stdout().lock());
+    let out: &mut dyn Write = match file.as_mut() {
+        Some(f) => f,
+        None => &mut stdout,
+    };
+    let bar = Progress::new(!to_stdout);
+    let mut progress = |done, total| bar.set(done, total);
+    let mut note = None;
     let count = match a.format {
-        Format::Csv => write_csv(engine.state(), &filter, &mut buf)?,
-        Format::Jsonl => {
-            let entries = engine.entries(0, engine.size()).await?;
-            write_jsonl(engine.state(), &entries, &filter, &mut buf)?
+        Format::Csv => write_csv(engine.state(), &filter, &mut *out)? as u64,
+        Format::Jsonl | Format::Ocsf => {
+            let format = if a.format == Format::Ocsf {
+                EventFormat::Ocsf
+            } else {
+                EventFormat::Jsonl
+            };
+            let n = engine
+                .export_events(format, &filter, &mut *out, &mut progress)
+                .await?;
+            if n.without_form > 0 {
+                note = Some(format!(
+                    "{} matching entries have no OCSF form (policy versions, provider keys, alerts about the log itself); the jsonl export and the bundle hold them",
+                    n.without_form
+                ));
+            }
+            n.written
         }
         Format::Bundle => {
-            if scoped {
-                return Err(refused(
-                    "a bundle always holds the whole log, so that it verifies on its own; filters apply to csv and jsonl",
+            let size = engine.export_bundle(&mut *out, &mut progress).await?;
+            if size < engine.size() {
+                note = Some(format!(
+                    "{} entries appended since the newest checkpoint await the broker's; this covers the {size} it signed",
+                    engine.size() - size
                 ));
             }
-            let size;
-            (buf, size) = bundle_bytes(&home).await?;
-            usize::try_from(size).unwrap_or(usize::MAX)
+            size
         }
         Format::Evidence => {
-            if scoped {
-                return Err(refused(
-                    "an evidence package holds one request (--request); filters apply to csv and jsonl",
-                ));
-            }
             let id = request.ok_or_else(|| usage("--format evidence needs --request ID"))?;
-            let report;
-            (buf, report) = engine.evidence(&id).await?;
-            usize::try_from(report.entries).unwrap_or(usize::MAX)
+            let (bytes, report) = engine.evidence(&id).await?;
+            out.write_all(&bytes)
+                .map_err(|e| refused(format!("cannot write {}: {e}", a.output.display())))?;
+            report.entries
         }
     };
-    write_output(&a.output, &buf)?;
-    if a.output.as_os_str() != "-" {
-        eprintln!("Wrote {count} record(s) to {}", a.output.display());
+    bar.finish();
+    match file {
+        Some(f) => {
+            f.commit(true)?;
+            eprintln!("Wrote {count} record(s) to {}", a.output.display());
+        }
+        None => stdout
+            .flush()
+            .map_err(|e| refused(format!("writing to standard output: {e}")))?,
+    }
+    if let Some(note) = note {
+        eprintln!("note: {note}");
     }
     Ok(())
 }
 
-/// Writes to a temporary file beside the target and renames it, so a failed export never
-/// leaves a partial file where a complete one is expected.
-fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
-    if path.as_os_str() == "-" {
-        return io::stdout()
-            .write_all(bytes)
-            .map_err(|e| refused(format!("writing to standard output: {e}")));
+/// A progress bar on standard error for long exports; drawn only when standard error is a
+/// terminal (indicatif's own check), so scripts and pipes see nothing of it.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(shown: bool) -> Self {
+        Self(shown.then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "exporting {bar:40} {pos}/{len} entries ({percent}%, {eta} left)",
+                )
+                .expect("a valid template"),
+            );
+            bar
+        }))
     }
-    let tmp = path.with_extension("partial");
-    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        refused(format!("cannot write {}: {e}", path.display()))
-    })
+
+    fn set(&self, done: u64, total: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn verify(a: VerifyArgs) -> Result<()> {

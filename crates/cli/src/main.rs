@@ -334,6 +334,9 @@ enum Format {
     Csv,
     /// One signed event per line.
     Jsonl,
+    /// OCSF 1.8.0 events for SIEMs, one per line: User Access Management (3005) for requests
+    /// and grants, Account Change (3001) for identities.
+    Ocsf,
     /// The whole log with its signed checkpoint, verifiable offline.
     Bundle,
     /// One request's evidence (`--request ID`): its entries and everything they need, with

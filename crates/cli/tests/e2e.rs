@@ -472,6 +472,77 @@ fn audit(w: &World, formula_request: &str) {
         log_size,
         "an unfiltered JSONL export holds every event of the log"
     );
+
+    // OCSF for SIEMs (validated against the schema in crates/engine/tests/ocsf.rs): one event
+    // per entry about access or an account, the rest counted aloud.
+    let ocsf_path = w.path("events.ocsf.jsonl");
+    let ocsf_arg = ocsf_path.display().to_string();
+    let out = w.by(&w.admin, &["export", "--format", "ocsf", "-o", &ocsf_arg]);
+    out.ok("OCSF export");
+    let without_form: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("note: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the export says how many entries have no OCSF form: {out:?}"));
+    let events: Vec<Value> = std::fs::read_to_string(&ocsf_path)
+        .expect("the OCSF export")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every OCSF line is JSON"))
+        .collect();
+    assert_eq!(
+        events.len() as u64 + without_form,
+        log_size,
+        "every entry accounted for"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| matches!(e["class_uid"].as_u64(), Some(3001 | 3005))
+                && e["metadata"]["version"] == "1.8.0"),
+        "User Access Management and Account Change events of OCSF 1.8.0"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["metadata"]["event_code"] == "access_granted" && e["activity_id"] == 1),
+        "a grant is an Assign Privileges event"
+    );
+
+    // At a terminal a long export shows its progress; piped, it shows none (above).
+    let out = w.cli.run_in_terminal(
+        &w.admin,
+        &[
+            "export",
+            "--format",
+            "jsonl",
+            "-o",
+            &w.path("t.jsonl").display().to_string(),
+        ],
+    );
+    out.code(OK, "an export at a terminal");
+    assert!(
+        out.stdout.contains("exporting") && out.stdout.contains(&format!("/{log_size} entries")),
+        "the progress bar counts the log's entries: {out:?}"
+    );
+    assert!(
+        !out.stderr.contains("exporting")
+            && !w
+                .by(
+                    &w.admin,
+                    &[
+                        "export",
+                        "--format",
+                        "jsonl",
+                        "-o",
+                        &w.path("u.jsonl").display().to_string()
+                    ]
+                )
+                .stderr
+                .contains("exporting"),
+        "no bar when standard error is not a terminal"
+    );
 }
 
 #[test]

@@ -358,9 +358,24 @@ async fn sign_in_enrol_approve_and_log_out_against_a_real_provider() {
             &csv.display().to_string(),
         ])
         .ok("export JSON Lines");
+    let ocsf = s.service.tmp.path().join("history.ocsf.jsonl");
+    s.cli
+        .run(&[
+            "export",
+            "--format",
+            "ocsf",
+            "-o",
+            &ocsf.display().to_string(),
+        ])
+        .ok("export OCSF events");
+    let events = fs::read_to_string(&ocsf).expect("the OCSF export");
+    assert!(
+        events.contains(r#""name":"alice""#) && !events.contains("eyJ"),
+        "OCSF events name people and carry no token (a JWT starts with eyJ)"
+    );
     let mut places: Vec<(String, Vec<u8>)> = files(&s.cli.data_dir)
         .into_iter()
-        .chain([bundle, csv])
+        .chain([bundle, csv, ocsf])
         .map(|p| (p.display().to_string(), fs::read(&p).unwrap_or_default()))
         .collect();
     for o in &outputs {

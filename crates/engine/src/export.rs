@@ -3,9 +3,11 @@
 use std::io::Write;
 
 use breakglass_core::{LogState, Request, Review, Status, Timestamp};
-use breakglass_ledger::Entry;
+use breakglass_ledger::{BundleError, BundleWriter, Entry};
 
 use crate::error::EngineError;
+use crate::ocsf::OcsfMapper;
+use crate::Engine;
 
 /// Which records an export includes. Times are compared with the request time (CSV) or the
 /// event time (JSON Lines); `from` is inclusive, `to` exclusive.
@@ -139,40 +141,189 @@ pub fn neutralise_formula(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Formats that hold events rather than requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventFormat {
+    /// `{"entry":<signed entry>,"index":N}` per line: each entry exactly as signed.
+    Jsonl,
+    /// One OCSF 1.8.0 event per line (see [`crate::ocsf`]).
+    Ocsf,
+}
+
+/// How many lines an event export wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventCount {
+    /// Lines written.
+    pub written: u64,
+    /// Entries the filter let through that have no form in the format (OCSF only: policy
+    /// versions, provider keys, alerts about the log itself).
+    pub without_form: u64,
+}
+
+/// Writes an event export entry by entry, so a caller can feed it the log in batches and
+/// memory stays flat however long the log is. Feed it every entry from index 0, in order.
+pub struct EventExport<'s, W: Write> {
+    state: &'s LogState,
+    filter: &'s ExportFilter,
+    format: EventFormat,
+    out: W,
+    mapper: OcsfMapper,
+    next: u64,
+    count: EventCount,
+}
+
+impl<'s, W: Write> EventExport<'s, W> {
+    /// An export of the entries `filter` lets through, in `format`, to `out`.
+    pub fn new(state: &'s LogState, filter: &'s ExportFilter, format: EventFormat, out: W) -> Self {
+        Self {
+            state,
+            filter,
+            format,
+            out,
+            mapper: OcsfMapper::new(),
+            next: 0,
+            count: EventCount::default(),
+        }
+    }
+
+    /// Takes the next entry of the log (its signed bytes).
+    pub fn entry(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
+        let index = self.next;
+        let entry = Entry::decode(bytes).map_err(|e| EngineError::Tampered(e.to_string()))?;
+        self.next += 1;
+        // The OCSF mapper sees every entry (it tracks enrolments), whatever the filter says.
+        let ocsf = match self.format {
+            EventFormat::Ocsf => Some(self.mapper.map(self.state, index, &entry)),
+            EventFormat::Jsonl => None,
+        };
+        let ev = entry.event();
+        if !self.filter.time_ok(ev.time) {
+            return Ok(());
+        }
+        if self.filter.scoped() {
+            let matches = ev
+                .body
+                .request()
+                .and_then(|id| self.state.request(id))
+                .is_some_and(|r| self.filter.request_ok(r));
+            if !matches {
+                return Ok(());
+            }
+        }
+        let out = &mut self.out;
+        let written = match ocsf {
+            None => out
+                .write_all(b"{\"entry\":")
+                .and_then(|()| out.write_all(bytes))
+                .and_then(|()| writeln!(out, ",\"index\":{index}}}")),
+            Some(None) => {
+                self.count.without_form += 1;
+                return Ok(());
+            }
+            Some(Some(event)) => serde_json::to_writer(&mut *out, &event)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n")),
+        };
+        written.map_err(|e| self.failed(&e))?;
+        self.count.written += 1;
+        Ok(())
+    }
+
+    /// Flushes the output and says how many lines were written.
+    pub fn finish(mut self) -> Result<EventCount, EngineError> {
+        self.out.flush().map_err(|e| self.failed(&e))?;
+        Ok(self.count)
+    }
+
+    fn failed(&self, e: &std::io::Error) -> EngineError {
+        let what = match self.format {
+            EventFormat::Jsonl => "JSON Lines",
+            EventFormat::Ocsf => "OCSF events",
+        };
+        EngineError::Invalid(format!("writing {what}: {e}"))
+    }
+}
+
 /// Writes matching events as JSON Lines: `{"entry":<signed entry>,"index":N}` per line, the
 /// entry exactly as signed, so each line can be checked on its own. Returns the line count.
 pub fn write_jsonl<W: Write>(
     state: &LogState,
     entries: &[Vec<u8>],
     filter: &ExportFilter,
-    mut out: W,
+    out: W,
 ) -> Result<usize, EngineError> {
-    let mut n = 0;
-    for (index, bytes) in entries.iter().enumerate() {
-        let entry = Entry::decode(bytes).map_err(|e| EngineError::Tampered(e.to_string()))?;
-        let ev = entry.event();
-        if !filter.time_ok(ev.time) {
-            continue;
-        }
-        if filter.scoped() {
-            let matches = ev
-                .body
-                .request()
-                .and_then(|id| state.request(id))
-                .is_some_and(|r| filter.request_ok(r));
-            if !matches {
-                continue;
-            }
-        }
-        let write = |out: &mut W| -> std::io::Result<()> {
-            out.write_all(b"{\"entry\":")?;
-            out.write_all(bytes)?;
-            writeln!(out, ",\"index\":{index}}}")
-        };
-        write(&mut out).map_err(|e| EngineError::Invalid(format!("writing JSON Lines: {e}")))?;
-        n += 1;
+    let mut export = EventExport::new(state, filter, EventFormat::Jsonl, out);
+    for bytes in entries {
+        export.entry(bytes)?;
     }
-    out.flush()
-        .map_err(|e| EngineError::Invalid(format!("writing JSON Lines: {e}")))?;
-    Ok(n)
+    Ok(usize::try_from(export.finish()?.written).unwrap_or(usize::MAX))
+}
+
+/// Entries read from the store at a time by [`Engine::export_events`].
+const BATCH: u64 = 4096;
+
+impl Engine {
+    /// Streams the log's entries, a batch at a time, through an event export in `format` to
+    /// `out`, calling `progress(done, total)` after each batch.
+    pub async fn export_events<W: Write>(
+        &self,
+        format: EventFormat,
+        filter: &ExportFilter,
+        out: W,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<EventCount, EngineError> {
+        let total = self.size();
+        let mut export = EventExport::new(self.state(), filter, format, out);
+        let mut done = 0;
+        progress(done, total);
+        while done < total {
+            let batch = self.entries(done, (done + BATCH).min(total)).await?;
+            if batch.is_empty() {
+                return Err(EngineError::Tampered(format!(
+                    "the store holds {done} of the log's {total} entries"
+                )));
+            }
+            for bytes in &batch {
+                export.entry(bytes)?;
+            }
+            done += batch.len() as u64;
+            progress(done, total);
+        }
+        export.finish()
+    }
+
+    /// Streams the log as a bundle — every entry the newest verified checkpoint covers, then
+    /// that checkpoint — to `out`, a batch at a time, calling `progress(done, total)` after
+    /// each batch. Returns the number of entries, which on a team's log may be fewer than
+    /// [`Engine::size`] while members' newest entries await the broker's checkpoint.
+    pub async fn export_bundle<W: Write>(
+        &self,
+        out: W,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<u64, EngineError> {
+        let (covered, checkpoint) = self.latest_checkpoint().await?;
+        let state = self.state();
+        let (Some(origin), Some(log_key)) = (state.origin(), state.log_key()) else {
+            return Err(EngineError::Invalid("the log has no first entry".into()));
+        };
+        let failed = |e: BundleError| EngineError::Invalid(format!("writing the bundle: {e}"));
+        let mut bundle = BundleWriter::new(out, origin, log_key, covered).map_err(failed)?;
+        let mut done = 0;
+        progress(done, covered);
+        while done < covered {
+            let batch = self.entries(done, (done + BATCH).min(covered)).await?;
+            if batch.is_empty() {
+                return Err(EngineError::Tampered(format!(
+                    "the store holds {done} of the {covered} entries its checkpoint covers"
+                )));
+            }
+            for bytes in &batch {
+                bundle.entry(bytes).map_err(failed)?;
+            }
+            done += batch.len() as u64;
+            progress(done, covered);
+        }
+        bundle.finish(&checkpoint).map_err(failed)?;
+        Ok(covered)
+    }
 }

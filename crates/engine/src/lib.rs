@@ -57,9 +57,11 @@ mod engine;
 mod error;
 mod evidence;
 mod export;
+mod file;
 pub mod findings;
 mod home;
 mod keys;
+pub mod ocsf;
 mod replica;
 mod scheduler;
 mod session;
@@ -69,7 +71,11 @@ mod witness;
 pub use breakglass_store::{Heard, LogListener};
 pub use engine::{Actor, Engine, NewRequest, Outcome, SystemKeys};
 pub use error::{Code, EngineError};
-pub use export::{neutralise_formula, write_csv, write_jsonl, ExportFilter, CSV_COLUMNS};
+pub use export::{
+    neutralise_formula, write_csv, write_jsonl, EventCount, EventExport, EventFormat, ExportFilter,
+    CSV_COLUMNS,
+};
+pub use file::AtomicFile;
 pub use home::{default_dir, Home, InitOptions, JoinOptions, Joined, KeyStoreKind, CONFIG_FILE};
 pub use keys::{generate, public_key, KeyError, KeyLocation, KEYRING_SERVICE};
 pub use replica::REPLICA_FILE;

@@ -351,7 +351,24 @@ async fn exports_verify_and_a_changed_byte_is_reported_in_plain_words() {
         .export(ExportFormat::Jsonl, Some(&nowhere), &mut |_| {})
         .await
         .is_err());
-    assert!(!nowhere.with_extension("partial").exists());
+    assert!(!nowhere.with_file_name("out.jsonl.partial").exists());
+    let done = admin
+        .export(ExportFormat::Ocsf, None, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(done.path.ends_with(".ocsf.jsonl"), "{done:?}");
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&done.path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len() as u64, done.records);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["class_uid"] == 3005 && e["activity_id"] == 1),
+        "the break-glass grant is an OCSF Assign Privileges event"
+    );
 
     let rows = admin
         .history(&HistoryFilter {

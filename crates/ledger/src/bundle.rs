@@ -111,39 +111,72 @@ pub struct BundleReport {
 
 /// Writes a bundle of `entries` (the whole log prefix of the checkpoint's size).
 pub fn write_bundle<W: Write>(
-    mut out: W,
+    out: W,
     origin: &str,
     log_key: &str,
     entries: impl IntoIterator<Item = impl AsRef<[u8]>>,
     size: u64,
     checkpoint_note: &str,
 ) -> Result<(), BundleError> {
-    let header = Header {
-        format: FORMAT.into(),
-        log_key: log_key.into(),
-        origin: origin.into(),
-        size,
-        version: VERSION,
-    };
-    out.write_all(&canonical_line(&header)?)?;
-    out.write_all(b"\n")?;
-    let mut written = 0u64;
+    let mut bundle = BundleWriter::new(out, origin, log_key, size)?;
     for e in entries {
-        out.write_all(e.as_ref())?;
-        out.write_all(b"\n")?;
-        written += 1;
+        bundle.entry(e.as_ref())?;
     }
-    if written != size {
-        return Err(BundleError::RootMismatch(format!(
-            "{written} entries written for a checkpoint of size {size}"
-        )));
-    }
-    out.write_all(&canonical_line(&Trailer {
-        checkpoint: checkpoint_note.into(),
-    })?)?;
-    out.write_all(b"\n")?;
-    out.flush()?;
+    bundle.finish(checkpoint_note)?;
     Ok(())
+}
+
+/// Writes a bundle a part at a time — its header, each entry in order, then the checkpoint —
+/// so a log of any length streams through a fixed amount of memory.
+pub struct BundleWriter<W: Write> {
+    out: W,
+    size: u64,
+    written: u64,
+}
+
+impl<W: Write> BundleWriter<W> {
+    /// Starts a bundle of the log's first `size` entries by writing its header.
+    pub fn new(mut out: W, origin: &str, log_key: &str, size: u64) -> Result<Self, BundleError> {
+        let header = Header {
+            format: FORMAT.into(),
+            log_key: log_key.into(),
+            origin: origin.into(),
+            size,
+            version: VERSION,
+        };
+        out.write_all(&canonical_line(&header)?)?;
+        out.write_all(b"\n")?;
+        Ok(Self {
+            out,
+            size,
+            written: 0,
+        })
+    }
+
+    /// Writes the next entry (its signed bytes, exactly as stored).
+    pub fn entry(&mut self, bytes: &[u8]) -> Result<(), BundleError> {
+        self.out.write_all(bytes)?;
+        self.out.write_all(b"\n")?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Writes the checkpoint that covers the entries and flushes; refuses when the entries
+    /// written are not exactly the header's size.
+    pub fn finish(mut self, checkpoint_note: &str) -> Result<W, BundleError> {
+        if self.written != self.size {
+            return Err(BundleError::RootMismatch(format!(
+                "{} entries written for a checkpoint of size {}",
+                self.written, self.size
+            )));
+        }
+        self.out.write_all(&canonical_line(&Trailer {
+            checkpoint: checkpoint_note.into(),
+        })?)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
 }
 
 pub(crate) fn canonical_line<T: Serialize>(value: &T) -> Result<Vec<u8>, BundleError> {

@@ -35,7 +35,9 @@ mod merkle;
 mod note;
 mod replay;
 
-pub use bundle::{verify_bundle, write_bundle, BundleError, BundleReport, VerifyOptions};
+pub use bundle::{
+    verify_bundle, write_bundle, BundleError, BundleReport, BundleWriter, VerifyOptions,
+};
 pub use canonical::{
     parse_canonical, to_canonical_value, to_canonical_vec, CanonicalError, MAX_JSON_DEPTH,
 };

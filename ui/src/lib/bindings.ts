@@ -557,6 +557,10 @@ export type ExportFormat =
  */
 "jsonl" | 
 /**
+ * OCSF 1.8.0 events (User Access Management, Account Change), one per line, for SIEMs.
+ */
+"ocsf" | 
+/**
  * The whole log with its checkpoint, verifiable offline.
  */
 "bundle"

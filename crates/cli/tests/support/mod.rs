@@ -195,6 +195,46 @@ impl Cli {
             .unwrap_or_else(|e| panic!("cannot run the breakglass binary: {e}"))
     }
 
+    /// Runs `breakglass --data-dir DIR --key-file KEY ARGS…` with its standard streams on a
+    /// pseudo-terminal (util-linux `script`), as a person at a terminal would; what it drew
+    /// there comes back as `stdout`.
+    pub fn run_in_terminal<S: AsRef<str>>(&self, key: &Path, args: &[S]) -> Output {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let mut line = vec![
+            quote(env!("CARGO_BIN_EXE_breakglass")),
+            "--data-dir".into(),
+            quote(&self.data_dir.display().to_string()),
+            "--key-file".into(),
+            quote(&key.display().to_string()),
+        ];
+        line.extend(args.iter().map(|a| quote(a.as_ref())));
+        let mut cmd = Command::new("script");
+        cmd.args([
+            "--quiet",
+            "--return",
+            "--command",
+            &line.join(" "),
+            "/dev/null",
+        ])
+        .stdin(Stdio::null())
+        .env("TERM", "xterm");
+        for k in CLEARED_ENV {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run script (util-linux): {e}"));
+        Output {
+            args: args.iter().map(|a| a.as_ref().to_owned()).collect(),
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Runs a command with `--key-file KEY`, i.e. as the identity enrolled with that key.
     pub fn run_with_key<S: AsRef<str>>(&self, key: &Path, args: &[S]) -> Output {
         let mut all = vec!["--key-file".to_owned(), key.display().to_string()];

@@ -18,12 +18,13 @@ use breakglass_core::{
 };
 use breakglass_idp::{Provider, ProviderConfig};
 use breakglass_ledger::{
-    is_evidence, verify_bundle, verify_evidence, write_bundle, Entry, NoteVerifier, VerifyOptions,
+    is_evidence, verify_bundle, verify_evidence, Entry, NoteVerifier, VerifyOptions,
 };
 
 use crate::engine::{Actor, Engine, NewRequest, Outcome};
 use crate::error::EngineError;
-use crate::export::{write_csv, write_jsonl, ExportFilter};
+use crate::export::{write_csv, EventFormat, ExportFilter};
+use crate::file::AtomicFile;
 use crate::findings::{self, Findings};
 use crate::home::{Home, InitOptions, JoinOptions, KeyStoreKind};
 use crate::signin::{self, Method, Prompt};
@@ -658,46 +659,36 @@ impl Desk {
                 format.extension()
             ))?,
         };
-        let total = self.engine.size();
-        progress(ExportProgress { done: 0, total });
-        let entries = self.engine.entries(0, total).await?;
-        progress(ExportProgress {
-            done: total / 2,
-            total,
-        });
-        let mut buf = Vec::new();
+        let mut file = AtomicFile::create(&path, false)?;
+        let mut report = |done, total| progress(ExportProgress { done, total });
+        let filter = ExportFilter::default();
         let records = match format {
             ExportFormat::Csv => {
-                write_csv(self.engine.state(), &ExportFilter::default(), &mut buf)? as u64
+                let total = self.engine.size();
+                report(0, total);
+                let rows = write_csv(self.engine.state(), &filter, &mut file)? as u64;
+                report(total, total);
+                rows
             }
-            ExportFormat::Jsonl => write_jsonl(
-                self.engine.state(),
-                &entries,
-                &ExportFilter::default(),
-                &mut buf,
-            )? as u64,
-            ExportFormat::Bundle => {
-                // What the newest checkpoint covers, so the bundle verifies on its own.
-                let (covered, checkpoint) = self.engine.latest_checkpoint().await?;
-                write_bundle(
-                    &mut buf,
-                    self.home.origin(),
-                    self.home.log_key(),
-                    entries
-                        .iter()
-                        .take(usize::try_from(covered).unwrap_or(usize::MAX)),
-                    covered,
-                    &checkpoint,
-                )
-                .map_err(|e| EngineError::Invalid(e.to_string()))?;
-                covered
+            ExportFormat::Jsonl | ExportFormat::Ocsf => {
+                let format = if format == ExportFormat::Ocsf {
+                    EventFormat::Ocsf
+                } else {
+                    EventFormat::Jsonl
+                };
+                let count = self
+                    .engine
+                    .export_events(format, &filter, &mut file, &mut report)
+                    .await?;
+                count.written
             }
+            // What the newest checkpoint covers, so the bundle verifies on its own.
+            ExportFormat::Bundle => self.engine.export_bundle(&mut file, &mut report).await?,
         };
-        write_new_file(&path, &buf)?;
-        progress(ExportProgress { done: total, total });
+        let bytes = file.commit(false)?;
         Ok(ExportDone {
             path: path.display().to_string(),
-            bytes: buf.len() as u64,
+            bytes,
             records,
         })
     }
@@ -719,7 +710,10 @@ impl Desk {
                 self.engine.now().to_string().replace(':', "")
             ))?,
         };
-        write_new_file(&path, &bytes)?;
+        let mut file = AtomicFile::create(&path, false)?;
+        file.write_all(&bytes)
+            .map_err(|e| EngineError::Invalid(format!("cannot write {}: {e}", path.display())))?;
+        file.commit(false)?;
         Ok(ExportDone {
             path: path.display().to_string(),
             bytes: bytes.len() as u64,
@@ -995,28 +989,6 @@ fn parse_id(id: &str) -> Result<RequestId, EngineError> {
 
 fn non_empty(text: Option<String>) -> Option<String> {
     text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
-}
-
-/// Writes `bytes` to a new file at `path` by way of a temporary file, so a failed export never
-/// leaves a partial file behind and never replaces an existing one.
-fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
-    if path.exists() {
-        return Err(EngineError::Invalid(format!(
-            "{} already exists; choose another name",
-            path.display()
-        )));
-    }
-    let tmp = path.with_extension("partial");
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        EngineError::Invalid(format!("cannot write {}: {e}", path.display()))
-    })
 }
 
 fn qr_svg(text: &str) -> Result<String, EngineError> {

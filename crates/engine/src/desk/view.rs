@@ -418,6 +418,8 @@ pub enum ExportFormat {
     Csv,
     /// The raw signed events.
     Jsonl,
+    /// OCSF 1.8.0 events (User Access Management, Account Change), one per line, for SIEMs.
+    Ocsf,
     /// The whole log with its checkpoint, verifiable offline.
     Bundle,
 }
@@ -428,6 +430,7 @@ impl ExportFormat {
         match self {
             ExportFormat::Csv => "csv",
             ExportFormat::Jsonl => "jsonl",
+            ExportFormat::Ocsf => "ocsf.jsonl",
             ExportFormat::Bundle => "bundle",
         }
     }
