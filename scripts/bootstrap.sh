@@ -10,10 +10,11 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 # dunst to receive the notifications the app raises). tzdata: the time zones notices are written
 # in (and a test of them). openssh-server and openssh-client: the SSH connector's tests log in to
 # a real sshd with the certificates it issues. openssl: the test CA of PostgreSQL over TLS.
+# chromium: prints the access report to PDF, and its tests render the report headless.
 for p in build-essential pkg-config libdbus-1-dev postgresql dbus gnome-keyring libsecret-tools \
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev \
   xvfb xauth webkit2gtk-driver dbus-x11 imagemagick dunst tzdata openssh-server openssh-client \
-  openssl; do
+  openssl chromium; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 # Node.js runs the real OpenID provider (npm oidc-provider) that the idp crate's tests start.

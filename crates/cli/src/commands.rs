@@ -13,6 +13,7 @@ use breakglass_core::{
     SystemClock, Timestamp,
 };
 use breakglass_engine::findings::Findings;
+use breakglass_engine::report::Period;
 use breakglass_engine::{
     default_dir, desk, findings, generate, public_key, signin, write_csv, Actor, AtomicFile,
     BrokerNotice, Code, Engine, EngineError, EventFormat, ExportFilter, Home, InitOptions,
@@ -27,7 +28,7 @@ use zeroize::Zeroizing;
 use crate::output::{request_line, status_text};
 use crate::{
     ApprovalCmd, Cli, Command, ExportArgs, Format, IdentityCmd, JoinArgs, LogCmd, PolicyCmd,
-    RequestArgs, SystemKeysArg, VerifyArgs,
+    ReportArgs, RequestArgs, SystemKeysArg, VerifyArgs,
 };
 
 /// A failed command: its message (one line unless it lists policy problems) and exit status.
@@ -251,6 +252,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status { json, all } => status(&ctx, json, all).await,
         Command::Log(LogCmd::Verify { json }) => log_verify(&ctx, json).await,
         Command::Export(a) => export(&ctx, a).await,
+        Command::Report(a) => report(&ctx, a).await,
         Command::Verify(a) => verify(a),
         Command::Broker { interval } => broker(&ctx, &interval).await,
     }
@@ -1294,6 +1296,48 @@ async fn export(ctx: &Ctx, a: ExportArgs) -> Result<()> {
         eprintln!("note: {note}");
     }
     Ok(())
+}
+
+async fn report(ctx: &Ctx, a: ReportArgs) -> Result<()> {
+    let period = Period {
+        from: parse_time("--from", a.from.as_deref())?,
+        to: parse_time("--to", a.to.as_deref())?,
+    };
+    if let (Some(f), Some(t)) = (period.from, period.to) {
+        if f >= t {
+            return Err(refused("--from must be earlier than --to"));
+        }
+    }
+    if a.output.as_os_str() == "-" {
+        return Err(usage("the report is a file: give -o FILE.html"));
+    }
+    if a.pdf.is_some() && breakglass_engine::report::find_chromium().is_none() {
+        return Err(refused(
+            "--pdf needs Chromium to print the report: install chromium (or set BREAKGLASS_CHROMIUM); nothing was written",
+        ));
+    }
+    let (_home, engine) = ctx.engine().await?;
+    let (html, verification) = engine.report(&period).await?;
+    let mut file = AtomicFile::create(&a.output, true)?;
+    file.write_all(html.as_bytes())
+        .map_err(|e| refused(format!("cannot write {}: {e}", a.output.display())))?;
+    file.commit(true)?;
+    eprintln!("Wrote the report to {}", a.output.display());
+    if let Some(pdf) = &a.pdf {
+        breakglass_engine::report::print_pdf(&a.output, pdf).await?;
+        eprintln!("Wrote its PDF to {}", pdf.display());
+    }
+    if verification.ok {
+        Ok(())
+    } else {
+        Err(Failure {
+            exit: VERIFY_FAILED,
+            message: format!(
+                "error: the log failed verification ({}); the report shows it",
+                verification.headline
+            ),
+        })
+    }
 }
 
 /// A progress bar on standard error for long exports; drawn only when standard error is a

@@ -150,8 +150,12 @@ enum Command {
     /// Work with the local log.
     #[command(subcommand)]
     Log(LogCmd),
-    /// Export history: CSV (one row per request), JSON Lines (signed events) or a bundle.
+    /// Export history: CSV (one row per request), JSON Lines (signed events), OCSF events, a
+    /// bundle, or one request's evidence package.
     Export(ExportArgs),
+    /// Write the access report for a period: one self-contained HTML page with charts and the
+    /// log's verification (and a PDF of it with --pdf, where Chromium is installed).
+    Report(ReportArgs),
     /// Verify an exported bundle offline.
     Verify(VerifyArgs),
     /// Run the expiry scheduler until interrupted: first end whatever came due while no broker
@@ -370,6 +374,22 @@ struct ExportArgs {
     /// Output file (`-` for standard output).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// Earliest request time (RFC 3339 or YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    from: Option<String>,
+    /// Latest request time, exclusive.
+    #[arg(long)]
+    to: Option<String>,
+    /// The HTML file to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+    /// Also print the report to this PDF file (needs Chromium).
+    #[arg(long, value_name = "FILE")]
+    pdf: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

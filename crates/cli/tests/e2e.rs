@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use breakglass_store::testing::PgCluster;
 use serde_json::Value;
-use support::{block_on, find_request, millis, now_millis, World, OK, REFUSED};
+use support::{block_on, find_request, millis, now_millis, World, OK, REFUSED, USAGE};
 
 /// The CSV header the README and `breakglass_engine::CSV_COLUMNS` document.
 const CSV_HEADER: [&str; 20] = [
@@ -508,6 +508,37 @@ fn audit(w: &World, formula_request: &str) {
             .iter()
             .any(|e| e["metadata"]["event_code"] == "access_granted" && e["activity_id"] == 1),
         "a grant is an Assign Privileges event"
+    );
+
+    // The access report, as HTML and PDF (rendering and charts: crates/engine/tests/report.rs).
+    let html = w.path("report.html");
+    let pdf = w.path("report.pdf");
+    let (html_arg, pdf_arg) = (html.display().to_string(), pdf.display().to_string());
+    w.by(&w.admin, &["report", "-o", &html_arg, "--pdf", &pdf_arg])
+        .ok("the report")
+        .stderr_mentions(&["Wrote the report", "PDF"], "says where it wrote");
+    let page = std::fs::read_to_string(&html).expect("the report");
+    assert!(page.contains("Verification: OK") && page.contains("Grants per day"));
+    assert!(std::fs::read(&pdf).expect("the PDF").starts_with(b"%PDF-"));
+    w.by(
+        &w.admin,
+        &[
+            "report",
+            "--from",
+            "2030-01-02",
+            "--to",
+            "2030-01-01",
+            "-o",
+            &w.path("bad.html").display().to_string(),
+        ],
+    )
+    .code(REFUSED, "a period that ends before it starts")
+    .one_line_error("--from");
+    w.by(&w.admin, &["report", "-o", "-"])
+        .code(USAGE, "the report is a file");
+    assert!(
+        !w.path("bad.html").exists(),
+        "a refused report writes nothing"
     );
 
     // At a terminal a long export shows its progress; piped, it shows none (above).

@@ -63,6 +63,7 @@ mod home;
 mod keys;
 pub mod ocsf;
 mod replica;
+pub mod report;
 mod scheduler;
 mod session;
 pub mod signin;

@@ -74,3 +74,4 @@ pub async fn checkpoint_over(
         .unwrap();
     (size, note)
 }
+pub mod history;
