@@ -1,7 +1,7 @@
 //! The commands: each parses its input, calls the engine, prints the result.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,8 @@ use breakglass_engine::{
     JoinOptions, KeyLocation, KeyStoreKind, NewRequest,
 };
 use breakglass_ledger::{
-    is_evidence, verify_bundle, verify_evidence, write_bundle, NoteVerifier, VerifyOptions,
+    is_evidence, verify_bundle, verify_bundle_stream, verify_evidence, write_bundle, NoteVerifier,
+    VerifyOptions,
 };
 use breakglass_store::Store;
 use zeroize::Zeroizing;
@@ -1084,7 +1085,15 @@ fn report_verification(bytes: &[u8], opts: &VerifyOptions, json: bool, what: &st
     if is_evidence(bytes) {
         return report_evidence(bytes, opts, json, what);
     }
-    match verify_bundle(bytes, opts) {
+    report_bundle(verify_bundle(bytes, opts), json, what)
+}
+
+fn report_bundle(
+    verified: std::result::Result<breakglass_ledger::BundleReport, breakglass_ledger::BundleError>,
+    json: bool,
+    what: &str,
+) -> Result<()> {
+    match verified {
         Ok(r) => {
             if json {
                 print_json(&serde_json::json!({"ok": true, "report": r}))?;
@@ -1376,7 +1385,9 @@ impl Progress {
 }
 
 fn verify(a: VerifyArgs) -> Result<()> {
-    let bytes = fs::read(&a.bundle).map_err(|e| refused(format!("{}: {e}", a.bundle.display())))?;
+    let file =
+        fs::File::open(&a.bundle).map_err(|e| refused(format!("{}: {e}", a.bundle.display())))?;
+    let mut input = io::BufReader::with_capacity(1 << 20, file);
     let log_key = a
         .log_key
         .as_deref()
@@ -1387,15 +1398,20 @@ fn verify(a: VerifyArgs) -> Result<()> {
         .as_ref()
         .map(|p| fs::read_to_string(p).map_err(|e| refused(format!("{}: {e}", p.display()))))
         .transpose()?;
-    report_verification(
-        &bytes,
-        &VerifyOptions {
-            log_key,
-            earlier_checkpoint,
-        },
-        a.json,
-        &a.bundle.display().to_string(),
-    )
+    let opts = VerifyOptions {
+        log_key,
+        earlier_checkpoint,
+    };
+    let what = a.bundle.display().to_string();
+    let read_failed = |e: io::Error| refused(format!("{}: {e}", a.bundle.display()));
+    // An evidence package holds one request's entries: read whole. A bundle of the whole log
+    // streams through a bounded buffer, however long the log.
+    if is_evidence(input.fill_buf().map_err(read_failed)?) {
+        let mut bytes = Vec::new();
+        input.read_to_end(&mut bytes).map_err(read_failed)?;
+        return report_evidence(&bytes, &opts, a.json, &what);
+    }
+    report_bundle(verify_bundle_stream(input, &opts), a.json, &what)
 }
 
 async fn broker(ctx: &Ctx, interval: &str) -> Result<()> {

@@ -175,7 +175,7 @@ async fn login_on(cli: &Cli, idp: &TestIdp, args: &[&str], user: &str) -> Output
     let mut child = cli.spawn(&all);
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
                 break;
@@ -218,6 +218,8 @@ async fn login_on(cli: &Cli, idp: &TestIdp, args: &[&str], user: &str) -> Output
     })
     .await
     .expect("join");
+    // The reader ends at the end of the exited CLI's stderr: every line it read has been sent.
+    reader.join().expect("the stderr reader");
     seen.extend(rx.try_iter());
     Output {
         args: all.iter().map(|s| (*s).to_owned()).collect(),

@@ -17,7 +17,7 @@
 //! Every line must be byte-for-byte canonical, so no byte of a valid bundle can change without
 //! the bundle failing.
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use breakglass_core::LogState;
 use rayon::prelude::*;
@@ -25,9 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::canonical::{parse_canonical, to_canonical_vec};
 use crate::entry::decode_all;
-use crate::merkle::{root_of, Hash};
+use crate::merkle::{root_of, Frontier, Hash};
 use crate::note::{Checkpoint, NoteVerifier};
-use crate::replay::{replay, Violation};
+use crate::replay::{replay, replay_onto, Violation};
 
 const FORMAT: &str = "breakglass-bundle";
 const VERSION: u32 = 1;
@@ -215,22 +215,7 @@ pub fn verify_bundle(bytes: &[u8], opts: &VerifyOptions) -> Result<BundleReport,
         start = nl + 1;
     }
     lines.push(&body[start..]);
-    let header_value =
-        parse_canonical(lines[0], 64 * 1024).map_err(|e| malformed(1, format!("header: {e}")))?;
-    let header: Header =
-        serde_json::from_value(header_value).map_err(|e| malformed(1, format!("header: {e}")))?;
-    if header.format != FORMAT || header.version != VERSION {
-        return Err(malformed(
-            1,
-            format!(
-                "not a breakglass bundle of version {VERSION} (format {:?}, version {})",
-                header.format, header.version
-            ),
-        ));
-    }
-    if to_canonical_vec(&header).ok().as_deref() != Some(lines[0]) {
-        return Err(malformed(1, "header is not in canonical form".into()));
-    }
+    let header = parse_header(lines[0])?;
     let n = usize::try_from(header.size).map_err(|_| malformed(1, "size too large".into()))?;
     if lines.len() != n + 2 {
         return Err(malformed(
@@ -241,42 +226,9 @@ pub fn verify_bundle(bytes: &[u8], opts: &VerifyOptions) -> Result<BundleReport,
             ),
         ));
     }
-    let trailer_line = lines[n + 1];
-    let trailer: Trailer = parse_canonical(trailer_line, 64 * 1024)
-        .ok()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .filter(|t: &Trailer| to_canonical_vec(t).ok().as_deref() == Some(trailer_line))
-        .ok_or_else(|| malformed(n + 2, "the last line is not the checkpoint".into()))?;
-
-    let verifier = match &opts.log_key {
-        Some(pinned) => {
-            if pinned.vkey() != header.log_key {
-                return Err(BundleError::KeyMismatch(format!(
-                    "the bundle's log key {} is not the pinned key {}",
-                    header.log_key,
-                    pinned.vkey()
-                )));
-            }
-            pinned.clone()
-        }
-        None => NoteVerifier::from_vkey(&header.log_key)
-            .map_err(|e| malformed(1, format!("log key: {e}")))?,
-    };
-    let checkpoint = verifier
-        .verify_checkpoint(&trailer.checkpoint)
-        .map_err(|e| BundleError::Checkpoint(e.to_string()))?;
-    if checkpoint.origin != header.origin {
-        return Err(BundleError::Checkpoint(format!(
-            "checkpoint origin {:?} is not the bundle's {:?}",
-            checkpoint.origin, header.origin
-        )));
-    }
-    if checkpoint.size != header.size {
-        return Err(BundleError::RootMismatch(format!(
-            "checkpoint covers {} entries, the bundle has {}",
-            checkpoint.size, header.size
-        )));
-    }
+    let trailer = parse_trailer(lines[n + 1], n + 2)?;
+    let verifier = verifier_for(&header, opts)?;
+    let checkpoint = check_checkpoint(&verifier, &trailer, &header)?;
 
     let entries = decode_all(&lines[1..=n]).map_err(|(i, error)| {
         BundleError::Violation(Violation::Entry {
@@ -310,6 +262,260 @@ pub fn verify_bundle(bytes: &[u8], opts: &VerifyOptions) -> Result<BundleReport,
     // Freeing a million small strings is measurable; spread it over the cores too.
     entries.into_par_iter().for_each(drop);
     Ok(report)
+}
+
+fn parse_header(line: &[u8]) -> Result<Header, BundleError> {
+    let malformed = |why: String| BundleError::Malformed { line: 1, why };
+    let value = parse_canonical(line, 64 * 1024).map_err(|e| malformed(format!("header: {e}")))?;
+    let header: Header =
+        serde_json::from_value(value).map_err(|e| malformed(format!("header: {e}")))?;
+    if header.format != FORMAT || header.version != VERSION {
+        return Err(malformed(format!(
+            "not a breakglass bundle of version {VERSION} (format {:?}, version {})",
+            header.format, header.version
+        )));
+    }
+    if to_canonical_vec(&header).ok().as_deref() != Some(line) {
+        return Err(malformed("header is not in canonical form".into()));
+    }
+    Ok(header)
+}
+
+/// The trailer at 1-based line `at`.
+fn parse_trailer(line: &[u8], at: usize) -> Result<Trailer, BundleError> {
+    parse_canonical(line, 64 * 1024)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .filter(|t: &Trailer| to_canonical_vec(t).ok().as_deref() == Some(line))
+        .ok_or_else(|| BundleError::Malformed {
+            line: at,
+            why: "the last line is not the checkpoint".into(),
+        })
+}
+
+/// The checkpoint key to check with: the pinned one (which must be the bundle's), else the
+/// header's.
+fn verifier_for(header: &Header, opts: &VerifyOptions) -> Result<NoteVerifier, BundleError> {
+    match &opts.log_key {
+        Some(pinned) => {
+            if pinned.vkey() != header.log_key {
+                return Err(BundleError::KeyMismatch(format!(
+                    "the bundle's log key {} is not the pinned key {}",
+                    header.log_key,
+                    pinned.vkey()
+                )));
+            }
+            Ok(pinned.clone())
+        }
+        None => NoteVerifier::from_vkey(&header.log_key).map_err(|e| BundleError::Malformed {
+            line: 1,
+            why: format!("log key: {e}"),
+        }),
+    }
+}
+
+fn check_checkpoint(
+    verifier: &NoteVerifier,
+    trailer: &Trailer,
+    header: &Header,
+) -> Result<Checkpoint, BundleError> {
+    let checkpoint = verifier
+        .verify_checkpoint(&trailer.checkpoint)
+        .map_err(|e| BundleError::Checkpoint(e.to_string()))?;
+    if checkpoint.origin != header.origin {
+        return Err(BundleError::Checkpoint(format!(
+            "checkpoint origin {:?} is not the bundle's {:?}",
+            checkpoint.origin, header.origin
+        )));
+    }
+    if checkpoint.size != header.size {
+        return Err(BundleError::RootMismatch(format!(
+            "checkpoint covers {} entries, the bundle has {}",
+            checkpoint.size, header.size
+        )));
+    }
+    Ok(checkpoint)
+}
+
+/// Entries verified at a time by [`verify_bundle_stream`].
+const STREAM_CHUNK: usize = 8192;
+
+/// The longest line [`verify_bundle_stream`] reads (an entry holding a policy's source or a
+/// provider's key set is a few kilobytes).
+const MAX_LINE: u64 = 16 * 1024 * 1024;
+
+/// Verifies a bundle read from `input` as [`verify_bundle`] does, a chunk of entries at a time:
+/// what it holds at once is one chunk, the Merkle tree's frontier and the replayed state, never
+/// the whole bundle, so a bundle of any length verifies in bounded memory beyond the log's
+/// state. The checkpoint is read last, so a bundle whose entries fail is reported at the first
+/// bad entry before its checkpoint is looked at.
+pub fn verify_bundle_stream<R: BufRead>(
+    mut input: R,
+    opts: &VerifyOptions,
+) -> Result<BundleReport, BundleError> {
+    let malformed = |line: usize, why: String| BundleError::Malformed { line, why };
+    let mut buf = Vec::new();
+    let truncated = |line: usize| {
+        malformed(
+            line,
+            "the file is truncated (its last line is incomplete)".into(),
+        )
+    };
+    match read_line(&mut input, &mut buf)? {
+        Line::End => return Err(malformed(1, "the file is empty".into())),
+        Line::Unterminated => return Err(truncated(1)),
+        Line::Whole => {}
+    }
+    let header = parse_header(&buf)?;
+    let verifier = verifier_for(&header, opts)?;
+    let earlier = match &opts.earlier_checkpoint {
+        None => None,
+        Some(note) => {
+            let earlier = verifier
+                .verify_checkpoint(note)
+                .map_err(|e| BundleError::Inconsistent(format!("the earlier checkpoint: {e}")))?;
+            if earlier.size > header.size {
+                return Err(BundleError::Inconsistent(format!(
+                    "the earlier checkpoint covers {} entries, more than the bundle's {} (history was truncated)",
+                    earlier.size, header.size
+                )));
+            }
+            Some(earlier)
+        }
+    };
+    let mut state = LogState::new();
+    let mut frontier = Frontier::new();
+    let mut consistent_with = None;
+    let mut check_earlier_at = |frontier: &Frontier| -> Result<(), BundleError> {
+        if let Some(e) = earlier.as_ref().filter(|e| e.size == frontier.size()) {
+            if frontier.root() != e.root {
+                return Err(BundleError::Inconsistent(format!(
+                    "the first {} entries do not hash to the earlier checkpoint's root (history was rewritten)",
+                    e.size
+                )));
+            }
+            consistent_with = Some(e.size);
+        }
+        Ok(())
+    };
+    check_earlier_at(&frontier)?;
+    let mut chunk = Vec::with_capacity(STREAM_CHUNK * 512);
+    let mut ends = Vec::with_capacity(STREAM_CHUNK);
+    let mut done: u64 = 0;
+    while done < header.size {
+        chunk.clear();
+        ends.clear();
+        let want =
+            usize::try_from((header.size - done).min(STREAM_CHUNK as u64)).unwrap_or(STREAM_CHUNK);
+        while ends.len() < want {
+            let line = 2 + done as usize + ends.len();
+            match read_line(&mut input, &mut chunk)? {
+                Line::Whole => ends.push(chunk.len()),
+                Line::Unterminated => return Err(truncated(line)),
+                Line::End => {
+                    return Err(malformed(
+                        line,
+                        format!(
+                        "the header announces {} entries but the bundle ends after {} (truncated)",
+                        header.size,
+                        done as usize + ends.len()
+                    ),
+                    ))
+                }
+            }
+        }
+        let lines: Vec<&[u8]> = ends
+            .iter()
+            .scan(0, |start, &end| {
+                let line = &chunk[*start..end];
+                *start = end;
+                Some(line)
+            })
+            .collect();
+        let entries = decode_all(&lines).map_err(|(i, error)| {
+            BundleError::Violation(Violation::Entry {
+                index: done + i as u64,
+                error,
+            })
+        })?;
+        replay_onto(&mut state, &entries, done).map_err(BundleError::Violation)?;
+        for e in &entries {
+            frontier.push(*e.leaf_hash());
+            check_earlier_at(&frontier)?;
+        }
+        done += entries.len() as u64;
+    }
+    let at = usize::try_from(header.size)
+        .unwrap_or(usize::MAX)
+        .saturating_add(2);
+    buf.clear();
+    match read_line(&mut input, &mut buf)? {
+        Line::Whole => {}
+        Line::Unterminated => return Err(truncated(at)),
+        Line::End => {
+            return Err(malformed(
+                at,
+                "the checkpoint line is missing (truncated)".into(),
+            ))
+        }
+    }
+    let trailer = parse_trailer(&buf, at)?;
+    buf.clear();
+    match read_line(&mut input, &mut buf)? {
+        Line::End => {}
+        _ => {
+            return Err(malformed(
+                at + 1,
+                format!(
+                    "the header announces {} entries but more lines follow the checkpoint (padded)",
+                    header.size
+                ),
+            ))
+        }
+    }
+    let checkpoint = check_checkpoint(&verifier, &trailer, &header)?;
+    let root = frontier.root();
+    if root != checkpoint.root {
+        return Err(BundleError::RootMismatch(
+            "the Merkle root of the entries is not the root the checkpoint signs".into(),
+        ));
+    }
+    check_genesis(&state, &header)?;
+    Ok(report(
+        &state,
+        header,
+        &root,
+        consistent_with,
+        opts.log_key.is_some(),
+    ))
+}
+
+enum Line {
+    /// A line ending in a newline (appended to the buffer without it).
+    Whole,
+    /// Bytes without a newline before the end of the input.
+    Unterminated,
+    /// Nothing more.
+    End,
+}
+
+/// Reads one line and appends it to `buf` without its newline.
+fn read_line<R: BufRead>(input: &mut R, buf: &mut Vec<u8>) -> Result<Line, BundleError> {
+    let n = input.by_ref().take(MAX_LINE + 1).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(Line::End);
+    }
+    if buf.last() != Some(&b'\n') {
+        if n as u64 > MAX_LINE {
+            return Err(BundleError::Malformed {
+                line: 0,
+                why: format!("a line is longer than {MAX_LINE} bytes"),
+            });
+        }
+        return Ok(Line::Unterminated);
+    }
+    buf.pop();
+    Ok(Line::Whole)
 }
 
 /// Plain statements of what replaying `entries` events into `state` checked.

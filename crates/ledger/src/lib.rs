@@ -36,7 +36,8 @@ mod note;
 mod replay;
 
 pub use bundle::{
-    verify_bundle, write_bundle, BundleError, BundleReport, BundleWriter, VerifyOptions,
+    verify_bundle, verify_bundle_stream, write_bundle, BundleError, BundleReport, BundleWriter,
+    VerifyOptions,
 };
 pub use canonical::{
     parse_canonical, to_canonical_value, to_canonical_vec, CanonicalError, MAX_JSON_DEPTH,

@@ -10,23 +10,45 @@ mod support;
 use std::ops::Range;
 
 use breakglass_ledger::{
-    root_of, verify_bundle, BundleError, BundleReport, NoteSigner, VerifyOptions, Violation,
+    root_of, verify_bundle, verify_bundle_stream, BundleError, BundleReport, NoteSigner,
+    VerifyOptions, Violation,
 };
 use proptest::prelude::*;
 use support::{derive_key, generate, generate_with, History, Rng, GENESIS_EVENTS, ORIGIN};
 
 fn verify(bytes: &[u8]) -> Result<BundleReport, BundleError> {
-    verify_bundle(bytes, &VerifyOptions::default())
+    both(bytes, &VerifyOptions::default())
 }
 
 fn verify_against(bytes: &[u8], earlier: &str) -> Result<BundleReport, BundleError> {
-    verify_bundle(
+    both(
         bytes,
         &VerifyOptions {
             earlier_checkpoint: Some(earlier.to_owned()),
             ..VerifyOptions::default()
         },
     )
+}
+
+/// Verifies with the whole bundle in memory and as a stream: both must accept it with the same
+/// report, or both refuse it. Returns the in-memory result; [`streamed_error`] gives the other.
+fn both(bytes: &[u8], opts: &VerifyOptions) -> Result<BundleReport, BundleError> {
+    let whole = verify_bundle(bytes, opts);
+    let streamed = verify_bundle_stream(bytes, opts);
+    match (&whole, &streamed) {
+        (Ok(a), Ok(b)) => assert_eq!(
+            format!("{a:?}"),
+            format!("{b:?}"),
+            "both verifiers report the same"
+        ),
+        (Err(_), Err(_)) => {}
+        _ => panic!("the verifiers disagree: in memory {whole:?}, streamed {streamed:?}"),
+    }
+    whole
+}
+
+fn streamed_error(bytes: &[u8]) -> BundleError {
+    verify_bundle_stream(bytes, &VerifyOptions::default()).expect_err("refused as a stream too")
 }
 
 /// A small history (about a dozen entries: the exhaustive tests mutate every byte of it) that
@@ -138,6 +160,7 @@ fn assert_rejected(bytes: &[u8], region: Region, what: &str) {
         Err(err) => {
             if let Region::Entry(i) = region {
                 assert_entry_error(&err, i, what);
+                assert_entry_error(&streamed_error(bytes), i, what);
             }
         }
     }
