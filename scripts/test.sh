@@ -37,6 +37,7 @@ echo "== benchmarks (each figure beside its target; see BENCHMARKS.md)"
 cargo bench --locked -p breakglass-engine --bench log
 cargo bench --locked -p breakglass-engine --bench expiry
 cargo bench --locked -p breakglass-engine --bench team
+cargo bench --locked -p breakglass-engine --bench compliance
 # The desktop app beside an empty Tauri window (scripts/bench-desktop.sh, without its rebuild of
 # the UI, which is built above).
 cargo bench --locked -p breakglass-app --features empty-window --bench desktop

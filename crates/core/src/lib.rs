@@ -47,7 +47,7 @@ pub use identity::{Binding, IdentityRecord, OidcBinding, PublicKey};
 pub use policy::{Policy, ProviderPolicy, TargetPolicy, ADMIN_GROUP};
 pub use span::Span;
 pub use state::{
-    hex, Decision, Identity, LogState, PolicyVersion, Request, Review, Status, VerifiedEvent,
-    BREAK_GLASS_OFFLINE_QUORUM, SIGN_IN_LEEWAY,
+    hex, Decision, Identity, LogState, PolicyVersion, Request, RequestTally, Review, Status,
+    VerifiedEvent, BREAK_GLASS_OFFLINE_QUORUM, SIGN_IN_LEEWAY,
 };
 pub use time::{Clock, ManualClock, SteadyClock, SystemClock, Timestamp};

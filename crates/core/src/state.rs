@@ -257,6 +257,39 @@ pub struct Identity {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// Counts of the requests a log holds (retired ones included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestTally {
+    /// Requests made.
+    pub requests: usize,
+    /// Approvals and denials recorded.
+    pub decisions: usize,
+    /// Requests that were granted.
+    pub grants: usize,
+    /// Break-glass activations.
+    pub break_glass: usize,
+    /// Break-glass reviews still owed.
+    pub reviews_owed: usize,
+}
+
+impl RequestTally {
+    fn add(&mut self, r: &Request) {
+        self.requests += 1;
+        self.decisions += r.decisions.len();
+        self.grants += usize::from(r.granted_at.is_some());
+        self.break_glass += usize::from(r.break_glass);
+        self.reviews_owed += usize::from(r.review == Some(Review::Required));
+    }
+}
+
+/// What the rules still need of requests that ended and can never be acted on again: how each
+/// ended (so an event about one is refused as about an ended request, and no id is used twice).
+#[derive(Clone, Debug, Default)]
+struct Retired {
+    status: std::collections::HashMap<RequestId, Status>,
+    tally: RequestTally,
+}
+
 /// The state of a log after replaying its events.
 #[derive(Clone, Debug, Default)]
 pub struct LogState {
@@ -267,6 +300,8 @@ pub struct LogState {
     keys: BTreeMap<PublicKey, String>,
     policies: Vec<PolicyVersion>,
     requests: BTreeMap<RequestId, Request>,
+    /// Requests dropped by [`LogState::retire_ended`]: how each ended, and their tally.
+    retired: Retired,
     /// Provider name → the signing keys recorded for it (enrolments and key records).
     provider_keys: BTreeMap<String, Jwks>,
     last_time: Option<Timestamp>,
@@ -347,9 +382,42 @@ impl LogState {
         self.requests.get(id)
     }
 
-    /// Every request, by id.
+    /// Every request, by id (but those [`LogState::retire_ended`] dropped).
     pub fn requests(&self) -> impl Iterator<Item = &Request> {
         self.requests.values()
+    }
+
+    /// Counts of every request the log holds, retired ones included.
+    pub fn tally(&self) -> RequestTally {
+        let mut tally = self.retired.tally;
+        for r in self.requests.values() {
+            tally.add(r);
+        }
+        tally
+    }
+
+    /// Drops the details of requests that ended and that no later event can act on — no
+    /// review owed, and no request of their extension chain still pending, approved or active
+    /// — keeping only how each ended and their tally. The rules decide every later event as
+    /// before; [`LogState::request`] and [`LogState::requests`] no longer show them. A verifier
+    /// of a long log calls this as it goes, so its memory follows the log's open requests, not
+    /// its history; the engine, which shows history, does not.
+    pub fn retire_ended(&mut self) {
+        let live_chains: std::collections::HashSet<RequestId> = self
+            .requests
+            .values()
+            .filter(|r| !r.status.is_final() || r.review == Some(Review::Required))
+            .map(|r| r.chain)
+            .collect();
+        let retired = &mut self.retired;
+        self.requests.retain(|id, r| {
+            if live_chains.contains(&r.chain) {
+                return true;
+            }
+            retired.status.insert(*id, r.status);
+            retired.tally.add(r);
+            false
+        });
     }
 
     /// The groups `name` belongs to under the policy in force. A local identity: its enrolment
@@ -671,17 +739,20 @@ impl LogState {
                 }
                 check_text("message", message, true)?;
                 if let Some(id) = request {
-                    if !self.requests.contains_key(id) {
+                    if !self.requests.contains_key(id) && !self.retired.status.contains_key(id) {
                         return Err(Refusal::UnknownRequest(*id));
                     }
                 }
             }
             EventBody::ReviewRecorded { request, comment } => {
                 check_text("comment", comment, true)?;
-                let r = self
-                    .requests
-                    .get(request)
-                    .ok_or(Refusal::UnknownRequest(*request))?;
+                let r = match self.requests.get(request) {
+                    Some(r) => r,
+                    None if self.retired.status.contains_key(request) => {
+                        return Err(Refusal::NoReviewOwed(*request))
+                    }
+                    None => return Err(Refusal::UnknownRequest(*request)),
+                };
                 if r.review != Some(crate::state::Review::Required) {
                     return Err(Refusal::NoReviewOwed(*request));
                 }
@@ -955,7 +1026,7 @@ impl LogState {
                 why: "the broker never requests access".into(),
             });
         }
-        if self.requests.contains_key(request) {
+        if self.requests.contains_key(request) || self.retired.status.contains_key(request) {
             return Err(Refusal::AlreadyExists(format!(
                 "request {request} already exists"
             )));
@@ -1026,10 +1097,19 @@ impl LogState {
         let chain = match extends {
             None => *request,
             Some(prev_id) => {
-                let prev = self
-                    .requests
-                    .get(prev_id)
-                    .ok_or(Refusal::UnknownRequest(*prev_id))?;
+                let prev = match self.requests.get(prev_id) {
+                    Some(prev) => prev,
+                    None => {
+                        return Err(match self.retired.status.get(prev_id) {
+                            Some(status) => Refusal::WrongState {
+                                request: *prev_id,
+                                status: *status,
+                                action: "be extended",
+                            },
+                            None => Refusal::UnknownRequest(*prev_id),
+                        })
+                    }
+                };
                 if prev.requester != e.actor || prev.target != *target || prev.role != *role {
                     return Err(Refusal::Malformed(format!(
                         "an extension must be by the same requester for the same target and role as {prev_id}"
@@ -1239,7 +1319,16 @@ impl LogState {
         allowed: &[Status],
         action: &'static str,
     ) -> Result<&Request, Refusal> {
-        let r = self.requests.get(id).ok_or(Refusal::UnknownRequest(*id))?;
+        let Some(r) = self.requests.get(id) else {
+            return Err(match self.retired.status.get(id) {
+                Some(status) => Refusal::WrongState {
+                    request: *id,
+                    status: *status,
+                    action,
+                },
+                None => Refusal::UnknownRequest(*id),
+            });
+        };
         if allowed.contains(&r.status) {
             Ok(r)
         } else {

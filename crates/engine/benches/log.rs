@@ -35,24 +35,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const ORIGIN: &str = "bench.breakglass/log";
+mod common;
 
-const POLICY: &str = r#"
-version = 1
-[groups]
-admin = ["admin"]
-sre = ["bob", "carol"]
-engineers = ["dave"]
-[targets.db]
-max_duration = "1h"
-request_ttl = "30m"
-extension_cap = "2h"
-approvers = { groups = ["sre"], quorum = 2 }
-[targets.db.connector]
-kind = "command"
-grant = ["/bin/true"]
-revoke = ["/bin/true"]
-"#;
+use common::POLICY;
+
+const ORIGIN: &str = "bench.breakglass/log";
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

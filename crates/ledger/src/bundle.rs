@@ -338,21 +338,33 @@ fn check_checkpoint(
 }
 
 /// Entries verified at a time by [`verify_bundle_stream`].
-const STREAM_CHUNK: usize = 8192;
+const STREAM_CHUNK: usize = 2048;
 
 /// The longest line [`verify_bundle_stream`] reads (an entry holding a policy's source or a
 /// provider's key set is a few kilobytes).
 const MAX_LINE: u64 = 16 * 1024 * 1024;
 
 /// Verifies a bundle read from `input` as [`verify_bundle`] does, a chunk of entries at a time:
-/// what it holds at once is one chunk, the Merkle tree's frontier and the replayed state, never
-/// the whole bundle, so a bundle of any length verifies in bounded memory beyond the log's
-/// state. The checkpoint is read last, so a bundle whose entries fail is reported at the first
+/// what it holds at once is one chunk, the Merkle tree's frontier and the replayed state of the
+/// requests still open (ended ones are retired to their id and outcome,
+/// [`LogState::retire_ended`]), never the whole bundle, so memory stays flat as the log grows. The checkpoint is read last, so a bundle whose entries fail is reported at the first
 /// bad entry before its checkpoint is looked at.
 pub fn verify_bundle_stream<R: BufRead>(
-    mut input: R,
+    input: R,
     opts: &VerifyOptions,
 ) -> Result<BundleReport, BundleError> {
+    verify_bundle_stream_in_chunks(input, opts, STREAM_CHUNK)
+}
+
+/// [`verify_bundle_stream`] with `chunk` entries at a time (tests use small chunks so that
+/// ended requests are retired between a request's events).
+#[doc(hidden)]
+pub fn verify_bundle_stream_in_chunks<R: BufRead>(
+    mut input: R,
+    opts: &VerifyOptions,
+    chunk_entries: usize,
+) -> Result<BundleReport, BundleError> {
+    let chunk_entries = chunk_entries.max(1);
     let malformed = |line: usize, why: String| BundleError::Malformed { line, why };
     let mut buf = Vec::new();
     let truncated = |line: usize| {
@@ -399,14 +411,14 @@ pub fn verify_bundle_stream<R: BufRead>(
         Ok(())
     };
     check_earlier_at(&frontier)?;
-    let mut chunk = Vec::with_capacity(STREAM_CHUNK * 512);
-    let mut ends = Vec::with_capacity(STREAM_CHUNK);
+    let mut chunk = Vec::with_capacity(chunk_entries * 512);
+    let mut ends = Vec::with_capacity(chunk_entries);
     let mut done: u64 = 0;
     while done < header.size {
         chunk.clear();
         ends.clear();
-        let want =
-            usize::try_from((header.size - done).min(STREAM_CHUNK as u64)).unwrap_or(STREAM_CHUNK);
+        let want = usize::try_from((header.size - done).min(chunk_entries as u64))
+            .unwrap_or(chunk_entries);
         while ends.len() < want {
             let line = 2 + done as usize + ends.len();
             match read_line(&mut input, &mut chunk)? {
@@ -439,6 +451,8 @@ pub fn verify_bundle_stream<R: BufRead>(
             })
         })?;
         replay_onto(&mut state, &entries, done).map_err(BundleError::Violation)?;
+        // Requests that ended for good keep only their id and outcome from here on.
+        state.retire_ended();
         for e in &entries {
             frontier.push(*e.leaf_hash());
             check_earlier_at(&frontier)?;
@@ -525,9 +539,8 @@ pub(crate) fn state_checks(state: &LogState, entries: u64) -> Vec<String> {
         .iter()
         .filter(|i| i.record.binding.oidc().is_some())
         .count();
-    let requests: Vec<_> = state.requests().collect();
-    let decisions: usize = requests.iter().map(|r| r.decisions.len()).sum();
-    let granted = requests.iter().filter(|r| r.granted_at.is_some()).count();
+    let tally = state.tally();
+    let (decisions, granted) = (tally.decisions, tally.grants);
     vec![
         format!(
             "signatures: all {entries} events are signed by their actor's enrolled, unrevoked \
@@ -547,7 +560,7 @@ pub(crate) fn state_checks(state: &LogState, entries: u64) -> Vec<String> {
              allowed it), with a deadline of the grant time plus the duration asked for; every \
              expiry recorded no earlier than its deadline",
             state.policies().len(),
-            requests.len(),
+            tally.requests,
         ),
     ]
 }
@@ -594,7 +607,7 @@ fn report(
     consistent_with: Option<u64>,
     pinned: bool,
 ) -> BundleReport {
-    let requests: Vec<_> = state.requests().collect();
+    let tally = state.tally();
     let root_hex = breakglass_core::hex(root);
     let mut checks = vec![
         format!(
@@ -632,13 +645,10 @@ fn report(
         root: breakglass_core::hex(root),
         identities: state.identities().count(),
         policy_versions: state.policies().len(),
-        requests: requests.len(),
-        grants: requests.iter().filter(|r| r.granted_at.is_some()).count(),
-        break_glass: requests.iter().filter(|r| r.break_glass).count(),
-        reviews_owed: requests
-            .iter()
-            .filter(|r| r.review == Some(breakglass_core::Review::Required))
-            .count(),
+        requests: tally.requests,
+        grants: tally.grants,
+        break_glass: tally.break_glass,
+        reviews_owed: tally.reviews_owed,
         consistent_with,
     }
 }

@@ -36,8 +36,8 @@ mod note;
 mod replay;
 
 pub use bundle::{
-    verify_bundle, verify_bundle_stream, write_bundle, BundleError, BundleReport, BundleWriter,
-    VerifyOptions,
+    verify_bundle, verify_bundle_stream, verify_bundle_stream_in_chunks, write_bundle, BundleError,
+    BundleReport, BundleWriter, VerifyOptions,
 };
 pub use canonical::{
     parse_canonical, to_canonical_value, to_canonical_vec, CanonicalError, MAX_JSON_DEPTH,

@@ -10,8 +10,8 @@ mod support;
 use std::ops::Range;
 
 use breakglass_ledger::{
-    root_of, verify_bundle, verify_bundle_stream, BundleError, BundleReport, NoteSigner,
-    VerifyOptions, Violation,
+    root_of, verify_bundle, verify_bundle_stream, verify_bundle_stream_in_chunks, BundleError,
+    BundleReport, NoteSigner, VerifyOptions, Violation,
 };
 use proptest::prelude::*;
 use support::{derive_key, generate, generate_with, History, Rng, GENESIS_EVENTS, ORIGIN};
@@ -30,25 +30,33 @@ fn verify_against(bytes: &[u8], earlier: &str) -> Result<BundleReport, BundleErr
     )
 }
 
-/// Verifies with the whole bundle in memory and as a stream: both must accept it with the same
-/// report, or both refuse it. Returns the in-memory result; [`streamed_error`] gives the other.
+/// Verifies with the whole bundle in memory and as a stream — in its chunks, and in chunks of
+/// one and three entries, so that ended requests are retired between any two events: every
+/// way must accept it with the same report, or refuse it. Returns the in-memory result;
+/// [`streamed_error`] gives the streamed one.
 fn both(bytes: &[u8], opts: &VerifyOptions) -> Result<BundleReport, BundleError> {
     let whole = verify_bundle(bytes, opts);
-    let streamed = verify_bundle_stream(bytes, opts);
-    match (&whole, &streamed) {
-        (Ok(a), Ok(b)) => assert_eq!(
-            format!("{a:?}"),
-            format!("{b:?}"),
-            "both verifiers report the same"
-        ),
-        (Err(_), Err(_)) => {}
-        _ => panic!("the verifiers disagree: in memory {whole:?}, streamed {streamed:?}"),
+    for streamed in [
+        verify_bundle_stream(bytes, opts),
+        verify_bundle_stream_in_chunks(bytes, opts, 1),
+        verify_bundle_stream_in_chunks(bytes, opts, 3),
+    ] {
+        match (&whole, &streamed) {
+            (Ok(a), Ok(b)) => assert_eq!(
+                format!("{a:?}"),
+                format!("{b:?}"),
+                "both verifiers report the same"
+            ),
+            (Err(_), Err(_)) => {}
+            _ => panic!("the verifiers disagree: in memory {whole:?}, streamed {streamed:?}"),
+        }
     }
     whole
 }
 
 fn streamed_error(bytes: &[u8]) -> BundleError {
-    verify_bundle_stream(bytes, &VerifyOptions::default()).expect_err("refused as a stream too")
+    verify_bundle_stream_in_chunks(bytes, &VerifyOptions::default(), 1)
+        .expect_err("refused as a stream too")
 }
 
 /// A small history (about a dozen entries: the exhaustive tests mutate every byte of it) that

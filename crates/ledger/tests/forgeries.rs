@@ -13,7 +13,8 @@ use breakglass_core::{
     AlertKind, Event, EventBody, Refusal, RequestId, Span, Status, Timestamp, EVENT_FORMAT,
 };
 use breakglass_ledger::{
-    to_canonical_value, verify_bundle, BundleError, Entry, EntryError, VerifyOptions, Violation,
+    to_canonical_value, verify_bundle, verify_bundle_stream_in_chunks, BundleError, Entry,
+    EntryError, VerifyOptions, Violation,
 };
 use support::{
     derive_key, plus_millis, plus_secs, record, sign, Keys, Log, ADMIN, BOB, BROKER, CAROL, DAVE,
@@ -68,9 +69,19 @@ fn forge_at(log: &mut Log, time: Timestamp, actor: &str, body: EventBody) -> usi
     forge_event(log, event)
 }
 
-/// The log's bundle must fail as a rule violation at `index`; returns the refusal.
+/// The log's bundle must fail as a rule violation at `index`; returns the refusal. Streamed a
+/// chunk of one entry at a time — ended requests retired before each next event — it must fail
+/// with the very same violation.
 fn rule_violation(log: &Log, index: usize, why: &str) -> Refusal {
-    match verify_bundle(&log.bundle(), &VerifyOptions::default()) {
+    let bundle = log.bundle();
+    let streamed = verify_bundle_stream_in_chunks(bundle.as_slice(), &VerifyOptions::default(), 1);
+    let whole = verify_bundle(&bundle, &VerifyOptions::default());
+    assert_eq!(
+        format!("{streamed:?}"),
+        format!("{whole:?}"),
+        "{why}: streamed and in memory, the same verdict"
+    );
+    match whole {
         Err(BundleError::Violation(Violation::Rule {
             index: got,
             refusal,
@@ -90,8 +101,13 @@ fn rule_violation(log: &Log, index: usize, why: &str) -> Refusal {
 
 /// The log's bundle must verify (the control for each forgery).
 fn verifies(log: &Log) {
-    if let Err(e) = verify_bundle(&log.bundle(), &VerifyOptions::default()) {
+    let bundle = log.bundle();
+    if let Err(e) = verify_bundle(&bundle, &VerifyOptions::default()) {
         panic!("the unforged log must verify: {e}");
+    }
+    if let Err(e) = verify_bundle_stream_in_chunks(bundle.as_slice(), &VerifyOptions::default(), 1)
+    {
+        panic!("the unforged log must verify as a stream: {e}");
     }
 }
 
@@ -744,5 +760,35 @@ fn malleated_signature_is_a_violation() {
     assert!(
         matches!(error, EntryError::BadSignature { ref actor, .. } if actor == BOB),
         "{error:?}"
+    );
+}
+
+#[test]
+fn a_request_id_used_again_after_its_request_ended_is_a_violation() {
+    // Also once a streaming verifier has retired the ended request to its id and outcome.
+    let mut log = base();
+    let id = request(&mut log, 7, DAVE, PROD_DB, 600);
+    log.push(DAVE, EventBody::RequestCancelled { request: id });
+    verifies(&log);
+    let bad = forge(&mut log, DAVE, Log::request_body(&id, PROD_DB, 600, false));
+    let refusal = rule_violation(&log, bad, "a second request under a used id");
+    assert!(matches!(refusal, Refusal::AlreadyExists(_)), "{refusal:?}");
+
+    // An ended request cannot be approved, ended again or extended: refused as ended.
+    let mut log = base();
+    let id = request(&mut log, 7, DAVE, PROD_DB, 600);
+    log.push(DAVE, EventBody::RequestCancelled { request: id });
+    let body = log.approve_body(&id);
+    let bad = forge(&mut log, BOB, body);
+    let refusal = rule_violation(&log, bad, "approving a cancelled request");
+    assert!(
+        matches!(
+            refusal,
+            Refusal::WrongState {
+                status: Status::Cancelled,
+                ..
+            }
+        ),
+        "{refusal:?}"
     );
 }
