@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use breakglass_engine::desk::{
-    self, Credential, Decided, Discovery, EventRow, ExportDone, ExportFormat, HistoryFilter,
-    JoinForm, OfflineToken, Overview, PolicyProblem, ProviderDraft, RequestForm, SetupStatus,
-    SignedInView, VerifyReport,
+    self, Credential, Decided, Discovery, EventRow, ExportDone, ExportFormat, ExportPeriod,
+    HistoryFilter, JoinForm, OfflineToken, Overview, PolicyProblem, ProviderDraft, RequestForm,
+    SetupStatus, SignedInView, VerifyReport,
 };
 use breakglass_engine::signin::Method;
 use tauri::{AppHandle, State};
@@ -271,13 +271,16 @@ pub async fn history(state: State<'_, AppState>, filter: HistoryFilter) -> Resul
     Ok(state.desk().await?.history(&filter).await?)
 }
 
-/// Exports the whole log (to `path`, or a new file in the data directory's exports folder).
+/// Exports the history of `period` in `format` (to `path`, or a new file in the data
+/// directory's exports folder): CSV, JSON Lines, OCSF, the access report, or the whole log as a
+/// bundle.
 #[tauri::command]
 #[specta::specta]
 pub async fn export_log(
     app: AppHandle,
     state: State<'_, AppState>,
     format: ExportFormat,
+    period: ExportPeriod,
     path: Option<String>,
 ) -> Result<ExportDone> {
     let path = path.filter(|p| !p.trim().is_empty()).map(PathBuf::from);
@@ -291,7 +294,7 @@ pub async fn export_log(
     Ok(state
         .desk()
         .await?
-        .export(format, path.as_deref(), &mut progress)
+        .export(format, period, path.as_deref(), &mut progress)
         .await?)
 }
 

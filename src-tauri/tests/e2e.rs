@@ -342,6 +342,26 @@ async fn scenario(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     w.shot("verify").await;
+
+    // The access report, from the window, written beside the bundle.
+    w.find("export-format")
+        .await
+        .select_by_value("report")
+        .await
+        .expect("choose the report");
+    w.click("export-start").await;
+    let saved = w
+        .text_until("export-done", "the saved report", |t| t.contains(".html"))
+        .await;
+    let path = saved
+        .split_whitespace()
+        .find(|s| s.ends_with(".html"))
+        .expect("the report's path");
+    let html = std::fs::read_to_string(path).expect("the report the window saved");
+    assert!(
+        html.contains("Verification: OK"),
+        "the report verified the log"
+    );
     admin.close().await;
 }
 

@@ -110,7 +110,11 @@ describe("History", () => {
     finish({ path: "/home/alice/breakglass-export.bundle", bytes: 2048, records: 12 });
     const done = await screen.findByTestId("export-done");
     expect(done).toHaveTextContent("/home/alice/breakglass-export.bundle");
-    expect(calls.find((c) => c.cmd === "export_log")?.args).toEqual({ format: "bundle", path: null });
+    expect(calls.find((c) => c.cmd === "export_log")?.args).toEqual({
+      format: "bundle",
+      period: { from_ms: null, to_ms: null },
+      path: null,
+    });
 
     await user.click(screen.getByTestId("export-verify"));
     expect(calls.find((c) => c.cmd === "verify_bundle")?.args).toEqual({ path: "/home/alice/breakglass-export.bundle" });
@@ -119,6 +123,35 @@ describe("History", () => {
     expect(result).toHaveTextContent("FAILED");
     expect(result).toHaveTextContent("Entry 7 was altered");
     expect(result).toHaveTextContent("signature of entry 7 does not verify");
+  });
+
+  test("a period export sends the days chosen, and a bundle is always the whole log", async () => {
+    const calls = mockCore({
+      export_log: () => ({ path: "/home/alice/breakglass-report.html", bytes: 9000, records: 3 }),
+    });
+    const user = userEvent.setup();
+    render(History, { overview: overview() });
+
+    await user.selectOptions(screen.getByTestId("export-format"), "bundle");
+    expect(screen.queryByTestId("export-from")).toBeNull();
+    await user.selectOptions(screen.getByTestId("export-format"), "report");
+    await user.type(screen.getByTestId("export-from"), "2026-12-07");
+    await user.type(screen.getByTestId("export-to"), "2026-12-01");
+    expect(screen.getByTestId("export-to")).toHaveAttribute("aria-invalid", "true");
+    expect(screen.getByTestId("export-start")).toBeDisabled();
+
+    await user.clear(screen.getByTestId("export-to"));
+    await user.type(screen.getByTestId("export-to"), "2026-12-08");
+    await user.click(screen.getByTestId("export-start"));
+    await screen.findByTestId("export-done");
+    const args = calls.find((c) => c.cmd === "export_log")?.args as {
+      format: string;
+      period: { from_ms: number; to_ms: number };
+    };
+    expect(args.format).toBe("report");
+    expect(args.period.from_ms).toBe(new Date(2026, 11, 7).getTime());
+    expect(args.period.to_ms).toBe(new Date(2026, 11, 9).getTime());
+    expect(screen.queryByTestId("export-verify")).toBeNull();
   });
 
   test("verify needs a path, and says OK for a good bundle", async () => {

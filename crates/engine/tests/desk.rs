@@ -8,8 +8,8 @@ use std::sync::Arc;
 use breakglass_core::Status;
 use breakglass_core::{ManualClock, Span, Timestamp};
 use breakglass_engine::desk::{
-    self, AlertKind, Desk, ExportFormat, HistoryFilter, NoticeKind, Notices, RequestForm,
-    TraySummary,
+    self, AlertKind, Desk, ExportFormat, ExportPeriod, HistoryFilter, NoticeKind, Notices,
+    RequestForm, TraySummary,
 };
 use breakglass_engine::{Code, KeyStoreKind};
 
@@ -287,7 +287,12 @@ async fn exports_verify_and_a_changed_byte_is_reported_in_plain_words() {
 
     let mut seen = Vec::new();
     let done = admin
-        .export(ExportFormat::Bundle, None, &mut |p| seen.push(p))
+        .export(
+            ExportFormat::Bundle,
+            ExportPeriod::default(),
+            None,
+            &mut |p| seen.push(p),
+        )
         .await
         .unwrap();
     assert!(done.path.ends_with(".bundle") && done.path.contains("/exports/"));
@@ -338,22 +343,42 @@ async fn exports_verify_and_a_changed_byte_is_reported_in_plain_words() {
 
     let csv = tmp.path().join("out.csv");
     let done = admin
-        .export(ExportFormat::Csv, Some(&csv), &mut |_| {})
+        .export(
+            ExportFormat::Csv,
+            ExportPeriod::default(),
+            Some(&csv),
+            &mut |_| {},
+        )
         .await
         .unwrap();
     assert_eq!(done.records, 1, "one row per request");
     let again = admin
-        .export(ExportFormat::Csv, Some(&csv), &mut |_| {})
+        .export(
+            ExportFormat::Csv,
+            ExportPeriod::default(),
+            Some(&csv),
+            &mut |_| {},
+        )
         .await;
     assert!(again.is_err(), "an export never overwrites a file");
     let nowhere = tmp.path().join("missing/dir/out.jsonl");
     assert!(admin
-        .export(ExportFormat::Jsonl, Some(&nowhere), &mut |_| {})
+        .export(
+            ExportFormat::Jsonl,
+            ExportPeriod::default(),
+            Some(&nowhere),
+            &mut |_| {}
+        )
         .await
         .is_err());
     assert!(!nowhere.with_file_name("out.jsonl.partial").exists());
     let done = admin
-        .export(ExportFormat::Ocsf, None, &mut |_| {})
+        .export(
+            ExportFormat::Ocsf,
+            ExportPeriod::default(),
+            None,
+            &mut |_| {},
+        )
         .await
         .unwrap();
     assert!(done.path.ends_with(".ocsf.jsonl"), "{done:?}");
@@ -369,6 +394,81 @@ async fn exports_verify_and_a_changed_byte_is_reported_in_plain_words() {
             .any(|e| e["class_uid"] == 3005 && e["activity_id"] == 1),
         "the break-glass grant is an OCSF Assign Privileges event"
     );
+
+    // A period: the request was made at start(), so a period after it holds none of it.
+    let later = start().unix_millis() + 60_000;
+    let after = ExportPeriod {
+        from_ms: Some(later),
+        to_ms: None,
+    };
+    let done = admin
+        .export(ExportFormat::Csv, after, None, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(done.records, 0, "no request was made in the period");
+    let done = admin
+        .export(ExportFormat::Ocsf, after, None, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(done.records, 0, "no event was recorded in the period");
+    let before = ExportPeriod {
+        from_ms: None,
+        to_ms: Some(later),
+    };
+    let done = admin
+        .export(ExportFormat::Csv, before, None, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(done.records, 1);
+    assert!(
+        done.path.ends_with("Z-6-2.csv"),
+        "a second CSV of the same log in the same millisecond gets a name of its own: {done:?}"
+    );
+    for (format, period, why) in [
+        (ExportFormat::Bundle, before, "whole log"),
+        (
+            ExportFormat::Csv,
+            ExportPeriod {
+                from_ms: Some(later),
+                to_ms: Some(later),
+            },
+            "end after it starts",
+        ),
+        (
+            ExportFormat::Csv,
+            ExportPeriod {
+                from_ms: Some(i64::MAX),
+                to_ms: None,
+            },
+            "out of range",
+        ),
+    ] {
+        let files = std::fs::read_dir(tmp.path().join("exports"))
+            .unwrap()
+            .count();
+        let e = admin
+            .export(format, period, None, &mut |_| {})
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(why), "{e}");
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("exports"))
+                .unwrap()
+                .count(),
+            files,
+            "a refused export writes nothing"
+        );
+    }
+
+    // The access report, from the app: the period's figures and the log's verification.
+    let done = admin
+        .export(ExportFormat::Report, before, None, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(done.path.ends_with(".html"), "{done:?}");
+    assert_eq!(done.records, 1, "one request in the period");
+    let html = std::fs::read_to_string(&done.path).unwrap();
+    assert!(html.contains("Verification: OK") && html.contains("Break-glass activations"));
 
     let rows = admin
         .history(&HistoryFilter {

@@ -245,11 +245,13 @@ async history(filter: HistoryFilter) : Promise<Result<EventRow[], AppError>> {
 }
 },
 /**
- * Exports the whole log (to `path`, or a new file in the data directory's exports folder).
+ * Exports the history of `period` in `format` (to `path`, or a new file in the data
+ * directory's exports folder): CSV, JSON Lines, OCSF, the access report, or the whole log as a
+ * bundle.
  */
-async exportLog(format: ExportFormat, path: string | null) : Promise<Result<ExportDone, AppError>> {
+async exportLog(format: ExportFormat, period: ExportPeriod, path: string | null) : Promise<Result<ExportDone, AppError>> {
     try {
-    return { status: "ok", data: await TAURI_INVOKE("export_log", { format, path }) };
+    return { status: "ok", data: await TAURI_INVOKE("export_log", { format, period, path }) };
 } catch (e) {
     if(e instanceof Error) throw e;
     else return { status: "error", error: e  as any };
@@ -563,7 +565,25 @@ export type ExportFormat =
 /**
  * The whole log with its checkpoint, verifiable offline.
  */
-"bundle"
+"bundle" | 
+/**
+ * The access report: one HTML page with charts and the log's verification.
+ */
+"report"
+/**
+ * Which part of the history an export holds: requests made (CSV, report) or events recorded
+ * (JSON Lines, OCSF) from `from_ms` (inclusive) until `to_ms` (exclusive), in ms since the
+ * epoch; `None` leaves that side open. A bundle always holds the whole log.
+ */
+export type ExportPeriod = { 
+/**
+ * Earliest time.
+ */
+from_ms: number | null; 
+/**
+ * First time no longer included.
+ */
+to_ms: number | null }
 /**
  * An export's progress.
  */

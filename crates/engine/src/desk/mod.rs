@@ -15,6 +15,7 @@ use breakglass_connectors::postgres::{new_password, ScramVerifier};
 use breakglass_core::policy::Policy;
 use breakglass_core::{
     Clock, Credential as LogCredential, CredentialKind, EventBody, Issued, RequestId, Span, Status,
+    Timestamp,
 };
 use breakglass_idp::{Provider, ProviderConfig};
 use breakglass_ledger::{
@@ -27,14 +28,15 @@ use crate::export::{write_csv, EventFormat, ExportFilter};
 use crate::file::AtomicFile;
 use crate::findings::{self, Findings};
 use crate::home::{Home, InitOptions, JoinOptions, KeyStoreKind};
+use crate::report::{Figures, Period};
 use crate::signin::{self, Method, Prompt};
 
 pub use notice::{Notice, NoticeKind, Notices, TraySummary, WARN_BEFORE_EXPIRY};
 pub use view::{
     Alert, AlertKind, Credential, Decided, DecisionView, Discovery, EventRow, ExportDone,
-    ExportFormat, ExportProgress, HistoryFilter, JoinForm, Me, Needs, OfflineToken, Overview,
-    PolicyProblem, ProviderDraft, RequestForm, RequestView, ReviewState, SetupStatus, SignedInView,
-    TargetView, VerifyReport,
+    ExportFormat, ExportPeriod, ExportProgress, HistoryFilter, JoinForm, Me, Needs, OfflineToken,
+    Overview, PolicyProblem, ProviderDraft, RequestForm, RequestView, ReviewState, SetupStatus,
+    SignedInView, TargetView, VerifyReport,
 };
 
 /// `name`, with its key from where `home` keeps it.
@@ -641,27 +643,56 @@ impl Desk {
         self.home.dir().join("exports")
     }
 
-    /// Writes the whole log in `format` to `path` (a new file beside the data directory's
-    /// exports when `None`), reporting progress per entry. The file appears complete or not
-    /// at all.
+    /// Writes the history of `period` in `format` to `path` (a new file beside the data
+    /// directory's exports when `None`), reporting progress per batch of entries. The file
+    /// appears complete or not at all.
     pub async fn export(
         &self,
         format: ExportFormat,
+        period: ExportPeriod,
         path: Option<&Path>,
         progress: &mut (dyn FnMut(ExportProgress) + Send),
     ) -> Result<ExportDone, EngineError> {
+        let time = |ms: Option<i64>, which: &str| {
+            ms.map(|ms| {
+                Timestamp::from_unix_millis(ms).ok_or_else(|| {
+                    EngineError::Invalid(format!("the period's {which} time is out of range"))
+                })
+            })
+            .transpose()
+        };
+        let (from, to) = (time(period.from_ms, "start")?, time(period.to_ms, "end")?);
+        if let (Some(f), Some(t)) = (from, to) {
+            if f >= t {
+                return Err(EngineError::Invalid(
+                    "the period must end after it starts".into(),
+                ));
+            }
+        }
+        if format == ExportFormat::Bundle && (from.is_some() || to.is_some()) {
+            return Err(EngineError::Invalid(
+                "a bundle always holds the whole log, so that it verifies on its own; choose no period"
+                    .into(),
+            ));
+        }
         let path = match path {
             Some(p) => p.to_owned(),
-            None => self.new_export_path(&format!(
-                "breakglass-{}-{}.{}",
-                self.engine.now().to_string().replace(':', ""),
-                self.engine.size(),
-                format.extension()
-            ))?,
+            None => self.new_export_path(
+                &format!(
+                    "breakglass-{}-{}",
+                    self.engine.now().to_string().replace(':', ""),
+                    self.engine.size(),
+                ),
+                format.extension(),
+            )?,
         };
         let mut file = AtomicFile::create(&path, false)?;
         let mut report = |done, total| progress(ExportProgress { done, total });
-        let filter = ExportFilter::default();
+        let filter = ExportFilter {
+            from,
+            to,
+            ..ExportFilter::default()
+        };
         let records = match format {
             ExportFormat::Csv => {
                 let total = self.engine.size();
@@ -684,6 +715,17 @@ impl Desk {
             }
             // What the newest checkpoint covers, so the bundle verifies on its own.
             ExportFormat::Bundle => self.engine.export_bundle(&mut file, &mut report).await?,
+            ExportFormat::Report => {
+                let total = self.engine.size();
+                report(0, total);
+                let period = Period { from, to };
+                let (html, _) = self.engine.report(&period).await?;
+                file.write_all(html.as_bytes()).map_err(|e| {
+                    EngineError::Invalid(format!("cannot write {}: {e}", path.display()))
+                })?;
+                report(total, total);
+                Figures::of(self.engine.state(), &period).requests as u64
+            }
         };
         let bytes = file.commit(false)?;
         Ok(ExportDone {
@@ -705,10 +747,13 @@ impl Desk {
         let (bytes, report) = self.engine.evidence(&id).await?;
         let path = match path {
             Some(p) => p.to_owned(),
-            None => self.new_export_path(&format!(
-                "breakglass-{id}-{}.evidence",
-                self.engine.now().to_string().replace(':', "")
-            ))?,
+            None => self.new_export_path(
+                &format!(
+                    "breakglass-{id}-{}",
+                    self.engine.now().to_string().replace(':', "")
+                ),
+                "evidence",
+            )?,
         };
         let mut file = AtomicFile::create(&path, false)?;
         file.write_all(&bytes)
@@ -722,11 +767,19 @@ impl Desk {
     }
 
     /// `name` in the exports folder, which is created when missing.
-    fn new_export_path(&self, name: &str) -> Result<PathBuf, EngineError> {
+    /// `STEM.EXT` in the exports folder, or `STEM-2.EXT`, `STEM-3.EXT`, … when an earlier
+    /// export took it (two exports in the same millisecond of the same log).
+    fn new_export_path(&self, stem: &str, ext: &str) -> Result<PathBuf, EngineError> {
         let dir = self.export_dir();
         fs::create_dir_all(&dir)
             .map_err(|e| EngineError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
-        Ok(dir.join(name))
+        let mut path = dir.join(format!("{stem}.{ext}"));
+        let mut n = 1;
+        while path.exists() {
+            n += 1;
+            path = dir.join(format!("{stem}-{n}.{ext}"));
+        }
+        Ok(path)
     }
 
     /// Ends this desk's provider session: revokes the refresh token at the provider and

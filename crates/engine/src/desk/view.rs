@@ -422,6 +422,20 @@ pub enum ExportFormat {
     Ocsf,
     /// The whole log with its checkpoint, verifiable offline.
     Bundle,
+    /// The access report: one HTML page with charts and the log's verification.
+    Report,
+}
+
+/// Which part of the history an export holds: requests made (CSV, report) or events recorded
+/// (JSON Lines, OCSF) from `from_ms` (inclusive) until `to_ms` (exclusive), in ms since the
+/// epoch; `None` leaves that side open. A bundle always holds the whole log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct ExportPeriod {
+    /// Earliest time.
+    pub from_ms: Option<i64>,
+    /// First time no longer included.
+    pub to_ms: Option<i64>,
 }
 
 impl ExportFormat {
@@ -431,6 +445,7 @@ impl ExportFormat {
             ExportFormat::Csv => "csv",
             ExportFormat::Jsonl => "jsonl",
             ExportFormat::Ocsf => "ocsf.jsonl",
+            ExportFormat::Report => "html",
             ExportFormat::Bundle => "bundle",
         }
     }

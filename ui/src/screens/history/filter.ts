@@ -21,12 +21,18 @@ function dayStart(day: string): number | null {
   return new Date(y, m - 1, d).getTime();
 }
 
-/** The filter's time range in ms: `to` is exclusive (the start of the day after the last one). */
-export function range(f: Filter): { from: number | null; to: number | null } {
-  const from = dayStart(f.from);
-  const last = dayStart(f.to);
+/** The days `fromDay` to `toDay` (yyyy-mm-dd, both included; "" for no bound) in ms: `to` is
+ * exclusive (the start of the day after the last one). */
+export function dayRange(fromDay: string, toDay: string): { from: number | null; to: number | null } {
+  const from = dayStart(fromDay);
+  const last = dayStart(toDay);
   const to = last === null ? null : new Date(last).setDate(new Date(last).getDate() + 1);
   return { from, to };
+}
+
+/** The filter's time range in ms (see `dayRange`). */
+export function range(f: Filter): { from: number | null; to: number | null } {
+  return dayRange(f.from, f.to);
 }
 
 export function matchesRequest(r: RequestView, f: Filter): boolean {
