@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (cargo fuzz, libFuzzer) of every reader of outside input:
-#   bundle, evidence, entry, note (C2SP checkpoints, vkeys, cosignatures), policy, offline_token, id_token (JOSE/JWKS).
+#   bundle, evidence, entry, note (C2SP checkpoints, vkeys, cosignatures), policy, offline_token,
+#   id_token (JOSE/JWKS), deep_link, discovery (OpenID provider metadata).
 #
 #   scripts/fuzz.sh                 smoke: every target, 20000 runs each (what .ci/run does)
 #   scripts/fuzz.sh --runs N        every target, N runs each
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${BREAKGLASS_FUZZ_TARGET_DIR:-$HOME/.cache/breakglass/fuzz-target}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
 
-all=(bundle evidence entry note policy offline_token id_token deep_link)
+all=(bundle evidence entry note policy offline_token id_token deep_link discovery)
 mode=(-runs=20000)
 targets=()
 while [ $# -gt 0 ]; do

@@ -61,7 +61,7 @@ pub use device::{DeviceOptions, PendingDevice, DEFAULT_POLL_INTERVAL, SLOW_DOWN_
 pub use error::IdpError;
 pub use login::{open_browser, LoginOptions, PendingLogin, CALLBACK_PATH};
 pub use provider::{
-    Identity, Introspection, Provider, ProviderMetadata, Refreshed, SignIn, Tokens, CLOCK_LEEWAY,
-    TOKEN_EXCHANGE,
+    parse_discovery_document, Identity, Introspection, Provider, ProviderMetadata, Refreshed,
+    SignIn, Tokens, CLOCK_LEEWAY, TOKEN_EXCHANGE,
 };
 pub use secret::{AccessToken, ClientSecret, IdToken, IssuedToken, RefreshToken};

@@ -756,6 +756,37 @@ async fn fetch_metadata(
 ) -> Result<ProviderMetadata, IdpError> {
     let endpoint = Endpoint::new(EndpointKind::Discovery, discovery_url.clone());
     let (doc, reply): (DiscoveryDocument, Reply) = http.get_json(&endpoint).await?;
+    check_discovery(issuer, discovery_url, doc, |detail| {
+        http.invalid(&endpoint, &reply, detail)
+    })
+}
+
+/// Reads a discovery document fetched from `discovery_url` for the provider `issuer`: the
+/// checks [`Provider::discover`] makes, on bytes alone (the fuzz target `discovery` feeds it).
+pub fn parse_discovery_document(
+    issuer: &str,
+    discovery_url: &Url,
+    body: &[u8],
+) -> Result<ProviderMetadata, IdpError> {
+    let invalid = |detail: String| IdpError::InvalidResponse {
+        issuer: issuer.to_owned(),
+        endpoint: format!("discovery {discovery_url}"),
+        detail,
+    };
+    let doc: DiscoveryDocument = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("it is not a discovery document: {e}")))?;
+    check_discovery(issuer, discovery_url, doc, invalid)
+}
+
+/// A discovery document must name the configured issuer exactly, every endpoint must be a URL
+/// over https (plain http only on the loopback), the three a sign-in needs must be there, and a
+/// provider that lists its PKCE methods must offer S256.
+fn check_discovery(
+    issuer: &str,
+    discovery_url: &Url,
+    doc: DiscoveryDocument,
+    invalid: impl Fn(String) -> IdpError,
+) -> Result<ProviderMetadata, IdpError> {
     if doc.issuer != issuer {
         return Err(IdpError::IssuerMismatch {
             configured: issuer.to_owned(),
@@ -765,22 +796,13 @@ async fn fetch_metadata(
     }
     let url = |name: &str, value: Option<String>| -> Result<Option<Url>, IdpError> {
         let Some(value) = value else { return Ok(None) };
-        let parsed = Url::parse(&value).map_err(|e| {
-            http.invalid(
-                &endpoint,
-                &reply,
-                format!("its {name} {value:?} is not a URL: {e}"),
-            )
-        })?;
+        let parsed = Url::parse(&value)
+            .map_err(|e| invalid(format!("its {name} {value:?} is not a URL: {e}")))?;
         require_secure(issuer, name, &parsed)?;
         Ok(Some(parsed))
     };
     let required = |name: &str, value: Option<String>| -> Result<Url, IdpError> {
-        url(name, value)?.ok_or_else(|| IdpError::InvalidResponse {
-            issuer: issuer.to_owned(),
-            endpoint: endpoint.to_string(),
-            detail: format!("it names no {name}"),
-        })
+        url(name, value)?.ok_or_else(|| invalid(format!("it names no {name}")))
     };
     if let Some(methods) = &doc.code_challenge_methods_supported {
         if !methods.iter().any(|m| m == "S256") {
@@ -812,6 +834,42 @@ async fn fetch_metadata(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_discovery_document_is_read_only_when_every_check_holds() {
+        let issuer = "https://idp.example.com";
+        let at = Url::parse("https://idp.example.com/.well-known/openid-configuration").unwrap();
+        let good = r#"{"issuer":"https://idp.example.com","authorization_endpoint":"https://idp.example.com/auth","token_endpoint":"https://idp.example.com/token","jwks_uri":"https://idp.example.com/jwks","code_challenge_methods_supported":["S256"]}"#;
+        let m = parse_discovery_document(issuer, &at, good.as_bytes()).unwrap();
+        assert_eq!(m.token_endpoint.as_str(), "https://idp.example.com/token");
+        for (bad, why) in [
+            ("", "not a discovery document"),
+            ("[]", "not a discovery document"),
+            (
+                &good.replace("idp.example.com\",", "evil.example\","),
+                "issuer",
+            ),
+            (
+                &good.replace(
+                    "https://idp.example.com/token",
+                    "http://idp.example.com/token",
+                ),
+                "token_endpoint",
+            ),
+            (
+                &good.replace("https://idp.example.com/jwks", "not a url"),
+                "jwks_uri",
+            ),
+            (
+                &good.replace(r#","jwks_uri":"https://idp.example.com/jwks""#, ""),
+                "names no jwks_uri",
+            ),
+            (&good.replace(r#"["S256"]"#, r#"["plain"]"#), "S256"),
+        ] {
+            let e = parse_discovery_document(issuer, &at, bad.as_bytes()).unwrap_err();
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn discovery_keeps_the_issuer_path() {
