@@ -4,7 +4,7 @@
 //! verifies and holds exactly what was acknowledged.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use breakglass_core::{ManualClock, Span, Status, Timestamp};
 use breakglass_engine::{generate, Actor, Engine, EngineError, NewRequest, SystemKeys};
 use breakglass_ledger::NoteSigner;
 use breakglass_store::Store;
+use breakglass_testkit::fs::Tmpfs;
 use ed25519_dalek::SigningKey;
 
 fn start() -> Timestamp {
@@ -238,42 +239,12 @@ async fn a_hanging_connector_fails_the_grant_and_the_revoke_is_retried_loudly() 
     reopen(&log.location, &log.keys, &log.clock).await;
 }
 
-/// A tmpfs of `size` mounted at `dir` for the test's lifetime.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "test setup: mounting a small tmpfs needs root (CI runs as root)"
-        );
-        Tmpfs(dir.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[tokio::test]
 async fn a_full_disk_refuses_the_append_clearly_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let _tmpfs = Tmpfs::mount(&mnt, "4m");
+    let tmpfs = Tmpfs::mount(&mnt, "4m");
     let mut log = log_at(
         &mnt.join("log.db"),
         &policy(&["/bin/true"], &["/bin/true"], "5s"),
@@ -282,21 +253,7 @@ async fn a_full_disk_refuses_the_append_clearly_and_loses_nothing() {
     let acknowledged = log.engine.request(&log.dana, ask(false, 10)).await.unwrap();
 
     // Fill the disk to the last byte.
-    let filler = mnt.join("filler");
-    let mut f = std::fs::File::create(&filler).unwrap();
-    let chunk = vec![0u8; 64 * 1024];
-    loop {
-        use std::io::Write;
-        if f.write_all(&chunk).is_err() {
-            break;
-        }
-    }
-    let _ = f.sync_all();
-    let mut one = [0u8; 1];
-    while std::io::Write::write(&mut f, &one).is_ok_and(|n| n == 1) {
-        one[0] = one[0].wrapping_add(1);
-    }
-    drop(f);
+    let filler = tmpfs.fill();
 
     let size = log.engine.size();
     let mut refused = 0;

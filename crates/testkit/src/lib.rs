@@ -12,6 +12,7 @@
 //! Used only by tests; it never mocks what it can start for real.
 
 pub mod desktop;
+pub mod fs;
 pub mod keyring;
 pub mod notifications;
 pub mod procs;
