@@ -21,6 +21,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked --features breakglass-app/empty-window -- -D warnings
+scripts/audit.sh
 # The idp tests start the real OpenID provider from crates/idp/testidp: install its npm packages
 # from the committed lockfile when they are missing or older than the lockfile.
 testidp=crates/idp/testidp
