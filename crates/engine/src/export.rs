@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use breakglass_core::{LogState, Request, Review, Status, Timestamp};
-use breakglass_ledger::{BundleError, BundleWriter, Entry};
+use breakglass_ledger::{with_cosignatures, BundleError, BundleWriter, Entry};
 
 use crate::error::EngineError;
 use crate::ocsf::OcsfMapper;
@@ -303,6 +303,21 @@ impl Engine {
     ) -> Result<u64, EngineError> {
         let (covered, checkpoint) = self.latest_checkpoint().await?;
         let state = self.state();
+        // The members' cosignatures of this very checkpoint, as extra signature lines of its
+        // note — when the state here is the bundle's (no member entry awaits the checkpoint),
+        // so each is checked against the keys the bundle itself enrols.
+        let checkpoint = if covered == self.size() {
+            let rows = self.store().cosignatures().await?;
+            with_cosignatures(
+                state,
+                &checkpoint,
+                rows.iter()
+                    .filter(|r| r.size == covered)
+                    .map(|r| r.signature.as_str()),
+            )
+        } else {
+            checkpoint
+        };
         let (Some(origin), Some(log_key)) = (state.origin(), state.log_key()) else {
             return Err(EngineError::Invalid("the log has no first entry".into()));
         };

@@ -81,10 +81,7 @@ enum Found {
     OtherKey,
 }
 
-/// The witness name of `identity` on the log `origin`.
-pub fn witness_name(origin: &str, identity: &str) -> String {
-    format!("{origin}/witness/{identity}")
-}
+pub use breakglass_ledger::witness_name;
 
 impl Engine {
     /// Makes `actor` this engine's witness: from the next read on, it cosigns the newest

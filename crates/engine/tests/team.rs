@@ -918,6 +918,48 @@ async fn members_cosign_what_they_verified_and_catch_a_fork_or_a_tampered_cosign
             .expect("each reads the other's cosignature: consistent");
     }
 
+    // The broker's bundle carries both cosignatures in its checkpoint note; verify names the
+    // witnesses, and refuses a bundle whose cosignature was altered.
+    let mut bundle = Vec::new();
+    t.broker
+        .export_bundle(&mut bundle, &mut |_, _| {})
+        .await
+        .expect("a bundle");
+    let opts = breakglass_ledger::VerifyOptions::default();
+    let report = breakglass_ledger::verify_bundle(&bundle, &opts).expect("it verifies");
+    assert_eq!(report.witnessed_by, ["bob", "dana"], "{report:?}");
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.starts_with("witnesses: bob, dana cosigned")),
+        "{:?}",
+        report.checks
+    );
+    let streamed =
+        breakglass_ledger::verify_bundle_stream(bundle.as_slice(), &opts).expect("streamed too");
+    assert_eq!(streamed.witnessed_by, report.witnessed_by);
+    let text = String::from_utf8(bundle.clone()).expect("text");
+    let dana_line = rows
+        .iter()
+        .find(|r| r.witness.ends_with("/dana"))
+        .expect("dana's row")
+        .signature
+        .clone();
+    // The trailer is JSON: the note's lines are escaped there. Change a byte of dana's
+    // signature in it: the bundle must fail, naming her cosignature.
+    let sig_b64 = dana_line.rsplit(' ').next().expect("base64");
+    let mut altered = sig_b64.to_owned().into_bytes();
+    let at = altered.len() - 6;
+    altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = text.replacen(sig_b64, std::str::from_utf8(&altered).expect("ascii"), 1);
+    assert_ne!(tampered, text, "dana's cosignature is in the trailer");
+    let err = breakglass_ledger::verify_bundle(tampered.as_bytes(), &opts)
+        .expect_err("an altered cosignature fails the bundle");
+    assert!(err.to_string().contains("dana"), "{err}");
+    breakglass_ledger::verify_bundle_stream(tampered.as_bytes(), &opts)
+        .expect_err("as a stream too");
+
     let mut db = t.db().await;
     let row_of = |who: &str| {
         rows.iter()

@@ -28,6 +28,7 @@ use crate::entry::decode_all;
 use crate::merkle::{root_of, Frontier, Hash};
 use crate::note::{Checkpoint, NoteVerifier};
 use crate::replay::{replay, replay_onto, Violation};
+use crate::witness::check_cosignatures;
 
 const FORMAT: &str = "breakglass-bundle";
 const VERSION: u32 = 1;
@@ -105,6 +106,9 @@ pub struct BundleReport {
     pub reviews_owed: usize,
     /// Size of the earlier checkpoint this bundle was shown consistent with, if one was given.
     pub consistent_with: Option<u64>,
+    /// Members of the log who cosigned its checkpoint as witnesses (team mode), each checked
+    /// against their enrolled key.
+    pub witnessed_by: Vec<String>,
     /// What was checked, in plain words, one statement each.
     pub checks: Vec<String>,
 }
@@ -252,12 +256,14 @@ pub fn verify_bundle(bytes: &[u8], opts: &VerifyOptions) -> Result<BundleReport,
         Some(note) => Some(check_earlier(&verifier, note, &leaves)?),
     };
     check_genesis(&state, &header)?;
+    let witnessed_by = check_cosignatures(&state, &trailer.checkpoint)?;
     let report = report(
         &state,
         header,
         &root,
         consistent_with,
         opts.log_key.is_some(),
+        witnessed_by,
     );
     // Freeing a million small strings is measurable; spread it over the cores too.
     entries.into_par_iter().for_each(drop);
@@ -495,12 +501,14 @@ pub fn verify_bundle_stream_in_chunks<R: BufRead>(
         ));
     }
     check_genesis(&state, &header)?;
+    let witnessed_by = check_cosignatures(&state, &trailer.checkpoint)?;
     Ok(report(
         &state,
         header,
         &root,
         consistent_with,
         opts.log_key.is_some(),
+        witnessed_by,
     ))
 }
 
@@ -606,6 +614,7 @@ fn report(
     root: &Hash,
     consistent_with: Option<u64>,
     pinned: bool,
+    witnessed_by: Vec<String>,
 ) -> BundleReport {
     let tally = state.tally();
     let root_hex = breakglass_core::hex(root);
@@ -637,6 +646,15 @@ fn report(
                  this log extends it)"
             .to_owned(),
     });
+    checks.push(if witnessed_by.is_empty() {
+        "witnesses: no member of the log cosigned this checkpoint".to_owned()
+    } else {
+        format!(
+            "witnesses: {} cosigned this checkpoint (C2SP tlog-cosignature v1), each with their \
+             enrolled key, so they saw this same tree",
+            witnessed_by.join(", ")
+        )
+    });
     BundleReport {
         checks,
         origin: header.origin,
@@ -650,5 +668,6 @@ fn report(
         break_glass: tally.break_glass,
         reviews_owed: tally.reviews_owed,
         consistent_with,
+        witnessed_by,
     }
 }

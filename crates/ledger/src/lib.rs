@@ -34,6 +34,7 @@ mod evidence;
 mod merkle;
 mod note;
 mod replay;
+mod witness;
 
 pub use bundle::{
     verify_bundle, verify_bundle_stream, verify_bundle_stream_in_chunks, write_bundle, BundleError,
@@ -54,3 +55,4 @@ pub use note::{
     Checkpoint, CosignatureVerifier, Cosigner, NoteError, NoteSigner, NoteVerifier, MAX_SIGNATURES,
 };
 pub use replay::{replay, replay_one, replay_onto, Violation};
+pub use witness::{check_cosignatures, with_cosignatures, witness_name};

@@ -688,7 +688,10 @@ impl CosignatureVerifier {
 
 /// Splits `— <name> <base64(key id || signature)>` into the key name, key id
 /// and raw signature bytes.
-fn parse_signature_line(line: &str, number: usize) -> Result<(&str, [u8; 4], Vec<u8>), NoteError> {
+pub(crate) fn parse_signature_line(
+    line: &str,
+    number: usize,
+) -> Result<(&str, [u8; 4], Vec<u8>), NoteError> {
     let malformed = |reason| NoteError::MalformedSignatureLine {
         line: number,
         reason,
