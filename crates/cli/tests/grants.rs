@@ -54,7 +54,7 @@ fn keygen(path: &std::path::Path) {
 
 #[test]
 fn an_ssh_request_needs_a_public_key_and_its_certificate_is_written_on_request() {
-    let (w, _) = connector_world();
+    let (w, ca) = connector_world();
     let key = w.path("id_ed25519");
     keygen(&key);
     let public = key.with_extension("pub").display().to_string();
@@ -86,6 +86,16 @@ fn an_ssh_request_needs_a_public_key_and_its_certificate_is_written_on_request()
     let cert = w.path("id_ed25519-cert.pub");
     w.by(&w.dave, &["issued", &id, "-o", &cert.display().to_string()])
         .ok("the certificate is written");
+    // The CA's private key, and dave's, are in no file of the data directory and no export.
+    let places = w.leak_places();
+    for (file, what) in [
+        (&ca, "the SSH CA's private key"),
+        (&key, "dave's private key"),
+    ] {
+        let pem = std::fs::read_to_string(file).expect("the key file");
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        support::assert_nowhere(&body, what, &places);
+    }
     let shown = Command::new("ssh-keygen")
         .arg("-L")
         .arg("-f")
@@ -152,6 +162,16 @@ fn a_database_password_is_made_shown_once_and_never_logged() {
     let out = w.by(&w.dave, &with_good);
     out.ok("a script gives its own password");
     assert!(!out.stdout.contains("correct-horse"), "never echoed");
+
+    // Neither password in the data directory or any export (the log holds only their SCRAM
+    // verifiers).
+    let places = w.leak_places();
+    support::assert_nowhere(&password, "the password made", &places);
+    support::assert_nowhere(
+        "correct-horse-battery-staple-42",
+        "the password given",
+        &places,
+    );
 }
 
 #[test]
@@ -245,19 +265,14 @@ request_ttl = "10m""#,
     )
     .code(REFUSED, "an existing file is not replaced");
 
-    // Every file of the data directory (the database, its write-ahead log) and status.
-    let mut places: Vec<Vec<u8>> = std::fs::read_dir(&w.cli.data_dir)
-        .expect("the data directory")
-        .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
-        .collect();
-    places.push(w.by(&w.dave, &["status", "--json"]).stdout.into_bytes());
-    for place in places {
-        assert!(
-            !place
-                .windows(token.len())
-                .any(|win| win == token.as_bytes()),
-            "the token is in neither the data directory nor status"
-        );
-    }
+    // Every file of the data directory (the database, its write-ahead log), every export, and
+    // status: the token is recorded only sealed. Nor is the broker's client secret anywhere.
+    let mut places = w.leak_places();
+    places.push((
+        "status".into(),
+        w.by(&w.dave, &["status", "--json"]).stdout.into_bytes(),
+    ));
+    support::assert_nowhere(&token, "the access token", &places);
+    support::assert_nowhere(idp.broker_secret(), "the broker's client secret", &places);
     drop(idp);
 }

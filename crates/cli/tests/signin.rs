@@ -9,7 +9,6 @@ mod support;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ use breakglass_idp::testing::{
 };
 use breakglass_idp::{AccessToken, Provider, RefreshToken};
 use support::SecretService;
-use support::{Cli, Output, REFUSED};
+use support::{assert_nowhere, Cli, Output, REFUSED};
 
 fn policy(issuer: &str, client_id: &str, version: u64, max_auth_age: &str) -> String {
     format!(
@@ -229,27 +228,6 @@ async fn login_on(cli: &Cli, idp: &TestIdp, args: &[&str], user: &str) -> Output
     }
 }
 
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
-}
-
-fn assert_nowhere(secret: &str, what: &str, places: &[(String, Vec<u8>)]) {
-    assert!(secret.len() >= 16, "{what} is a real secret");
-    for (name, bytes) in places {
-        let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
-        assert!(!found, "{what} must not appear in {name}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_in_enrol_approve_and_log_out_against_a_real_provider() {
     let s = Setup::start().await;
@@ -375,11 +353,12 @@ async fn sign_in_enrol_approve_and_log_out_against_a_real_provider() {
         events.contains(r#""name":"alice""#) && !events.contains("eyJ"),
         "OCSF events name people and carry no token (a JWT starts with eyJ)"
     );
-    let mut places: Vec<(String, Vec<u8>)> = files(&s.cli.data_dir)
-        .into_iter()
-        .chain([bundle, csv, ocsf])
-        .map(|p| (p.display().to_string(), fs::read(&p).unwrap_or_default()))
-        .collect();
+    let mut places = support::files_under(&s.cli.data_dir);
+    places.extend(
+        [bundle, csv, ocsf]
+            .iter()
+            .map(|p| (p.display().to_string(), fs::read(p).unwrap_or_default())),
+    );
     for o in &outputs {
         places.push((
             format!("output of {:?}", o.args),

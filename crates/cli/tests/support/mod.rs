@@ -369,6 +369,73 @@ impl World {
         self.tmp.path().join(name)
     }
 
+    /// Where a secret could leak to: every file of the data directory (the database, its
+    /// write-ahead log, config, findings, exports), and every export of the whole history —
+    /// CSV, JSON Lines, OCSF, the bundle and the access report — made by the admin now.
+    pub fn leak_places(&self) -> Vec<(String, Vec<u8>)> {
+        let mut places = files_under(&self.cli.data_dir);
+        for (format, ext) in [
+            ("csv", "csv"),
+            ("jsonl", "jsonl"),
+            ("ocsf", "ocsf.jsonl"),
+            ("bundle", "bundle"),
+        ] {
+            let file = self.path(&format!("scan.{ext}"));
+            self.by(
+                &self.admin,
+                &[
+                    "export",
+                    "--format",
+                    format,
+                    "-o",
+                    &file.display().to_string(),
+                ],
+            )
+            .ok("every export of the history");
+            places.push((
+                file.display().to_string(),
+                std::fs::read(&file).expect("the export"),
+            ));
+        }
+        let report = self.path("scan.html");
+        self.by(
+            &self.admin,
+            &["report", "-o", &report.display().to_string()],
+        )
+        .ok("the access report");
+        places.push((
+            report.display().to_string(),
+            std::fs::read(&report).expect("the report"),
+        ));
+        places
+    }
+}
+
+/// Every file under `dir`, by path, with its bytes.
+pub fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            found.push((path.display().to_string(), bytes));
+        }
+    }
+    found
+}
+
+/// Fails when `secret` appears in any of `places` (a name and the bytes found there).
+#[track_caller]
+pub fn assert_nowhere(secret: &str, what: &str, places: &[(String, Vec<u8>)]) {
+    assert!(secret.len() >= 16, "{what} is a real secret");
+    for (name, bytes) in places {
+        let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+        assert!(!found, "{what} must not appear in {name}");
+    }
+}
+
+impl World {
     /// Runs a command as the identity owning `key`.
     pub fn by<S: AsRef<str>>(&self, key: &Path, args: &[S]) -> Output {
         self.cli.run_with_key(key, args)
