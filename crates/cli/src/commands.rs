@@ -20,8 +20,7 @@ use breakglass_engine::{
     JoinOptions, KeyLocation, KeyStoreKind, NewRequest,
 };
 use breakglass_ledger::{
-    is_evidence, verify_bundle, verify_bundle_stream, verify_evidence, write_bundle, NoteVerifier,
-    VerifyOptions,
+    is_evidence, verify_bundle_stream, verify_evidence, BundleWriter, NoteVerifier, VerifyOptions,
 };
 use breakglass_store::Store;
 use zeroize::Zeroizing;
@@ -1031,7 +1030,13 @@ async fn status(ctx: &Ctx, json: bool, all: bool) -> Result<()> {
 /// checkpoint covers. On a team's log, entries members appended since then await the broker's
 /// checkpoint and are left out (and said so on stderr); on the embedded log every append
 /// carries its checkpoint, so an entry none covers fails verification.
-async fn bundle_bytes(home: &Home) -> Result<(Vec<u8>, u64)> {
+/// Verifies the stored log as the bundle it would export — every entry the newest checkpoint
+/// covers, against the log key in the config — without holding it: a task writes it a batch of
+/// entries at a time into a pipe, and the streaming verifier reads the other end on a thread.
+async fn log_verify(ctx: &Ctx, json: bool) -> Result<()> {
+    let home = ctx.home()?;
+    let pinned = NoteVerifier::from_vkey(home.log_key())
+        .map_err(|e| refused(format!("log key in the config: {e}")))?;
     let store = Store::open(&home.database())
         .await
         .map_err(EngineError::from)?;
@@ -1051,41 +1056,47 @@ async fn bundle_bytes(home: &Home) -> Result<(Vec<u8>, u64)> {
             stored - size
         );
     }
-    let entries = store.entries(0, size).await.map_err(EngineError::from)?;
-    let mut out = Vec::new();
-    write_bundle(
-        &mut out,
-        home.origin(),
-        home.log_key(),
-        entries.iter().map(|e| &e.bytes),
-        size,
-        &checkpoint.note,
-    )
-    .map_err(|e| refused(e.to_string()))?;
-    Ok((out, size))
-}
-
-async fn log_verify(ctx: &Ctx, json: bool) -> Result<()> {
-    let home = ctx.home()?;
-    let (bytes, _) = bundle_bytes(&home).await?;
-    let pinned = NoteVerifier::from_vkey(home.log_key())
-        .map_err(|e| refused(format!("log key in the config: {e}")))?;
-    report_verification(
-        &bytes,
-        &VerifyOptions {
-            log_key: Some(pinned),
-            earlier_checkpoint: None,
-        },
-        json,
-        "local log",
-    )
-}
-
-fn report_verification(bytes: &[u8], opts: &VerifyOptions, json: bool, what: &str) -> Result<()> {
-    if is_evidence(bytes) {
-        return report_evidence(bytes, opts, json, what);
+    let (reader, writer) =
+        io::pipe().map_err(|e| refused(format!("cannot verify the log: {e}")))?;
+    let opts = VerifyOptions {
+        log_key: Some(pinned),
+        earlier_checkpoint: None,
+    };
+    let verifier = std::thread::spawn(move || {
+        verify_bundle_stream(io::BufReader::with_capacity(1 << 20, reader), &opts)
+    });
+    let written: std::result::Result<(), String> = async {
+        let failed = |e: &dyn std::fmt::Display| e.to_string();
+        let out = io::BufWriter::with_capacity(1 << 20, writer);
+        let mut bundle =
+            BundleWriter::new(out, home.origin(), home.log_key(), size).map_err(|e| failed(&e))?;
+        let mut done = 0;
+        while done < size {
+            let batch = store
+                .entries(done, (done + 4096).min(size))
+                .await
+                .map_err(|e| failed(&e))?;
+            if batch.is_empty() {
+                return Err(format!("the store holds {done} of the {size} entries"));
+            }
+            for e in &batch {
+                bundle.entry(&e.bytes).map_err(|e| failed(&e))?;
+            }
+            done += batch.len() as u64;
+        }
+        bundle.finish(&checkpoint.note).map_err(|e| failed(&e))?;
+        Ok(())
     }
-    report_bundle(verify_bundle(bytes, opts), json, what)
+    .await;
+    // The writer is closed here (finished, or dropped on an error), so the verifier ends.
+    let verified = verifier
+        .join()
+        .map_err(|_| refused("the verifier stopped unexpectedly"))?;
+    match (written, verified) {
+        // A read of the store that failed is the error, unless the verifier already found one.
+        (Err(e), Ok(_)) => Err(refused(format!("cannot read the log: {e}"))),
+        (_, verified) => report_bundle(verified, json, "local log"),
+    }
 }
 
 fn report_bundle(
