@@ -51,6 +51,8 @@ pub struct Figures {
     pub break_glass: usize,
     /// Break-glass reviews still owed.
     pub reviews_owed: usize,
+    /// Break-glass reviews recorded.
+    pub reviews_done: usize,
     /// Grants that ended by revocation.
     pub ended_by_revoke: usize,
     /// Grants that ended at their deadline.
@@ -69,6 +71,8 @@ pub struct Figures {
     pub top_targets: Vec<(String, u64)>,
     /// Requesters by requests, most first (at most 10).
     pub top_requesters: Vec<(String, u64)>,
+    /// Targets by failed revoke attempts, most first (at most 10; none without a failure).
+    pub revoke_failures_by_target: Vec<(String, u64)>,
 }
 
 const DURATION_BUCKETS: [(&str, i64); 7] = [
@@ -110,14 +114,20 @@ impl Figures {
         let mut latency = [0u64; LATENCY_BUCKETS.len()];
         let mut targets: HashMap<&str, u64> = HashMap::new();
         let mut requesters: HashMap<&str, u64> = HashMap::new();
+        let mut failing: HashMap<&str, u64> = HashMap::new();
         for r in &requests {
             *targets.entry(&r.target).or_default() += 1;
             *requesters.entry(&r.requester).or_default() += 1;
             f.revoke_failures += u64::from(r.revoke_failures);
+            if r.revoke_failures > 0 {
+                *failing.entry(&r.target).or_default() += u64::from(r.revoke_failures);
+            }
             if r.break_glass {
                 f.break_glass += 1;
-                if r.review == Some(Review::Required) {
-                    f.reviews_owed += 1;
+                match r.review {
+                    Some(Review::Required) => f.reviews_owed += 1,
+                    Some(Review::Done { .. }) => f.reviews_done += 1,
+                    None => {}
                 }
             } else if let Some(at) = r.approved_at {
                 latency[bucket(&LATENCY_BUCKETS, at.millis_since(r.requested_at) / 1000)] += 1;
@@ -154,6 +164,7 @@ impl Figures {
         f.approval_latency = labelled(&LATENCY_BUCKETS, &latency);
         f.top_targets = top(targets);
         f.top_requesters = top(requesters);
+        f.revoke_failures_by_target = top(failing);
         f
     }
 }
@@ -421,17 +432,36 @@ pub fn render(
         ],
         "No grants in this period.",
     );
+    chart(
+        &mut h,
+        "break-glass-reviews",
+        "Break-glass activations and their reviews",
+        &[
+            ("Reviewed".to_owned(), f.reviews_done as u64),
+            ("Review owed".to_owned(), f.reviews_owed as u64),
+        ],
+        "No break-glass activations in this period.",
+    );
+    ranking(
+        &mut h,
+        "revoke-failures-by-target",
+        "Failed revoke attempts by target",
+        &f.revoke_failures_by_target,
+        "Every revoke succeeded at its first attempt.",
+    );
     ranking(
         &mut h,
         "top-targets",
         "Top targets (requests)",
         &f.top_targets,
+        "No requests in this period.",
     );
     ranking(
         &mut h,
         "top-requesters",
         "Top requesters (requests)",
         &f.top_requesters,
+        "No requests in this period.",
     );
     h.push_str("</section>\n");
     break_glass_table(&mut h, state, period);
@@ -540,8 +570,8 @@ fn chart(h: &mut String, id: &str, title: &str, bars: &[(String, u64)], empty: &
     h.push_str("</svg></figure>\n");
 }
 
-/// A horizontal bar chart of names and counts.
-fn ranking(h: &mut String, id: &str, title: &str, rows: &[(String, u64)]) {
+/// A horizontal bar chart of names and counts, or a line saying there is nothing to chart.
+fn ranking(h: &mut String, id: &str, title: &str, rows: &[(String, u64)], empty: &str) {
     let _ = write!(
         h,
         "<figure class=\"chart\" id=\"{id}\"><figcaption>{}</figcaption>",
@@ -549,7 +579,7 @@ fn ranking(h: &mut String, id: &str, title: &str, rows: &[(String, u64)]) {
     );
     let max = rows.iter().map(|(_, n)| *n).max().unwrap_or(0);
     if max == 0 {
-        h.push_str("<p class=\"empty\">No requests in this period.</p></figure>\n");
+        let _ = writeln!(h, "<p class=\"empty\">{}</p></figure>", esc(empty));
         return;
     }
     let (width, row_h, left) = (640.0, 22.0, 170.0);

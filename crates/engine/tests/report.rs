@@ -59,7 +59,8 @@ async fn the_report_shows_the_historys_figures_and_charts_in_a_real_browser() {
         "prod-db's, staging's revoked one, the break-glass one"
     );
     assert_eq!(f.break_glass, 1);
-    assert_eq!(f.reviews_owed, 0, "bob reviewed it");
+    assert_eq!((f.reviews_owed, f.reviews_done), (0, 1), "bob reviewed it");
+    assert_eq!(f.revoke_failures_by_target, vec![("prod-db".to_owned(), 1)]);
     assert_eq!(
         (f.ended_by_revoke, f.ended_by_expiry, f.still_active),
         (1, 2, 0)
@@ -110,6 +111,8 @@ async fn the_report_shows_the_historys_figures_and_charts_in_a_real_browser() {
         "ended",
         "top-targets",
         "top-requesters",
+        "break-glass-reviews",
+        "revoke-failures-by-target",
         "break-glass",
         "revoke-failures",
     ] {
