@@ -7,22 +7,18 @@
 //!
 //! The worker is this test binary re-run in child mode (`grant_crash_child`).
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use breakglass_core::{Span, Status, SystemClock};
-use breakglass_engine::{generate, public_key, Actor, Engine, KeyLocation, NewRequest, SystemKeys};
-use breakglass_ledger::NoteSigner;
-use breakglass_store::Store;
+use breakglass_core::{Span, Status};
+use breakglass_engine::{Actor, Engine, NewRequest};
+use support::crash::{create_log, key, moments, open, run_and_kill};
 
 const CHILD_ENV: &str = "BREAKGLASS_GRANT_CRASH_CHILD_DIR";
-const ORIGIN: &str = "test.breakglass/crash-grants";
 
 /// The connector: waits 20 ms (so kills land inside it), then records the instruction in the
 /// target's state file. It keeps running when the engine that started it is killed, as a real
@@ -59,23 +55,6 @@ revoke = ["{c}", "revoke"]
 timeout = "10s"
 "#
     )
-}
-
-fn key(dir: &Path, name: &str) -> KeyLocation {
-    KeyLocation::File(dir.join(format!("{name}.pem")))
-}
-
-async fn open(dir: &Path) -> Engine {
-    let keys = SystemKeys {
-        log: NoteSigner::new(ORIGIN, key(dir, "log").load().unwrap()).unwrap(),
-        broker: key(dir, "broker").load().unwrap(),
-    };
-    let store = Store::open(&dir.join("log.db").display().to_string())
-        .await
-        .unwrap();
-    Engine::open(store, Arc::new(SystemClock), keys)
-        .await
-        .unwrap()
 }
 
 /// Who holds access at the target: the connector's instructions folded in order.
@@ -140,81 +119,27 @@ async fn sigkill_during_grants_and_revokes_leaves_the_target_and_the_log_in_agre
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let connector = write_connector(dir);
-    for name in ["log", "broker", "admin", "bob", "dave"] {
-        key(dir, name).store_new(&generate()).unwrap();
-    }
-    {
-        let store = Store::open(&dir.join("log.db").display().to_string())
-            .await
-            .unwrap();
-        let keys = SystemKeys {
-            log: NoteSigner::new(ORIGIN, key(dir, "log").load().unwrap()).unwrap(),
-            broker: key(dir, "broker").load().unwrap(),
-        };
-        let admin = Actor::new("admin", key(dir, "admin").load().unwrap());
-        let mut engine = Engine::create(store, Arc::new(SystemClock), keys, &admin)
-            .await
-            .unwrap();
-        engine
-            .apply_policy(&admin, &policy(&connector))
-            .await
-            .unwrap();
-        for (name, group) in [("bob", "sre"), ("dave", "engineers")] {
-            let k = public_key(&key(dir, name).load().unwrap());
-            engine
-                .enrol(&admin, name, k, [group.to_owned()])
-                .await
-                .unwrap();
-        }
-    }
+    create_log(
+        dir,
+        &policy(&connector),
+        &[("bob", "sre"), ("dave", "engineers")],
+    )
+    .await;
 
     let (mut granted, mut revoked) = (Vec::new(), Vec::new());
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let exe = std::env::current_exe().unwrap();
+    let mut next = moments(0x2545_f491_4f6c_dd1d);
     let mut recovered = 0;
     for round in 0..30 {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "grant_crash_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            // Only the worker's acknowledgements (the test harness prints its own lines).
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("granted ") || line.starts_with("revoked ") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        // Wait for the first acknowledged grant, then kill somewhere in the next 0–200 ms: in a
-        // connector's run (20 ms of every grant and revoke), between appends, or in one.
-        let first = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("round {round}: the child never granted"));
+        // Kill somewhere in the 0–200 ms after the first acknowledged grant: in a connector's
+        // run (20 ms of every grant and revoke), between appends, or in one.
         let delay = Duration::from_micros(next() % 200_000);
-        let until = Instant::now() + delay;
-        while Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        reader.join().unwrap();
-        for line in std::iter::once(first).chain(rx.try_iter()) {
+        for line in run_and_kill(
+            "grant_crash_child",
+            CHILD_ENV,
+            dir,
+            &["granted ", "revoked "],
+            delay,
+        ) {
             match line.split_once(' ') {
                 Some(("granted", id)) => granted.push(id.to_owned()),
                 Some(("revoked", id)) => revoked.push(id.to_owned()),

@@ -74,4 +74,5 @@ pub async fn checkpoint_over(
         .unwrap();
     (size, note)
 }
+pub mod crash;
 pub mod history;
