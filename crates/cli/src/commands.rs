@@ -15,12 +15,12 @@ use breakglass_core::{
 use breakglass_engine::findings::Findings;
 use breakglass_engine::report::Period;
 use breakglass_engine::{
-    default_dir, desk, findings, generate, public_key, signin, write_csv, Actor, AtomicFile,
-    BrokerNotice, Code, Engine, EngineError, EventFormat, ExportFilter, Home, InitOptions,
-    JoinOptions, KeyLocation, KeyStoreKind, NewRequest,
+    default_dir, desk, findings, generate, public_key, signin, write_csv, write_stored_bundle,
+    Actor, AtomicFile, BrokerNotice, Code, Engine, EngineError, EventFormat, ExportFilter, Home,
+    InitOptions, JoinOptions, KeyLocation, KeyStoreKind, NewRequest,
 };
 use breakglass_ledger::{
-    is_evidence, verify_bundle_stream, verify_evidence, BundleWriter, NoteVerifier, VerifyOptions,
+    is_evidence, verify_bundle_stream, verify_evidence, NoteVerifier, VerifyOptions,
 };
 use breakglass_store::Store;
 use zeroize::Zeroizing;
@@ -1065,28 +1065,15 @@ async fn log_verify(ctx: &Ctx, json: bool) -> Result<()> {
     let verifier = std::thread::spawn(move || {
         verify_bundle_stream(io::BufReader::with_capacity(1 << 20, reader), &opts)
     });
-    let written: std::result::Result<(), String> = async {
-        let failed = |e: &dyn std::fmt::Display| e.to_string();
-        let out = io::BufWriter::with_capacity(1 << 20, writer);
-        let mut bundle =
-            BundleWriter::new(out, home.origin(), home.log_key(), size).map_err(|e| failed(&e))?;
-        let mut done = 0;
-        while done < size {
-            let batch = store
-                .entries(done, (done + 4096).min(size))
-                .await
-                .map_err(|e| failed(&e))?;
-            if batch.is_empty() {
-                return Err(format!("the store holds {done} of the {size} entries"));
-            }
-            for e in &batch {
-                bundle.entry(&e.bytes).map_err(|e| failed(&e))?;
-            }
-            done += batch.len() as u64;
-        }
-        bundle.finish(&checkpoint.note).map_err(|e| failed(&e))?;
-        Ok(())
-    }
+    let written = write_stored_bundle(
+        &store,
+        home.origin(),
+        home.log_key(),
+        size,
+        &checkpoint.note,
+        io::BufWriter::with_capacity(1 << 20, writer),
+        &mut |_, _| {},
+    )
     .await;
     // The writer is closed here (finished, or dropped on an error), so the verifier ends.
     let verified = verifier

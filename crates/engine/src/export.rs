@@ -4,6 +4,7 @@ use std::io::Write;
 
 use breakglass_core::{LogState, Request, Review, Status, Timestamp};
 use breakglass_ledger::{with_cosignatures, BundleError, BundleWriter, Entry};
+use breakglass_store::Store;
 
 use crate::error::EngineError;
 use crate::ocsf::OcsfMapper;
@@ -321,24 +322,49 @@ impl Engine {
         let (Some(origin), Some(log_key)) = (state.origin(), state.log_key()) else {
             return Err(EngineError::Invalid("the log has no first entry".into()));
         };
-        let failed = |e: BundleError| EngineError::Invalid(format!("writing the bundle: {e}"));
-        let mut bundle = BundleWriter::new(out, origin, log_key, covered).map_err(failed)?;
-        let mut done = 0;
-        progress(done, covered);
-        while done < covered {
-            let batch = self.entries(done, (done + BATCH).min(covered)).await?;
-            if batch.is_empty() {
-                return Err(EngineError::Tampered(format!(
-                    "the store holds {done} of the {covered} entries its checkpoint covers"
-                )));
-            }
-            for bytes in &batch {
-                bundle.entry(bytes).map_err(failed)?;
-            }
-            done += batch.len() as u64;
-            progress(done, covered);
-        }
-        bundle.finish(&checkpoint).map_err(failed)?;
+        write_stored_bundle(
+            self.store(),
+            origin,
+            log_key,
+            covered,
+            &checkpoint,
+            out,
+            progress,
+        )
+        .await?;
         Ok(covered)
     }
+}
+
+/// Writes the bundle of the first `size` entries of `store`, read a batch at a time, closed by
+/// the signed checkpoint `note` (which must cover exactly them), calling `progress(done, size)`
+/// before the first batch and after each.
+pub async fn write_stored_bundle<W: Write>(
+    store: &Store,
+    origin: &str,
+    log_key: &str,
+    size: u64,
+    note: &str,
+    out: W,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<(), EngineError> {
+    let failed = |e: BundleError| EngineError::Invalid(format!("writing the bundle: {e}"));
+    let mut bundle = BundleWriter::new(out, origin, log_key, size).map_err(failed)?;
+    let mut done = 0;
+    progress(done, size);
+    while done < size {
+        let batch = store.entries(done, (done + BATCH).min(size)).await?;
+        if batch.is_empty() {
+            return Err(EngineError::Tampered(format!(
+                "the store holds {done} of the {size} entries its checkpoint covers"
+            )));
+        }
+        for e in &batch {
+            bundle.entry(&e.bytes).map_err(failed)?;
+        }
+        done += batch.len() as u64;
+        progress(done, size);
+    }
+    bundle.finish(note).map_err(failed)?;
+    Ok(())
 }
