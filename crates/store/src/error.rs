@@ -33,6 +33,20 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// The filesystem holding the SQLite file has no space left, so SQLite could not open or
+    /// write it. Nothing was written.
+    #[error(
+        "the disk holding the log database at {} is full ({available} bytes free): \
+         free some space and retry; nothing was written",
+        path.display()
+    )]
+    Full {
+        /// The database file.
+        path: PathBuf,
+        /// Bytes available to this user on its filesystem when the failure was seen.
+        available: u64,
+    },
+
     /// The PostgreSQL server could not be reached (connection refused, DNS failure, timeout, TLS
     /// handshake failure).
     #[error("cannot reach the PostgreSQL server at {location}: {source}")]

@@ -154,14 +154,41 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// Below this many free bytes a failed write is put down to a full disk: SQLite needs room for a
+/// page of its file, its write-ahead log and the 32 KiB of its shared-memory index.
+const NEARLY_FULL: u64 = 256 * 1024;
+
+/// Bytes available to this user on the filesystem holding `path`, when that can be told.
+#[cfg(unix)]
+fn available_space(path: &Path) -> Option<u64> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty())?;
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn available_space(_: &Path) -> Option<u64> {
+    None
+}
+
 fn map_open_error(path: &Path, source: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &source {
         // Primary result codes: SQLITE_READONLY 8, SQLITE_CANTOPEN 14, SQLITE_NOTADB 26,
-        // SQLITE_PERM 3, SQLITE_IOERR 10.
+        // SQLITE_PERM 3, SQLITE_IOERR 10, SQLITE_FULL 13.
         let primary = db
             .code()
             .and_then(|c| c.parse::<i32>().ok())
             .map(|c| c & 0xff);
+        // A full disk shows as SQLITE_FULL, or as an I/O error when it is the shared-memory
+        // index or the write-ahead log that cannot grow: which one depends on the filesystem.
+        if matches!(primary, Some(10 | 13)) {
+            if let Some(available) = available_space(path).filter(|&n| n < NEARLY_FULL) {
+                return StoreError::Full {
+                    path: path.to_owned(),
+                    available,
+                };
+            }
+        }
         match primary {
             Some(8 | 14 | 3 | 10) => {
                 return StoreError::Unwritable {

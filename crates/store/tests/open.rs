@@ -163,6 +163,49 @@ async fn read_only_directory_is_a_distinct_error() {
 }
 
 #[tokio::test]
+async fn a_full_disk_is_a_distinct_error_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmpfs = breakglass_testkit::fs::Tmpfs::mount(dir.path(), "4m");
+    let path = dir.path().join("log.db");
+    let store = Store::open(path.to_str().unwrap()).await.unwrap();
+    append_one(&store, b"before").await;
+    store.close().await;
+    let filler = tmpfs.fill();
+    // Whether SQLite fails at open (its shared-memory index cannot grow: an I/O error) or at the
+    // write (SQLITE_FULL) depends on the filesystem; either way the error says the disk is full.
+    let failed = match Store::open(path.to_str().unwrap()).await {
+        Err(StoreError::Full {
+            path: at,
+            available,
+        }) => {
+            assert_eq!(at, path);
+            assert!(available < 256 * 1024, "{available} bytes free");
+            format!("the disk holding {} is full", at.display())
+        }
+        Err(other) => panic!("opening on a full disk: {other:?}"),
+        Ok(store) => {
+            let mut tx = store.begin_append().await.unwrap();
+            let checkpoint = StoredCheckpoint {
+                size: 2,
+                note: "note".into(),
+            };
+            let err = match tx.append(1, &[vec![7; 64 * 1024]], &checkpoint).await {
+                Err(err) => err,
+                Ok(()) => tx.commit().await.expect_err("no room for the entry"),
+            };
+            store.close().await;
+            err.to_string()
+        }
+    };
+    assert!(failed.contains("full"), "{failed}");
+    std::fs::remove_file(filler).unwrap();
+    let store = Store::open(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(store.size().await.unwrap(), 1, "nothing was lost or added");
+    append_one(&store, b"after").await;
+    store.close().await;
+}
+
+#[tokio::test]
 async fn sqlite_refuses_foreign_and_newer_databases() {
     let dir = tempfile::tempdir().unwrap();
 
