@@ -251,6 +251,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Issued { id, out } => issued(&ctx, &id, out.as_deref()).await,
         Command::Status { json, all } => status(&ctx, json, all).await,
         Command::Log(LogCmd::Verify { json }) => log_verify(&ctx, json).await,
+        Command::Log(LogCmd::Archive { before, json }) => log_archive(&ctx, &before, json).await,
         Command::Export(a) => export(&ctx, a).await,
         Command::Report(a) => report(&ctx, a).await,
         Command::Verify(a) => verify(a),
@@ -1023,6 +1024,45 @@ async fn status(ctx: &Ctx, json: bool, all: bool) -> Result<()> {
         }));
     }
     print!("{}", status_text(state, &me, now, all, engine.size()));
+    Ok(())
+}
+
+/// Moves the entries older than `before` out of the database into the archive bundle.
+async fn log_archive(ctx: &Ctx, before: &str, json: bool) -> Result<()> {
+    let before = parse_time("--before", Some(before))?.expect("a time was given");
+    let (_, mut engine) = ctx.engine().await?;
+    let done = engine.archive(before).await;
+    engine.close().await;
+    let done = done?;
+    if let Some(old) = done.replaced.as_ref().filter(|_| done.replaced_left) {
+        eprintln!(
+            "breakglass: warning: the earlier archive {} could not be removed; it is no longer \
+             read and may be deleted",
+            old.display()
+        );
+    }
+    if json {
+        return print_json(&serde_json::json!({
+            "archived": done.size,
+            "moved": done.moved,
+            "file": done.path,
+            "sha256": done.sha256,
+            "checkpoint": done.checkpoint,
+            "replaced": done.replaced,
+        }));
+    }
+    println!(
+        "archived: the log's first {} entries ({} moved out of the database now) are in {}",
+        done.size,
+        done.moved,
+        done.path.display()
+    );
+    println!("sha256: {}", done.sha256);
+    println!(
+        "keep it there: the log reads those entries from it. A copy verifies on its own: \
+         breakglass verify {}",
+        done.path.display()
+    );
     Ok(())
 }
 

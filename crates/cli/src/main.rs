@@ -330,6 +330,19 @@ enum LogCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Move old entries out of the embedded database into a bundle beside it
+    /// (`archive/log-SIZE.bundle`): every entry older than `--before`, up to the latest signed
+    /// checkpoint among them. The log still reads them from that file, which must stay there;
+    /// copies of it verify on their own (`breakglass verify FILE`). A later archive replaces an
+    /// earlier one. Not for a team's log on PostgreSQL.
+    Archive {
+        /// Entries older than this time (RFC 3339 or YYYY-MM-DD) are archived.
+        #[arg(long)]
+        before: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

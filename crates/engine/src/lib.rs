@@ -52,6 +52,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod archive;
 pub mod desk;
 mod engine;
 mod error;
@@ -69,6 +70,7 @@ mod session;
 pub mod signin;
 mod witness;
 
+pub use archive::Archived;
 pub use breakglass_store::{Heard, LogListener};
 pub use engine::{Actor, Engine, NewRequest, Outcome, SystemKeys};
 pub use error::{Code, EngineError};

@@ -191,7 +191,7 @@ async fn a_log_truncated_after_a_failed_read_is_still_caught() {
         .await
         .unwrap();
     for sql in [
-        "DROP TRIGGER log_entries_only_uncovered_removed",
+        "DROP TRIGGER log_entries_only_uncovered_or_archived_removed",
         "DROP TRIGGER checkpoints_no_delete",
     ] {
         sqlx::query(sql).execute(&mut conn).await.unwrap();

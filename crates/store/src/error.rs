@@ -47,6 +47,31 @@ pub enum StoreError {
         available: u64,
     },
 
+    /// The file holding the log's archived entries is missing, unreadable, or not the file the
+    /// database recorded.
+    #[error(
+        "the log's first {size} entries are archived in {}, which {reason}; restore that file \
+         (SHA-256 {sha256})",
+        path.display()
+    )]
+    Archive {
+        /// Where the file should be.
+        path: PathBuf,
+        /// How many entries it holds.
+        size: u64,
+        /// Its recorded SHA-256.
+        sha256: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An archive could not be recorded. Nothing was changed.
+    #[error("archive refused: {reason}; nothing was changed")]
+    ArchiveRefused {
+        /// Why.
+        reason: String,
+    },
+
     /// The PostgreSQL server could not be reached (connection refused, DNS failure, timeout, TLS
     /// handshake failure).
     #[error("cannot reach the PostgreSQL server at {location}: {source}")]

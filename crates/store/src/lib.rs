@@ -37,6 +37,7 @@
 //! # }
 //! ```
 
+mod archive;
 mod error;
 mod lease;
 mod listen;
@@ -48,17 +49,19 @@ mod sqlite;
 pub mod testing;
 
 use std::fmt;
-use std::marker::PhantomData;
+use std::sync::Arc;
 
 use futures_core::Stream;
 use futures_util::StreamExt;
 
+pub use archive::StoredArchive;
 pub use error::StoreError;
 pub use lease::BrokerLease;
 pub use listen::{Heard, LogListener};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+use archive::{check_file_name, ArchiveFile};
 use location::Location;
 
 /// The PostgreSQL `NOTIFY` channel on which every committed append announces the log's new size
@@ -180,6 +183,53 @@ fn to_db(from: u64, to: u64) -> Result<(i64, i64), StoreError> {
     ))
 }
 
+#[derive(sqlx::FromRow)]
+struct ArchiveRow {
+    size: i64,
+    file: String,
+    sha256: String,
+}
+
+impl TryFrom<ArchiveRow> for StoredArchive {
+    type Error = StoreError;
+
+    fn try_from(row: ArchiveRow) -> Result<Self, StoreError> {
+        Ok(StoredArchive {
+            size: from_db(row.size, "archived size")?,
+            file: row.file,
+            sha256: row.sha256,
+        })
+    }
+}
+
+/// Whether the database's `rows` for `[from, to)` start later than `from`: the entries before
+/// them may be archived.
+fn starts_late(from: u64, to: u64, rows: &[EntryRow]) -> bool {
+    from < to && rows.first().is_none_or(|r| r.idx != from as i64)
+}
+
+/// The entries in `[from, to)`: those the archive in force (`record`) holds, read from its file,
+/// then the database's `rows`.
+async fn with_archived(
+    sqlite: &SqliteStore,
+    record: Option<StoredArchive>,
+    from: u64,
+    to: u64,
+    rows: Vec<EntryRow>,
+) -> Result<Vec<StoredEntry>, StoreError> {
+    match record {
+        Some(record) if from < record.size => {
+            let archived = record.size;
+            let mut entries = sqlite.archive_file(record).await?.read(from, to)?;
+            if to > archived {
+                entries.extend(contiguous(archived, rows)?);
+            }
+            Ok(entries)
+        }
+        _ => contiguous(from, rows),
+    }
+}
+
 /// Converts rows read for `[from, …)` into entries, checking that they are contiguous: a gap means
 /// a row was removed behind the store's back, and must not be papered over.
 fn contiguous(from: u64, rows: Vec<EntryRow>) -> Result<Vec<StoredEntry>, StoreError> {
@@ -210,6 +260,9 @@ const SIZE_SQL: &str = "SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries";
 const ENTRIES_SQL: &str =
     "SELECT idx, entry FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx";
 const STREAM_SQL: &str = "SELECT idx, entry FROM log_entries WHERE idx >= $1 ORDER BY idx";
+const ARCHIVE_SQL: &str = "SELECT size, file, sha256 FROM archives ORDER BY size DESC LIMIT 1";
+/// Entries read at a time while checking an archive file against the log.
+const ARCHIVE_BATCH: u64 = 4096;
 const LATEST_CHECKPOINT_SQL: &str = "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1";
 /// The size and the newest checkpoint in one statement, so both come from one snapshot.
 const HEAD_SQL: &str = "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM log_entries) AS entries, \
@@ -322,11 +375,40 @@ impl Store {
             .fetch_all(ex)
             .await)
         .map_err(StoreError::db("reading entries"))?;
+        if let Store::Sqlite(sqlite) = self {
+            if starts_late(from, to, &rows) {
+                let record = self.archive().await?;
+                return with_archived(sqlite, record, from, to, rows).await;
+            }
+        }
         contiguous(from, rows)
     }
 
+    /// The archive in force: which file holds the log's first entries, moved out of the database
+    /// by [`AppendTx::archive`]. Always `None` on PostgreSQL.
+    pub async fn archive(&self) -> Result<Option<StoredArchive>, StoreError> {
+        let Store::Sqlite(sqlite) = self else {
+            return Ok(None);
+        };
+        sqlx::query_as::<_, ArchiveRow>(ARCHIVE_SQL)
+            .fetch_optional(&sqlite.readers)
+            .await
+            .map_err(StoreError::db("reading the archive record"))?
+            .map(StoredArchive::try_from)
+            .transpose()
+    }
+
+    /// The directory archive file names are relative to: the SQLite file's. `None` on PostgreSQL.
+    pub fn archive_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Store::Sqlite(sqlite) => Some(sqlite.dir()),
+            Store::Postgres(_) => None,
+        }
+    }
+
     /// Every entry from index `from` to the end, streamed in order without holding them all in
-    /// memory (for exports of large logs). Holds one database connection until dropped.
+    /// memory (for exports of large logs). Holds one database connection until dropped. Reads
+    /// the database only: archived entries are not in this stream (see [`Store::entries`]).
     pub fn stream_entries(
         &self,
         from: u64,
@@ -374,6 +456,22 @@ impl Store {
             return Ok(None);
         };
         on_backend!(self, ex => sqlx::query_as::<_, CheckpointRow>(CHECKPOINT_SQL)
+            .bind(size)
+            .fetch_optional(ex)
+            .await)
+        .map_err(StoreError::db("reading a checkpoint"))?
+        .map(StoredCheckpoint::try_from)
+        .transpose()
+    }
+
+    /// The checkpoint with the largest size at most `size`, if any.
+    pub async fn checkpoint_at_most(
+        &self,
+        size: u64,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        on_backend!(self, ex => sqlx::query_as::<_, CheckpointRow>(
+            "SELECT size, note FROM checkpoints WHERE size <= $1 ORDER BY size DESC LIMIT 1")
             .bind(size)
             .fetch_optional(ex)
             .await)
@@ -462,7 +560,7 @@ impl Store {
         Ok(AppendTx {
             tx,
             poisoned: false,
-            _store: PhantomData,
+            store: self,
         })
     }
 
@@ -532,7 +630,7 @@ pub struct AppendTx<'s> {
     tx: Tx,
     /// Set when a call failed part-way, so a half-done append can never be committed.
     poisoned: bool,
-    _store: PhantomData<&'s Store>,
+    store: &'s Store,
 }
 
 impl fmt::Debug for AppendTx<'_> {
@@ -569,7 +667,118 @@ impl AppendTx<'_> {
             .fetch_all(ex)
             .await)
         .map_err(StoreError::db("reading entries"))?;
+        if let Store::Sqlite(sqlite) = self.store {
+            if starts_late(from, to, &rows) {
+                let record = self.archived().await?;
+                return with_archived(sqlite, record, from, to, rows).await;
+            }
+        }
         contiguous(from, rows)
+    }
+
+    /// The archive in force, as seen inside the lock (`None` on PostgreSQL).
+    pub async fn archived(&mut self) -> Result<Option<StoredArchive>, StoreError> {
+        self.check()?;
+        let Tx::Sqlite(tx) = &mut self.tx else {
+            return Ok(None);
+        };
+        sqlx::query_as::<_, ArchiveRow>(ARCHIVE_SQL)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(StoreError::db("reading the archive record"))?
+            .map(StoredArchive::try_from)
+            .transpose()
+    }
+
+    /// Moves the log's first `size` entries out of the database: records that `file` (a path
+    /// relative to the database's directory, a bundle of exactly those entries) holds them, and
+    /// deletes their rows. Embedded logs only.
+    ///
+    /// Refused, with nothing changed, on PostgreSQL; when `size` is not past the archive in
+    /// force, reaches the log's newest entry (which stays in the database), or is not the size
+    /// of a stored checkpoint; and unless every entry line of the file is byte for byte the
+    /// entry the log holds at that index. Nothing is durable until [`commit`](Self::commit).
+    pub async fn archive(&mut self, size: u64, file: &str) -> Result<StoredArchive, StoreError> {
+        self.check()?;
+        let refused = |reason: String| Err(StoreError::ArchiveRefused { reason });
+        let Store::Sqlite(sqlite) = self.store else {
+            return refused(
+                "a log on PostgreSQL keeps its whole history in the shared database \
+                 (archiving is for an embedded log)"
+                    .into(),
+            );
+        };
+        check_file_name(file)?;
+        let head = self.size().await?;
+        let before = self.archived().await?.map_or(0, |a| a.size);
+        if size == 0 {
+            return refused("an archive holds at least one entry".into());
+        }
+        if size <= before {
+            return refused(format!(
+                "the log's first {before} entries are archived already"
+            ));
+        }
+        if size >= head {
+            return refused(format!(
+                "the newest entry stays in the database (the log holds {head} entries)"
+            ));
+        }
+        let (db_size, _) = to_db(size, size)?;
+        let checkpointed =
+            on_tx!(&mut self.tx, ex => sqlx::query_as::<_, CheckpointRow>(CHECKPOINT_SQL)
+            .bind(db_size)
+            .fetch_optional(ex)
+            .await)
+            .map_err(StoreError::db("reading a checkpoint"))?;
+        if checkpointed.is_none() {
+            return refused(format!(
+                "no checkpoint covers exactly the first {size} entries"
+            ));
+        }
+        let (dir, name) = (sqlite.dir().to_owned(), file.to_owned());
+        let candidate =
+            tokio::task::spawn_blocking(move || ArchiveFile::candidate(&dir, &name, size))
+                .await
+                .map_err(|e| StoreError::ArchiveRefused {
+                    reason: format!("checking the archive file stopped: {e}"),
+                })??;
+        // No row is deleted unless the file holds its every byte.
+        let mut at = 0;
+        while at < size {
+            let to = (at + ARCHIVE_BATCH).min(size);
+            let logged = self.entries(at, to).await?;
+            let filed = candidate.read(at, to)?;
+            if let Some(index) = (at..to).find(|&i| {
+                let i = (i - at) as usize;
+                logged.get(i).map(|e| &e.bytes) != filed.get(i).map(|e| &e.bytes)
+            }) {
+                return refused(format!(
+                    "entry {index} in {file} differs from the log's entry {index}"
+                ));
+            }
+            at = to;
+        }
+        let record = candidate.record.clone();
+        self.poisoned = true;
+        on_tx!(&mut self.tx, ex => sqlx::query(
+            "INSERT INTO archives (size, file, sha256) VALUES ($1, $2, $3)")
+            .bind(db_size)
+            .bind(&record.file)
+            .bind(&record.sha256)
+            .execute(ex)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(StoreError::db("recording the archive"))?;
+        on_tx!(&mut self.tx, ex => sqlx::query("DELETE FROM log_entries WHERE idx < $1")
+            .bind(db_size)
+            .execute(ex)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(StoreError::db("deleting archived entries"))?;
+        self.poisoned = false;
+        sqlite.keep_archive(Arc::new(candidate));
+        Ok(record)
     }
 
     /// Appends `entries` at indexes `first_index..`, and `checkpoint`, which must cover exactly

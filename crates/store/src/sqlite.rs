@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{
@@ -11,6 +12,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Sqlite};
 
+use crate::archive::{ArchiveFile, StoredArchive};
 use crate::schema::{self, Applied};
 use crate::StoreError;
 
@@ -27,6 +29,8 @@ pub struct SqliteStore {
     pub(crate) readers: SqlitePool,
     pub(crate) writer: SqlitePool,
     path: PathBuf,
+    /// The archive file last opened, checked and indexed, with the record it was checked against.
+    archive: Mutex<Option<Arc<ArchiveFile>>>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -41,6 +45,46 @@ impl SqliteStore {
     /// The database file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The directory holding the database, against which archive file names are resolved.
+    pub(crate) fn dir(&self) -> &Path {
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
+    /// The archive file `record` names, opened and checked once and then kept.
+    pub(crate) async fn archive_file(
+        &self,
+        record: StoredArchive,
+    ) -> Result<Arc<ArchiveFile>, StoreError> {
+        let cached = self.cached_archive();
+        if let Some(file) = cached.filter(|f| f.record == record) {
+            return Ok(file);
+        }
+        let dir = self.dir().to_owned();
+        let file = Arc::new(
+            tokio::task::spawn_blocking(move || ArchiveFile::open(&dir, record))
+                .await
+                .map_err(|e| StoreError::Corrupt {
+                    detail: format!("opening the archive stopped: {e}"),
+                })??,
+        );
+        self.keep_archive(file.clone());
+        Ok(file)
+    }
+
+    fn cached_archive(&self) -> Option<Arc<ArchiveFile>> {
+        self.archive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn keep_archive(&self, file: Arc<ArchiveFile>) {
+        *self.archive.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
     }
 
     pub(crate) async fn open(url: Option<&str>, path: &Path) -> Result<SqliteStore, StoreError> {
@@ -84,6 +128,7 @@ impl SqliteStore {
             readers,
             writer,
             path: path.to_owned(),
+            archive: Mutex::new(None),
         })
     }
 

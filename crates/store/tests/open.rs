@@ -279,13 +279,23 @@ async fn history_cannot_be_rewritten_and_gaps_are_reported() {
 
     // Someone with full access removes the guard rail and an entry: reads say so, loudly.
     conn.execute(
-        "DROP TRIGGER log_entries_only_uncovered_removed; DELETE FROM log_entries WHERE idx = 1",
+        "DROP TRIGGER log_entries_only_uncovered_or_archived_removed; \
+         DELETE FROM log_entries WHERE idx = 1",
     )
     .await
     .unwrap();
-    conn.close().await.unwrap();
     let err = store.entries(0, 3).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    // The first entry removed too, with no archive recorded to hold it.
+    conn.execute("DELETE FROM log_entries WHERE idx = 0")
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let err = store.entries(0, 3).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { detail } if detail.contains("entry 0 is missing")),
+        "{err:?}"
+    );
     store.close().await;
 }
 

@@ -82,15 +82,25 @@ fn ask(target: &str, duration: &str, break_glass: bool) -> NewRequest {
 
 /// A log with every kind of event the OCSF export maps, and every kind it does not.
 pub async fn history(dir: &Path) -> Engine {
+    history_with_keys(dir).await.0
+}
+
+/// [`history`], with a way to open the log again and add to it: its system keys, its clock (now
+/// at the end of the history) and its first administrator.
+pub async fn history_with_keys(
+    dir: &Path,
+) -> (Engine, impl Fn() -> SystemKeys, ManualClock, Actor) {
     let connector = write_connector(dir);
     let clock = ManualClock::new(start());
     let store = Store::open(&format!("sqlite://{}", dir.join("log.db").display()))
         .await
         .unwrap();
-    let keys = SystemKeys {
-        log: NoteSigner::new("test.breakglass/ocsf", generate()).unwrap(),
-        broker: generate(),
+    let (log_key, broker_key) = (generate(), generate());
+    let system_keys = move || SystemKeys {
+        log: NoteSigner::new("test.breakglass/ocsf", log_key.clone()).unwrap(),
+        broker: broker_key.clone(),
     };
+    let keys = system_keys();
     let admin = Actor::new("admin", generate());
     let mut e = Engine::create(store, Arc::new(clock.clone()), keys, &admin)
         .await
@@ -180,5 +190,5 @@ pub async fn history(dir: &Path) -> Engine {
     e.revoke_identity(&admin, "erin", "left the company".into())
         .await
         .unwrap();
-    e
+    (e, system_keys, clock, admin)
 }
