@@ -7,11 +7,6 @@
 mod commands;
 mod output;
 
-// Verifying and exporting allocate many small strings per event; mimalloc makes that markedly
-// cheaper than the system allocator (see BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -34,6 +34,19 @@ impl RequestId {
         Self(text)
     }
 
+    /// The 80 random bits the id spells: the inverse of [`RequestId::from_random`].
+    pub fn to_random(&self) -> [u8; 10] {
+        let mut bits: u128 = 0;
+        for &c in &self.0[PREFIX.len()..] {
+            // Every character is in the alphabet: ids are built or parsed only from it.
+            let value = ALPHABET.iter().position(|&a| a == c).unwrap_or(0);
+            bits = (bits << 5) | value as u128;
+        }
+        let mut bytes = [0u8; 10];
+        bytes.copy_from_slice(&bits.to_be_bytes()[6..]);
+        bytes
+    }
+
     /// Parses an id, saying what is wrong with it.
     pub fn parse(s: &str) -> Result<Self, String> {
         let ok = s.starts_with(PREFIX) && s[PREFIX.len()..].bytes().all(|c| ALPHABET.contains(&c));
@@ -95,6 +108,20 @@ impl<'de> Deserialize<'de> for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_spells_its_random_bits_back() {
+        for bytes in [
+            [0u8; 10],
+            [0xff; 10],
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+            [0x80; 10],
+        ] {
+            let id = RequestId::from_random(bytes);
+            assert_eq!(id.to_random(), bytes);
+            assert_eq!(RequestId::parse(id.as_str()).unwrap().to_random(), bytes);
+        }
+    }
 
     #[test]
     fn random_ids_parse_back() {

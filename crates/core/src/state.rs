@@ -24,6 +24,7 @@ use crate::policy::{ConnectorSpec, Policy, TargetPolicy, ADMIN_GROUP};
 use crate::span::Span;
 use crate::time::Timestamp;
 
+mod retired;
 mod signin;
 
 use signin::SignIn;
@@ -286,7 +287,7 @@ impl RequestTally {
 /// ended (so an event about one is refused as about an ended request, and no id is used twice).
 #[derive(Clone, Debug, Default)]
 struct Retired {
-    status: std::collections::HashMap<RequestId, Status>,
+    status: retired::RetiredIds,
     tally: RequestTally,
 }
 
@@ -414,7 +415,7 @@ impl LogState {
             if live_chains.contains(&r.chain) {
                 return true;
             }
-            retired.status.insert(*id, r.status);
+            retired.status.insert(id, r.status);
             retired.tally.add(r);
             false
         });
@@ -739,7 +740,7 @@ impl LogState {
                 }
                 check_text("message", message, true)?;
                 if let Some(id) = request {
-                    if !self.requests.contains_key(id) && !self.retired.status.contains_key(id) {
+                    if !self.requests.contains_key(id) && !self.retired.status.contains(id) {
                         return Err(Refusal::UnknownRequest(*id));
                     }
                 }
@@ -748,7 +749,7 @@ impl LogState {
                 check_text("comment", comment, true)?;
                 let r = match self.requests.get(request) {
                     Some(r) => r,
-                    None if self.retired.status.contains_key(request) => {
+                    None if self.retired.status.contains(request) => {
                         return Err(Refusal::NoReviewOwed(*request))
                     }
                     None => return Err(Refusal::UnknownRequest(*request)),
@@ -1026,7 +1027,7 @@ impl LogState {
                 why: "the broker never requests access".into(),
             });
         }
-        if self.requests.contains_key(request) || self.retired.status.contains_key(request) {
+        if self.requests.contains_key(request) || self.retired.status.contains(request) {
             return Err(Refusal::AlreadyExists(format!(
                 "request {request} already exists"
             )));
@@ -1103,7 +1104,7 @@ impl LogState {
                         return Err(match self.retired.status.get(prev_id) {
                             Some(status) => Refusal::WrongState {
                                 request: *prev_id,
-                                status: *status,
+                                status,
                                 action: "be extended",
                             },
                             None => Refusal::UnknownRequest(*prev_id),
@@ -1323,7 +1324,7 @@ impl LogState {
             return Err(match self.retired.status.get(id) {
                 Some(status) => Refusal::WrongState {
                     request: *id,
-                    status: *status,
+                    status,
                     action,
                 },
                 None => Refusal::UnknownRequest(*id),

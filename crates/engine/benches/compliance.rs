@@ -4,7 +4,8 @@
 //! grows with the event count is measured in the same run.
 //!
 //! Each phase runs in a child process of its own (this binary, re-run with `--child`), so its
-//! peak resident memory (`VmHWM`) is its own:
+//! peak resident memory (`VmHWM`) is its own, with the system allocator, as in the `breakglass`
+//! binary:
 //! - generate: a valid history of N events (set-up, then request → two approvals → grant →
 //!   expiry cycles), signed on all cores, written a chunk at a time to a SQLite log and to a
 //!   bundle file;
@@ -38,9 +39,6 @@ use breakglass_store::Store;
 use ed25519_dalek::SigningKey;
 use rayon::prelude::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod common;
 

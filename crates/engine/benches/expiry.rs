@@ -34,9 +34,6 @@ use breakglass_store::Store;
 use ed25519_dalek::SigningKey;
 use sqlx::{Connection, PgConnection};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const TARGET_MS: i64 = 1000;
 
 fn env_usize(name: &str, default: usize) -> usize {

@@ -31,10 +31,6 @@ use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use rayon::prelude::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-// The same allocator as the `breakglass` binary, so the figures are the shipped ones.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod common;
 
 use common::POLICY;

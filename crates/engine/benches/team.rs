@@ -27,9 +27,6 @@ use breakglass_store::testing::PgCluster;
 use breakglass_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const TARGET_P95_MS: f64 = 1000.0;
 
 fn env_usize(name: &str, default: usize) -> usize {
