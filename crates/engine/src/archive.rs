@@ -20,9 +20,6 @@ use crate::export::write_stored_bundle;
 use crate::file::AtomicFile;
 use crate::Engine;
 
-/// Entries read at a time while looking for the first one not to archive.
-const SCAN_BATCH: u64 = 4096;
-
 /// What [`Engine::archive`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Archived {
@@ -116,26 +113,22 @@ impl Engine {
 
     /// How many of the log's first entries are older than `before`.
     async fn entries_before(&self, before: Timestamp) -> Result<u64, EngineError> {
-        let total = self.size();
-        let mut done = 0;
-        while done < total {
-            let batch = self.entries(done, (done + SCAN_BATCH).min(total)).await?;
-            if batch.is_empty() {
-                return Err(EngineError::Tampered(format!(
-                    "the store holds {done} of the log's {total} entries"
-                )));
-            }
-            for bytes in &batch {
+        let mut older = 0;
+        self.each_batch(|first, batch| {
+            for (i, bytes) in batch.iter().enumerate() {
+                let index = first + i as u64;
                 let entry = Entry::decode(bytes).map_err(|e| {
-                    EngineError::Tampered(format!("entry {done} cannot be read: {e}"))
+                    EngineError::Tampered(format!("entry {index} cannot be read: {e}"))
                 })?;
                 if entry.event().time >= before {
-                    return Ok(done);
+                    return Ok(false);
                 }
-                done += 1;
+                older = index + 1;
             }
-        }
-        Ok(done)
+            Ok(true)
+        })
+        .await?;
+        Ok(older)
     }
 
     /// Writes the bundle of the first `size` entries, closed by `note`, to `path` (synced, with

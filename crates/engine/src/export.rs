@@ -275,8 +275,26 @@ impl Engine {
     ) -> Result<EventCount, EngineError> {
         let total = self.size();
         let mut export = EventExport::new(self.state(), filter, format, out);
+        progress(0, total);
+        self.each_batch(|first, batch| {
+            for bytes in batch {
+                export.entry(bytes)?;
+            }
+            progress(first + batch.len() as u64, total);
+            Ok(true)
+        })
+        .await?;
+        export.finish()
+    }
+
+    /// Reads the log's entries in order, [`BATCH`] at a time, handing each batch and the index
+    /// of its first entry to `f` until `f` answers false or the log ends.
+    pub(crate) async fn each_batch(
+        &self,
+        mut f: impl FnMut(u64, &[Vec<u8>]) -> Result<bool, EngineError>,
+    ) -> Result<(), EngineError> {
+        let total = self.size();
         let mut done = 0;
-        progress(done, total);
         while done < total {
             let batch = self.entries(done, (done + BATCH).min(total)).await?;
             if batch.is_empty() {
@@ -284,13 +302,12 @@ impl Engine {
                     "the store holds {done} of the log's {total} entries"
                 )));
             }
-            for bytes in &batch {
-                export.entry(bytes)?;
+            if !f(done, &batch)? {
+                break;
             }
             done += batch.len() as u64;
-            progress(done, total);
         }
-        export.finish()
+        Ok(())
     }
 
     /// Streams the log as a bundle — every entry the newest verified checkpoint covers, then
