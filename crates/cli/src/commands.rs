@@ -15,7 +15,7 @@ use breakglass_core::{
 use breakglass_engine::findings::Findings;
 use breakglass_engine::report::Period;
 use breakglass_engine::{
-    default_dir, desk, findings, generate, public_key, signin, write_csv, write_stored_bundle,
+    default_dir, desk, findings, generate, public_key, signin, verify_stored_bundle, write_csv,
     Actor, AtomicFile, BrokerNotice, Code, Engine, EngineError, EventFormat, ExportFilter, Home,
     InitOptions, JoinOptions, KeyLocation, KeyStoreKind, NewRequest,
 };
@@ -1066,13 +1066,11 @@ async fn log_archive(ctx: &Ctx, before: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Reads the stored log into a bundle, without trusting any of it: every entry the newest
-/// checkpoint covers. On a team's log, entries members appended since then await the broker's
-/// checkpoint and are left out (and said so on stderr); on the embedded log every append
-/// carries its checkpoint, so an entry none covers fails verification.
-/// Verifies the stored log as the bundle it would export — every entry the newest checkpoint
-/// covers, against the log key in the config — without holding it: a task writes it a batch of
-/// entries at a time into a pipe, and the streaming verifier reads the other end on a thread.
+/// Verifies the stored log, without trusting any of it, as the bundle it would export — every
+/// entry the newest checkpoint covers, against the log key in the config — without holding it
+/// ([`verify_stored_bundle`]). On a team's log, entries members appended since then await the
+/// broker's checkpoint and are left out (and said so on stderr); on the embedded log every
+/// append carries its checkpoint, so an entry none covers fails verification.
 async fn log_verify(ctx: &Ctx, json: bool) -> Result<()> {
     let home = ctx.home()?;
     let pinned = NoteVerifier::from_vkey(home.log_key())
@@ -1096,34 +1094,21 @@ async fn log_verify(ctx: &Ctx, json: bool) -> Result<()> {
             stored - size
         );
     }
-    let (reader, writer) =
-        io::pipe().map_err(|e| refused(format!("cannot verify the log: {e}")))?;
     let opts = VerifyOptions {
         log_key: Some(pinned),
         earlier_checkpoint: None,
     };
-    let verifier = std::thread::spawn(move || {
-        verify_bundle_stream(io::BufReader::with_capacity(1 << 20, reader), &opts)
-    });
-    let written = write_stored_bundle(
+    let verified = verify_stored_bundle(
         &store,
         home.origin(),
         home.log_key(),
         size,
         &checkpoint.note,
-        io::BufWriter::with_capacity(1 << 20, writer),
-        &mut |_, _| {},
+        opts,
     )
-    .await;
-    // The writer is closed here (finished, or dropped on an error), so the verifier ends.
-    let verified = verifier
-        .join()
-        .map_err(|_| refused("the verifier stopped unexpectedly"))?;
-    match (written, verified) {
-        // A read of the store that failed is the error, unless the verifier already found one.
-        (Err(e), Ok(_)) => Err(refused(format!("cannot read the log: {e}"))),
-        (_, verified) => report_bundle(verified, json, "local log"),
-    }
+    .await
+    .map_err(|e| refused(format!("cannot read the log: {e}")))?;
+    report_bundle(verified, json, "local log")
 }
 
 fn report_bundle(

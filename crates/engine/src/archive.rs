@@ -135,10 +135,7 @@ impl Engine {
     /// its directory), and verifies it against the pinned log key; on any failure nothing is
     /// left at `path`.
     async fn write_archive(&self, path: &Path, size: u64, note: &str) -> Result<(), EngineError> {
-        let state = self.state();
-        let (Some(origin), Some(log_key)) = (state.origin(), state.log_key()) else {
-            return Err(EngineError::Invalid("the log has no first entry".into()));
-        };
+        let (origin, log_key) = self.origin_and_key()?;
         let folder = path.parent().unwrap_or(Path::new("."));
         let cannot = |e: std::io::Error| {
             EngineError::Invalid(format!(

@@ -3,7 +3,10 @@
 use std::io::Write;
 
 use breakglass_core::{LogState, Request, Review, Status, Timestamp};
-use breakglass_ledger::{with_cosignatures, BundleError, BundleWriter, Entry};
+use breakglass_ledger::{
+    verify_bundle_stream, with_cosignatures, BundleError, BundleReport, BundleWriter, Entry,
+    VerifyOptions,
+};
 use breakglass_store::Store;
 
 use crate::error::EngineError;
@@ -319,26 +322,8 @@ impl Engine {
         out: W,
         progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<u64, EngineError> {
-        let (covered, checkpoint) = self.latest_checkpoint().await?;
-        let state = self.state();
-        // The members' cosignatures of this very checkpoint, as extra signature lines of its
-        // note — when the state here is the bundle's (no member entry awaits the checkpoint),
-        // so each is checked against the keys the bundle itself enrols.
-        let checkpoint = if covered == self.size() {
-            let rows = self.store().cosignatures().await?;
-            with_cosignatures(
-                state,
-                &checkpoint,
-                rows.iter()
-                    .filter(|r| r.size == covered)
-                    .map(|r| r.signature.as_str()),
-            )
-        } else {
-            checkpoint
-        };
-        let (Some(origin), Some(log_key)) = (state.origin(), state.log_key()) else {
-            return Err(EngineError::Invalid("the log has no first entry".into()));
-        };
+        let (covered, checkpoint) = self.bundle_checkpoint().await?;
+        let (origin, log_key) = self.origin_and_key()?;
         write_stored_bundle(
             self.store(),
             origin,
@@ -350,6 +335,72 @@ impl Engine {
         )
         .await?;
         Ok(covered)
+    }
+
+    /// What a bundle of this log closes with: how many entries the newest verified checkpoint
+    /// covers, and its signed note — with the members' cosignatures of this very checkpoint as
+    /// extra signature lines when the state here is the bundle's (no member entry awaits the
+    /// checkpoint), so that each is checked against the keys the bundle itself enrols.
+    pub(crate) async fn bundle_checkpoint(&self) -> Result<(u64, String), EngineError> {
+        let (covered, checkpoint) = self.latest_checkpoint().await?;
+        if covered != self.size() {
+            return Ok((covered, checkpoint));
+        }
+        let rows = self.store().cosignatures().await?;
+        let note = with_cosignatures(
+            self.state(),
+            &checkpoint,
+            rows.iter()
+                .filter(|r| r.size == covered)
+                .map(|r| r.signature.as_str()),
+        );
+        Ok((covered, note))
+    }
+
+    /// The log's origin and checkpoint key, from its first entry.
+    pub(crate) fn origin_and_key(&self) -> Result<(&str, &str), EngineError> {
+        let state = self.state();
+        match (state.origin(), state.log_key()) {
+            (Some(origin), Some(log_key)) => Ok((origin, log_key)),
+            _ => Err(EngineError::Invalid("the log has no first entry".into())),
+        }
+    }
+}
+
+/// Verifies the bundle [`write_stored_bundle`] writes of the first `size` entries of `store`,
+/// closed by `note`, without holding it: it is written a batch at a time into a pipe whose other
+/// end [`verify_bundle_stream`] reads on a thread of its own. Returns the verifier's verdict; a
+/// failure to read the store is the error, unless the verifier found one first.
+pub async fn verify_stored_bundle(
+    store: &Store,
+    origin: &str,
+    log_key: &str,
+    size: u64,
+    note: &str,
+    opts: VerifyOptions,
+) -> Result<Result<BundleReport, BundleError>, EngineError> {
+    let (reader, writer) =
+        std::io::pipe().map_err(|e| EngineError::Invalid(format!("cannot verify the log: {e}")))?;
+    let verifier = std::thread::spawn(move || {
+        verify_bundle_stream(std::io::BufReader::with_capacity(1 << 20, reader), &opts)
+    });
+    let written = write_stored_bundle(
+        store,
+        origin,
+        log_key,
+        size,
+        note,
+        std::io::BufWriter::with_capacity(1 << 20, writer),
+        &mut |_, _| {},
+    )
+    .await;
+    // The writer is closed here (finished, or dropped on an error), so the verifier ends.
+    let verified = verifier
+        .join()
+        .map_err(|_| EngineError::Invalid("the verifier stopped unexpectedly".into()))?;
+    match (written, verified) {
+        (Err(e), Ok(_)) => Err(e),
+        (_, verified) => Ok(verified),
     }
 }
 

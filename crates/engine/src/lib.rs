@@ -75,8 +75,8 @@ pub use breakglass_store::{Heard, LogListener};
 pub use engine::{Actor, Engine, NewRequest, Outcome, SystemKeys};
 pub use error::{Code, EngineError};
 pub use export::{
-    neutralise_formula, write_csv, write_jsonl, write_stored_bundle, EventCount, EventExport,
-    EventFormat, ExportFilter, CSV_COLUMNS,
+    neutralise_formula, verify_stored_bundle, write_csv, write_jsonl, write_stored_bundle,
+    EventCount, EventExport, EventFormat, ExportFilter, CSV_COLUMNS,
 };
 pub use file::AtomicFile;
 pub use home::{default_dir, Home, InitOptions, JoinOptions, Joined, KeyStoreKind, CONFIG_FILE};

@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use breakglass_core::{LogState, Request, Review, Status, Timestamp};
-use breakglass_ledger::{verify_bundle, VerifyOptions};
+use breakglass_ledger::VerifyOptions;
 
 use crate::error::EngineError;
+use crate::export::verify_stored_bundle;
 use crate::Engine;
 
 /// Which requests a report covers: those made in `[from, to)`.
@@ -205,20 +206,16 @@ impl Engine {
     /// log's own checkpoint key — and renders the report of the requests made in `period`
     /// (its HTML, and how the verification went).
     pub async fn report(&self, period: &Period) -> Result<(String, Verification), EngineError> {
-        let mut bundle = Vec::new();
-        self.export_bundle(&mut bundle, &mut |_, _| {}).await?;
-        let checkpoint = bundle
-            .rsplit(|b| *b == b'\n')
-            .nth(1)
-            .and_then(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
-            .and_then(|v| v["checkpoint"].as_str().map(str::to_owned));
-        let verification = match verify_bundle(
-            &bundle,
-            &VerifyOptions {
-                log_key: Some(self.log_verifier()),
-                earlier_checkpoint: None,
-            },
-        ) {
+        let (covered, note) = self.bundle_checkpoint().await?;
+        let (origin, log_key) = self.origin_and_key()?;
+        let opts = VerifyOptions {
+            log_key: Some(self.log_verifier()),
+            earlier_checkpoint: None,
+        };
+        let verified =
+            verify_stored_bundle(self.store(), origin, log_key, covered, &note, opts).await?;
+        let checkpoint = Some(note);
+        let verification = match verified {
             Ok(r) => Verification {
                 ok: true,
                 headline: format!(
