@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 source scripts/env.sh
+scripts/prune-target.sh
 export CARGO_TERM_COLOR=never
 # No incremental compilation: a run builds each crate once, and incremental state written for
 # every clone's path piled up to 21 GB in the shared target directory (disk full, session 5).
