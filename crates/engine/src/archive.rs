@@ -58,8 +58,7 @@ impl Engine {
             ));
         };
         self.refresh().await?;
-        let previous = self.store().archive().await?;
-        let already = previous.as_ref().map_or(0, |a| a.size);
+        let already = self.store().archive().await?.map_or(0, |a| a.size);
         let older = self.entries_before(before).await?;
         let limit = older.min(self.size().saturating_sub(1));
         let checkpoint = match self.store().checkpoint_at_most(limit).await? {
@@ -81,28 +80,35 @@ impl Engine {
         let name = format!("archive/log-{size}.bundle");
         let path = dir.join(&name);
         self.write_archive(&path, size, &checkpoint.note).await?;
-        // From here until the database records it, a failure removes the file.
+        // From here until the database records it, a failure removes the file — unless the
+        // file by that name is the one in force (another process archived the same entries,
+        // byte for byte the same bundle, in the meantime).
         let recorded = async {
             let mut tx = self.store().begin_append().await?;
+            let previous = tx.archived().await?;
             let record = tx.archive(size, &name).await?;
             tx.commit().await?;
-            Ok::<_, EngineError>(record)
+            Ok::<_, EngineError>((record, previous))
         }
         .await;
-        let record = match recorded {
-            Ok(record) => record,
+        let (record, previous) = match recorded {
+            Ok(done) => done,
             Err(e) => {
-                let _ = fs::remove_file(&path);
+                let in_force = self.store().archive().await.ok().flatten();
+                if in_force.is_none_or(|a| a.file != name) {
+                    let _ = fs::remove_file(&path);
+                }
                 return Err(e);
             }
         };
+        let moved = size - previous.as_ref().map_or(0, |p| p.size);
         let replaced = previous.map(|p| dir.join(p.file));
         let replaced_left = replaced
             .as_ref()
             .is_some_and(|p| p != &path && fs::remove_file(p).is_err() && p.exists());
         Ok(Archived {
             size,
-            moved: size - already,
+            moved,
             path,
             sha256: record.sha256,
             checkpoint: checkpoint.note,
