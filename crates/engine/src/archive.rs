@@ -120,16 +120,15 @@ impl Engine {
     /// How many of the log's first entries are older than `before`.
     async fn entries_before(&self, before: Timestamp) -> Result<u64, EngineError> {
         let mut older = 0;
-        self.each_batch(|first, batch| {
-            for (i, bytes) in batch.iter().enumerate() {
-                let index = first + i as u64;
-                let entry = Entry::decode(bytes).map_err(|e| {
-                    EngineError::Tampered(format!("entry {index} cannot be read: {e}"))
+        self.each_batch(|batch| {
+            for e in batch {
+                let entry = Entry::decode(&e.bytes).map_err(|err| {
+                    EngineError::Tampered(format!("entry {} cannot be read: {err}", e.index))
                 })?;
                 if entry.event().time >= before {
                     return Ok(false);
                 }
-                older = index + 1;
+                older = e.index + 1;
             }
             Ok(true)
         })

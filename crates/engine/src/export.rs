@@ -7,7 +7,7 @@ use breakglass_ledger::{
     verify_bundle_stream, with_cosignatures, BundleError, BundleReport, BundleWriter, Entry,
     VerifyOptions,
 };
-use breakglass_store::Store;
+use breakglass_store::{Store, StoredEntry};
 
 use crate::error::EngineError;
 use crate::ocsf::OcsfMapper;
@@ -279,38 +279,31 @@ impl Engine {
         let total = self.size();
         let mut export = EventExport::new(self.state(), filter, format, out);
         progress(0, total);
-        self.each_batch(|first, batch| {
-            for bytes in batch {
-                export.entry(bytes)?;
+        self.each_batch(|batch| {
+            for e in batch {
+                export.entry(&e.bytes)?;
             }
-            progress(first + batch.len() as u64, total);
+            progress(batch.last().map_or(0, |e| e.index + 1), total);
             Ok(true)
         })
         .await?;
         export.finish()
     }
 
-    /// Reads the log's entries in order, [`BATCH`] at a time, handing each batch and the index
-    /// of its first entry to `f` until `f` answers false or the log ends.
+    /// Reads the log's entries in order, [`BATCH`] at a time, handing each batch to `f` until
+    /// `f` answers false or the log ends.
     pub(crate) async fn each_batch(
         &self,
-        mut f: impl FnMut(u64, &[Vec<u8>]) -> Result<bool, EngineError>,
+        f: impl FnMut(&[StoredEntry]) -> Result<bool, EngineError>,
     ) -> Result<(), EngineError> {
         let total = self.size();
-        let mut done = 0;
-        while done < total {
-            let batch = self.entries(done, (done + BATCH).min(total)).await?;
-            if batch.is_empty() {
-                return Err(EngineError::Tampered(format!(
-                    "the store holds {done} of the log's {total} entries"
-                )));
-            }
-            if !f(done, &batch)? {
-                break;
-            }
-            done += batch.len() as u64;
-        }
-        Ok(())
+        each_stored_batch(
+            self.store(),
+            total,
+            &format!("the log's {total} entries"),
+            f,
+        )
+        .await
     }
 
     /// Streams the log as a bundle — every entry the newest verified checkpoint covers, then
@@ -418,21 +411,41 @@ pub async fn write_stored_bundle<W: Write>(
 ) -> Result<(), EngineError> {
     let failed = |e: BundleError| EngineError::Invalid(format!("writing the bundle: {e}"));
     let mut bundle = BundleWriter::new(out, origin, log_key, size).map_err(failed)?;
-    let mut done = 0;
-    progress(done, size);
-    while done < size {
-        let batch = store.entries(done, (done + BATCH).min(size)).await?;
-        if batch.is_empty() {
-            return Err(EngineError::Tampered(format!(
-                "the store holds {done} of the {size} entries its checkpoint covers"
-            )));
-        }
-        for e in &batch {
+    progress(0, size);
+    let expected = format!("the {size} entries its checkpoint covers");
+    each_stored_batch(store, size, &expected, |batch| {
+        for e in batch {
             bundle.entry(&e.bytes).map_err(failed)?;
         }
-        done += batch.len() as u64;
-        progress(done, size);
-    }
+        progress(batch.last().map_or(0, |e| e.index + 1), size);
+        Ok(true)
+    })
+    .await?;
     bundle.finish(note).map_err(failed)?;
+    Ok(())
+}
+
+/// Reads the first `total` entries of `store` in order, [`BATCH`] at a time, handing each batch
+/// to `f` until `f` answers false. A store that holds fewer (described by `expected`) was
+/// tampered with.
+async fn each_stored_batch(
+    store: &Store,
+    total: u64,
+    expected: &str,
+    mut f: impl FnMut(&[StoredEntry]) -> Result<bool, EngineError>,
+) -> Result<(), EngineError> {
+    let mut done = 0;
+    while done < total {
+        let batch = store.entries(done, (done + BATCH).min(total)).await?;
+        if batch.is_empty() {
+            return Err(EngineError::Tampered(format!(
+                "the store holds {done} of {expected}"
+            )));
+        }
+        if !f(&batch)? {
+            break;
+        }
+        done += batch.len() as u64;
+    }
     Ok(())
 }
