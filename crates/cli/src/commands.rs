@@ -1349,7 +1349,7 @@ async fn report(ctx: &Ctx, a: ReportArgs) -> Result<()> {
         ));
     }
     let (_home, engine) = ctx.engine().await?;
-    let (html, verification) = engine.report(&period).await?;
+    let (html, verification, _) = engine.report(&period).await?;
     let mut file = AtomicFile::create(&a.output, true)?;
     file.write_all(html.as_bytes())
         .map_err(|e| refused(format!("cannot write {}: {e}", a.output.display())))?;

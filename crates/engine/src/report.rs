@@ -204,8 +204,11 @@ fn top(counts: HashMap<&str, u64>) -> Vec<(String, u64)> {
 impl Engine {
     /// Verifies the log as a bundle — everything the newest checkpoint covers, against this
     /// log's own checkpoint key — and renders the report of the requests made in `period`
-    /// (its HTML, and how the verification went).
-    pub async fn report(&self, period: &Period) -> Result<(String, Verification), EngineError> {
+    /// (its HTML, how the verification went, and the figures it shows).
+    pub async fn report(
+        &self,
+        period: &Period,
+    ) -> Result<(String, Verification, Figures), EngineError> {
         let (covered, note) = self.bundle_checkpoint().await?;
         let (origin, log_key) = self.origin_and_key()?;
         let opts = VerifyOptions {
@@ -232,8 +235,9 @@ impl Engine {
                 checks: Vec::new(),
             },
         };
-        let html = render(self.state(), period, self.now(), &verification);
-        Ok((html, verification))
+        let figures = Figures::of(self.state(), period);
+        let html = render(self.state(), &figures, period, self.now(), &verification);
+        Ok((html, verification, figures))
     }
 }
 
@@ -339,14 +343,14 @@ pub async fn print_pdf(html: &std::path::Path, pdf: &std::path::Path) -> Result<
     done
 }
 
-/// The report's HTML.
+/// The report's HTML, showing `f`, the figures of `state` for `period`.
 pub fn render(
     state: &LogState,
+    f: &Figures,
     period: &Period,
     generated: Timestamp,
     verification: &Verification,
 ) -> String {
-    let f = Figures::of(state, period);
     let origin = state.origin().unwrap_or("(no log)");
     let span = match (period.from, period.to) {
         (None, None) => "the whole log".to_owned(),

@@ -89,7 +89,7 @@ async fn the_report_shows_the_historys_figures_and_charts_in_a_real_browser() {
     assert_eq!(f.top_requesters, vec![("dave".to_owned(), 7)]);
     assert_eq!(f.top_targets[0], ("staging".to_owned(), 4));
 
-    let (html, verification) = engine.report(&Period::default()).await.unwrap();
+    let (html, verification, _) = engine.report(&Period::default()).await.unwrap();
     assert!(verification.ok, "{verification:?}");
     assert!(html.contains("Verification: OK"), "the log verifies");
     assert!(
@@ -134,7 +134,7 @@ async fn the_report_shows_the_historys_figures_and_charts_in_a_real_browser() {
 
     // A period with nothing in it says so instead of drawing empty charts.
     let later = start().checked_add(Span::parse("30d").unwrap()).unwrap();
-    let (empty, _) = engine
+    let (empty, _, figures) = engine
         .report(&Period {
             from: Some(later),
             to: None,
@@ -142,6 +142,7 @@ async fn the_report_shows_the_historys_figures_and_charts_in_a_real_browser() {
         .await
         .unwrap();
     assert!(empty.contains("No grants in this period."));
+    assert_eq!(figures.requests, 0, "the figures returned are the period's");
     let png = screenshot(&empty, tmp.path(), "empty").await;
     assert_eq!(pixels_of(&png, BAR), 0, "no bars for an empty period");
 
@@ -186,7 +187,7 @@ async fn a_log_that_fails_verification_is_reported_as_failed() {
         .unwrap();
     conn.close().await.unwrap();
 
-    let (html, verification) = engine.report(&Period::default()).await.unwrap();
+    let (html, verification, _) = engine.report(&Period::default()).await.unwrap();
     assert!(!verification.ok);
     assert!(html.contains("Verification: FAILED"), "the change is found");
     assert!(!html.contains("Verification: OK"));

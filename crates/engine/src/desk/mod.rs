@@ -28,7 +28,7 @@ use crate::export::{write_csv, EventFormat, ExportFilter};
 use crate::file::AtomicFile;
 use crate::findings::{self, Findings};
 use crate::home::{Home, InitOptions, JoinOptions, KeyStoreKind};
-use crate::report::{Figures, Period};
+use crate::report::Period;
 use crate::signin::{self, Method, Prompt};
 
 pub use notice::{Notice, NoticeKind, Notices, TraySummary, WARN_BEFORE_EXPIRY};
@@ -719,12 +719,12 @@ impl Desk {
                 let total = self.engine.size();
                 report(0, total);
                 let period = Period { from, to };
-                let (html, _) = self.engine.report(&period).await?;
+                let (html, _, figures) = self.engine.report(&period).await?;
                 file.write_all(html.as_bytes()).map_err(|e| {
                     EngineError::Invalid(format!("cannot write {}: {e}", path.display()))
                 })?;
                 report(total, total);
-                Figures::of(self.engine.state(), &period).requests as u64
+                figures.requests as u64
             }
         };
         let bytes = file.commit(false)?;
