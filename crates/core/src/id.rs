@@ -18,6 +18,18 @@ pub const REQUEST_LINK_PREFIX: &str = "breakglass://request/";
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 const LEN: usize = 16;
 const TEXT_LEN: usize = PREFIX.len() + LEN;
+/// Each byte's value in [`ALPHABET`], or `NOT_IN_ALPHABET` (ids are parsed in every request
+/// event of a log: a table lookup per character, not a search).
+const VALUES: [u8; 256] = {
+    let mut values = [NOT_IN_ALPHABET; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        values[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    values
+};
+const NOT_IN_ALPHABET: u8 = u8::MAX;
 
 impl RequestId {
     /// Builds an id from 10 random bytes (the caller owns the randomness).
@@ -39,8 +51,8 @@ impl RequestId {
         let mut bits: u128 = 0;
         for &c in &self.0[PREFIX.len()..] {
             // Every character is in the alphabet: ids are built or parsed only from it.
-            let value = ALPHABET.iter().position(|&a| a == c).unwrap_or(0);
-            bits = (bits << 5) | value as u128;
+            let value = VALUES[usize::from(c)] & 31;
+            bits = (bits << 5) | u128::from(value);
         }
         let mut bytes = [0u8; 10];
         bytes.copy_from_slice(&bits.to_be_bytes()[6..]);
@@ -49,7 +61,10 @@ impl RequestId {
 
     /// Parses an id, saying what is wrong with it.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let ok = s.starts_with(PREFIX) && s[PREFIX.len()..].bytes().all(|c| ALPHABET.contains(&c));
+        let ok = s.starts_with(PREFIX)
+            && s[PREFIX.len()..]
+                .bytes()
+                .all(|c| VALUES[usize::from(c)] != NOT_IN_ALPHABET);
         match <[u8; TEXT_LEN]>::try_from(s.as_bytes()) {
             Ok(text) if ok => Ok(Self(text)),
             _ => Err(format!(
@@ -144,6 +159,23 @@ mod tests {
             "req_zzzzzzzzzzzzzz\u{e9}",
         ] {
             assert!(RequestId::parse(s).is_err(), "{s:?} is not an id");
+        }
+    }
+
+    #[test]
+    fn exactly_the_alphabet_is_accepted_in_every_position() {
+        for c in (0u8..=127).map(char::from) {
+            let in_alphabet = ALPHABET.contains(&(c as u8));
+            for at in 0..LEN {
+                let mut text = String::from("req_");
+                text.extend((0..LEN).map(|i| if i == at { c } else { 'z' }));
+                assert_eq!(
+                    RequestId::parse(&text).is_ok(),
+                    in_alphabet,
+                    "{text:?}: {c:?} is {}in the alphabet",
+                    if in_alphabet { "" } else { "not " }
+                );
+            }
         }
     }
 }
