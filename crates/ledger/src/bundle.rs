@@ -20,14 +20,14 @@
 use std::io::{self, BufRead, Read, Write};
 
 use breakglass_core::LogState;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::{parse_canonical, to_canonical_vec};
-use crate::entry::decode_all;
-use crate::merkle::{root_of, Frontier, Hash};
+use crate::entry::Checked;
+use crate::merkle::{Frontier, Hash};
 use crate::note::{Checkpoint, NoteVerifier};
-use crate::replay::{replay, replay_onto, Violation};
+use crate::pipeline::{check_entries, Stop};
+use crate::replay::{apply_checked, Violation};
 use crate::witness::check_cosignatures;
 
 const FORMAT: &str = "breakglass-bundle";
@@ -199,75 +199,22 @@ pub struct VerifyOptions {
     pub earlier_checkpoint: Option<String>,
 }
 
-/// Verifies a bundle completely, needing nothing but its bytes (and optional pins).
+/// Verifies a bundle completely, needing nothing but its bytes (and optional pins), as
+/// [`verify_bundle_stream`] does. With the whole bundle at hand its checkpoint is checked
+/// against its header first, so a bundle whose entry count was changed is refused as not
+/// matching its checkpoint before any entry is read.
 pub fn verify_bundle(bytes: &[u8], opts: &VerifyOptions) -> Result<BundleReport, BundleError> {
-    let malformed = |line: usize, why: String| BundleError::Malformed { line, why };
-    if bytes.is_empty() {
-        return Err(malformed(1, "the file is empty".into()));
+    let body = bytes.strip_suffix(b"\n").unwrap_or_default();
+    if let (Some(first), Some(last)) = (memchr::memchr(b'\n', body), memchr::memrchr(b'\n', body)) {
+        let header = parse_header(&body[..first]);
+        // A last line that is not a checkpoint is reported, with its line number, by the
+        // streaming verifier.
+        let trailer = parse_trailer(&body[last + 1..], 0);
+        if let (Ok(header), Ok(trailer)) = (header, trailer) {
+            check_checkpoint(&verifier_for(&header, opts)?, &trailer, &header)?;
+        }
     }
-    if bytes.last() != Some(&b'\n') {
-        return Err(malformed(
-            bytes.split(|b| *b == b'\n').count(),
-            "the file is truncated (its last line is incomplete)".into(),
-        ));
-    }
-    let body = &bytes[..bytes.len() - 1];
-    let mut lines: Vec<&[u8]> = Vec::new();
-    let mut start = 0;
-    for nl in memchr::memchr_iter(b'\n', body) {
-        lines.push(&body[start..nl]);
-        start = nl + 1;
-    }
-    lines.push(&body[start..]);
-    let header = parse_header(lines[0])?;
-    let n = usize::try_from(header.size).map_err(|_| malformed(1, "size too large".into()))?;
-    if lines.len() != n + 2 {
-        return Err(malformed(
-            lines.len().min(n + 2),
-            format!(
-                "the header announces {n} entries but the bundle has {} lines between header and checkpoint (truncated or padded)",
-                lines.len().saturating_sub(2)
-            ),
-        ));
-    }
-    let trailer = parse_trailer(lines[n + 1], n + 2)?;
-    let verifier = verifier_for(&header, opts)?;
-    let checkpoint = check_checkpoint(&verifier, &trailer, &header)?;
-
-    let entries = decode_all(&lines[1..=n]).map_err(|(i, error)| {
-        BundleError::Violation(Violation::Entry {
-            index: i as u64,
-            error,
-        })
-    })?;
-    // Signatures and rules first, so an altered entry is named rather than reported only as a
-    // root mismatch; then the root proves nothing was dropped, added or reordered.
-    // The Merkle root is computed beside them, on whichever core is free.
-    let leaves: Vec<Hash> = entries.iter().map(|e| *e.leaf_hash()).collect();
-    let (state, root) = rayon::join(|| replay(&entries), || root_of(&leaves));
-    let state = state.map_err(BundleError::Violation)?;
-    if root != checkpoint.root {
-        return Err(BundleError::RootMismatch(
-            "the Merkle root of the entries is not the root the checkpoint signs".into(),
-        ));
-    }
-    let consistent_with = match &opts.earlier_checkpoint {
-        None => None,
-        Some(note) => Some(check_earlier(&verifier, note, &leaves)?),
-    };
-    check_genesis(&state, &header)?;
-    let witnessed_by = check_cosignatures(&state, &trailer.checkpoint)?;
-    let report = report(
-        &state,
-        header,
-        &root,
-        consistent_with,
-        opts.log_key.is_some(),
-        witnessed_by,
-    );
-    // Freeing a million small strings is measurable; spread it over the cores too.
-    entries.into_par_iter().for_each(drop);
-    Ok(report)
+    verify_bundle_stream(bytes, opts)
 }
 
 fn parse_header(line: &[u8]) -> Result<Header, BundleError> {
@@ -343,34 +290,52 @@ fn check_checkpoint(
     Ok(checkpoint)
 }
 
-/// Entries verified at a time by [`verify_bundle_stream`].
-const STREAM_CHUNK: usize = 2048;
+/// Entries a worker of [`verify_bundle_stream`] checks at a time (one signature batch).
+const STREAM_BATCH: usize = 256;
+
+/// Entries [`verify_bundle_stream`] replays between two retirements of ended requests.
+const RETIRE_EVERY: u64 = 2048;
 
 /// The longest line [`verify_bundle_stream`] reads (an entry holding a policy's source or a
 /// provider's key set is a few kilobytes).
 const MAX_LINE: u64 = 16 * 1024 * 1024;
 
-/// Verifies a bundle read from `input` as [`verify_bundle`] does, a chunk of entries at a time:
-/// what it holds at once is one chunk, the Merkle tree's frontier and the replayed state of the
-/// requests still open (ended ones are retired to their id and outcome,
-/// [`LogState::retire_ended`]), never the whole bundle, so memory stays flat as the log grows. The checkpoint is read last, so a bundle whose entries fail is reported at the first
-/// bad entry before its checkpoint is looked at.
+/// Verifies a bundle read from `input`: its header, every entry's canonical encoding,
+/// signature and rules, the Merkle root, the signed checkpoint, the first administrator's
+/// log key, any earlier checkpoint it must extend and any witnesses' cosignatures. Entries are
+/// decoded and their signatures checked on every core while they are read, and replayed in
+/// order as their checks come in (see `pipeline`); what it holds at once is a few batches of
+/// entries, the Merkle tree's frontier and the replayed state of the requests still open
+/// (ended ones are retired to their id and outcome, [`LogState::retire_ended`]), never the whole
+/// bundle, so memory stays flat as the log grows. The first failure in log order is reported;
+/// the checkpoint is read last, so a bundle whose entries fail is reported at the first bad
+/// entry before its checkpoint is looked at.
 pub fn verify_bundle_stream<R: BufRead>(
     input: R,
     opts: &VerifyOptions,
 ) -> Result<BundleReport, BundleError> {
-    verify_bundle_stream_in_chunks(input, opts, STREAM_CHUNK)
+    verify_stream(input, opts, STREAM_BATCH, RETIRE_EVERY)
 }
 
-/// [`verify_bundle_stream`] with `chunk` entries at a time (tests use small chunks so that
-/// ended requests are retired between a request's events).
+/// [`verify_bundle_stream`] checking `chunk` entries at a time and retiring ended requests
+/// after every `chunk` (tests use small chunks so that ended requests are retired between a
+/// request's events).
 #[doc(hidden)]
 pub fn verify_bundle_stream_in_chunks<R: BufRead>(
-    mut input: R,
+    input: R,
     opts: &VerifyOptions,
     chunk_entries: usize,
 ) -> Result<BundleReport, BundleError> {
     let chunk_entries = chunk_entries.max(1);
+    verify_stream(input, opts, chunk_entries, chunk_entries as u64)
+}
+
+fn verify_stream<R: BufRead>(
+    mut input: R,
+    opts: &VerifyOptions,
+    batch: usize,
+    retire_every: u64,
+) -> Result<BundleReport, BundleError> {
     let malformed = |line: usize, why: String| BundleError::Malformed { line, why };
     let mut buf = Vec::new();
     let truncated = |line: usize| {
@@ -417,54 +382,40 @@ pub fn verify_bundle_stream_in_chunks<R: BufRead>(
         Ok(())
     };
     check_earlier_at(&frontier)?;
-    let mut chunk = Vec::with_capacity(chunk_entries * 512);
-    let mut ends = Vec::with_capacity(chunk_entries);
-    let mut done: u64 = 0;
-    while done < header.size {
-        chunk.clear();
-        ends.clear();
-        let want = usize::try_from((header.size - done).min(chunk_entries as u64))
-            .unwrap_or(chunk_entries);
-        while ends.len() < want {
-            let line = 2 + done as usize + ends.len();
-            match read_line(&mut input, &mut chunk)? {
-                Line::Whole => ends.push(chunk.len()),
-                Line::Unterminated => return Err(truncated(line)),
-                Line::End => {
-                    return Err(malformed(
-                        line,
-                        format!(
-                        "the header announces {} entries but the bundle ends after {} (truncated)",
-                        header.size,
-                        done as usize + ends.len()
-                    ),
-                    ))
-                }
-            }
+    let size = header.size;
+    let read = |buf: &mut Vec<u8>, index: u64| {
+        let line = usize::try_from(index)
+            .unwrap_or(usize::MAX)
+            .saturating_add(2);
+        match read_line(&mut input, buf)? {
+            Line::Whole => Ok(()),
+            Line::Unterminated => Err(truncated(line)),
+            Line::End => Err(malformed(
+                line,
+                format!(
+                    "the header announces {size} entries but the bundle ends after {index} (truncated)"
+                ),
+            )),
         }
-        let lines: Vec<&[u8]> = ends
-            .iter()
-            .scan(0, |start, &end| {
-                let line = &chunk[*start..end];
-                *start = end;
-                Some(line)
-            })
-            .collect();
-        let entries = decode_all(&lines).map_err(|(i, error)| {
-            BundleError::Violation(Violation::Entry {
-                index: done + i as u64,
-                error,
-            })
-        })?;
-        replay_onto(&mut state, &entries, done).map_err(BundleError::Violation)?;
+    };
+    let apply = |index: u64, entry: Checked| {
+        apply_checked(&mut state, &entry.event, &entry.key, &entry.leaf, index)
+            .map_err(BundleError::Violation)?;
+        frontier.push(entry.leaf);
+        check_earlier_at(&frontier)?;
         // Requests that ended for good keep only their id and outcome from here on.
-        state.retire_ended();
-        for e in &entries {
-            frontier.push(*e.leaf_hash());
-            check_earlier_at(&frontier)?;
+        if (index + 1).is_multiple_of(retire_every) {
+            state.retire_ended();
         }
-        done += entries.len() as u64;
-    }
+        Ok(())
+    };
+    check_entries(size, batch, read, apply).map_err(|stop| match stop {
+        Stop::Entry { index, error } => BundleError::Violation(Violation::Entry { index, error }),
+        Stop::Other(e) => e,
+        Stop::WorkerPanicked => BundleError::Io(io::Error::other(
+            "a thread checking the entries stopped unexpectedly",
+        )),
+    })?;
     let at = usize::try_from(header.size)
         .unwrap_or(usize::MAX)
         .saturating_add(2);
@@ -571,27 +522,6 @@ pub(crate) fn state_checks(state: &LogState, entries: u64) -> Vec<String> {
             tally.requests,
         ),
     ]
-}
-
-fn check_earlier(verifier: &NoteVerifier, note: &str, leaves: &[Hash]) -> Result<u64, BundleError> {
-    let earlier: Checkpoint = verifier
-        .verify_checkpoint(note)
-        .map_err(|e| BundleError::Inconsistent(format!("the earlier checkpoint: {e}")))?;
-    let size = usize::try_from(earlier.size).unwrap_or(usize::MAX);
-    if size > leaves.len() {
-        return Err(BundleError::Inconsistent(format!(
-            "the earlier checkpoint covers {} entries, more than the bundle's {} (history was truncated)",
-            earlier.size,
-            leaves.len()
-        )));
-    }
-    if root_of(&leaves[..size]) != earlier.root {
-        return Err(BundleError::Inconsistent(format!(
-            "the first {} entries do not hash to the earlier checkpoint's root (history was rewritten)",
-            earlier.size
-        )));
-    }
-    Ok(earlier.size)
 }
 
 fn check_genesis(state: &LogState, header: &Header) -> Result<(), BundleError> {

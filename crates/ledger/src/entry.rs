@@ -342,6 +342,9 @@ pub fn decode_all<'a>(lines: &[&'a [u8]]) -> Result<Vec<Entry<&'a [u8]>>, (usize
         })
 }
 
+/// Entries whose signatures are checked together (one Ed25519 batch verification).
+const SIGNATURE_BATCH: usize = 256;
+
 /// Verifies every entry's signature, in batches spread over all cores. Returns the position of
 /// the first entry whose signature fails, with why.
 ///
@@ -352,25 +355,17 @@ pub fn decode_all<'a>(lines: &[&'a [u8]]) -> Result<Vec<Entry<&'a [u8]>>, (usize
 pub fn verify_signatures<B: AsRef<[u8]> + Sync>(
     entries: &[Entry<B>],
 ) -> Result<(), (usize, EntryError)> {
-    const CHUNK: usize = 256;
     // A log has few distinct signers: decompress each key once, not once per entry.
-    let mut keys: HashMap<PublicKey, Option<VerifyingKey>> = HashMap::new();
+    let mut keys = KeyCache::unbounded();
     for e in entries {
-        keys.entry(e.key)
-            .or_insert_with(|| verifying_key(&e.key).ok());
+        keys.get(&e.key);
     }
     let failures: Vec<(usize, EntryError)> = entries
-        .par_chunks(CHUNK)
+        .par_chunks(SIGNATURE_BATCH)
         .enumerate()
         .filter_map(|(chunk_no, chunk)| {
-            let base = chunk_no * CHUNK;
-            match batch(chunk, &keys) {
-                Ok(()) => None,
-                Err(()) => chunk
-                    .iter()
-                    .enumerate()
-                    .find_map(|(i, e)| e.verify_signature().err().map(|err| (base + i, err))),
-            }
+            first_bad_signature(chunk, |k| keys.cached(k))
+                .map(|(i, e)| (chunk_no * SIGNATURE_BATCH + i, e))
         })
         .collect();
     match failures.into_iter().min_by_key(|(i, _)| *i) {
@@ -379,18 +374,136 @@ pub fn verify_signatures<B: AsRef<[u8]> + Sync>(
     }
 }
 
+/// Decodes a run of entry lines and checks their signatures, on the calling thread, with
+/// `keys` caching the signers' decompressed keys from one run to the next. Returns the entries
+/// before the first bad one, as replay needs them, and, if one is bad, its position in the run
+/// and why: the first line that is not a canonical entry, or the first signature that fails
+/// before it.
+pub(crate) fn decode_and_verify<'a>(
+    lines: impl IntoIterator<Item = &'a [u8]>,
+    keys: &mut KeyCache,
+) -> (Vec<Checked>, Option<BadEntry>) {
+    let lines = lines.into_iter();
+    let mut entries = Vec::with_capacity(lines.size_hint().0);
+    let mut failure = None;
+    for line in lines {
+        match Entry::decode_borrowed(line) {
+            Ok(e) => entries.push(e),
+            Err(e) => {
+                failure = Some((entries.len(), e));
+                break;
+            }
+        }
+    }
+    // Every signature before a decoding failure is checked: one that fails comes first.
+    let mut bad_signature = None;
+    for (n, chunk) in entries.chunks(SIGNATURE_BATCH).enumerate() {
+        if let Some((i, error)) = first_bad_signature(chunk, |k| keys.get(k)) {
+            bad_signature = Some((n * SIGNATURE_BATCH + i, error));
+            break;
+        }
+    }
+    if let Some((at, error)) = bad_signature {
+        entries.truncate(at);
+        failure = Some((at, error));
+    }
+    let checked = entries.into_iter().map(Entry::into_checked).collect();
+    (checked, failure)
+}
+
+/// The position of a bad entry, and why it is bad.
+pub(crate) type BadEntry = (usize, EntryError);
+
+/// The first entry of `chunk` whose signature fails, with why: one batch verification, and
+/// entry by entry only when the batch fails.
+fn first_bad_signature<B: AsRef<[u8]>>(
+    chunk: &[Entry<B>],
+    key: impl FnMut(&PublicKey) -> Option<VerifyingKey>,
+) -> Option<(usize, EntryError)> {
+    match batch(chunk, key) {
+        Ok(()) => None,
+        Err(()) => chunk
+            .iter()
+            .enumerate()
+            .find_map(|(i, e)| e.verify_signature().err().map(|err| (i, err))),
+    }
+}
+
 fn batch<B: AsRef<[u8]>>(
     chunk: &[Entry<B>],
-    keys: &HashMap<PublicKey, Option<VerifyingKey>>,
+    mut key: impl FnMut(&PublicKey) -> Option<VerifyingKey>,
 ) -> Result<(), ()> {
     let mut messages = Vec::with_capacity(chunk.len());
     let mut vks = Vec::with_capacity(chunk.len());
     let mut sigs = Vec::with_capacity(chunk.len());
     for e in chunk {
         messages.push(e.signed_message());
-        vks.push(keys.get(&e.key).copied().flatten().ok_or(())?);
+        vks.push(key(&e.key).ok_or(())?);
         sigs.push(e.sig);
     }
     let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
     ed25519_dalek::verify_batch(&refs, &sigs, &vks).map_err(|_| ())
+}
+
+/// Signers' Ed25519 keys, decompressed once each (a log has few signers; decompressing is the
+/// costliest part of reading a key). `None` marks a key that is not a valid, strong point.
+pub(crate) struct KeyCache {
+    keys: HashMap<PublicKey, Option<VerifyingKey>>,
+    /// Keys kept at most: past it the cache starts afresh rather than growing without bound.
+    max: usize,
+}
+
+impl Default for KeyCache {
+    /// A cache of at most 4,096 keys, for a verifier whose memory must not grow with the log.
+    fn default() -> Self {
+        Self {
+            keys: HashMap::new(),
+            max: 4096,
+        }
+    }
+}
+
+impl KeyCache {
+    /// A cache that keeps every key it is given.
+    fn unbounded() -> Self {
+        Self {
+            keys: HashMap::new(),
+            max: usize::MAX,
+        }
+    }
+
+    /// The verifying key of `key`, decompressing it if it is not cached yet.
+    fn get(&mut self, key: &PublicKey) -> Option<VerifyingKey> {
+        if self.keys.len() >= self.max && !self.keys.contains_key(key) {
+            self.keys.clear();
+        }
+        *self
+            .keys
+            .entry(*key)
+            .or_insert_with(|| verifying_key(key).ok())
+    }
+
+    /// The verifying key of `key` if it was cached and is valid.
+    fn cached(&self, key: &PublicKey) -> Option<VerifyingKey> {
+        self.keys.get(key).copied().flatten()
+    }
+}
+
+/// What replaying an entry needs once its encoding and signature have been checked: its event,
+/// signer and leaf hash, without the bytes they were read from.
+pub(crate) struct Checked {
+    pub(crate) event: Event,
+    pub(crate) key: PublicKey,
+    pub(crate) leaf: Hash,
+}
+
+impl<B> Entry<B> {
+    /// The parts replay needs, letting go of the bytes.
+    pub(crate) fn into_checked(self) -> Checked {
+        Checked {
+            event: self.event,
+            key: self.key,
+            leaf: self.leaf,
+        }
+    }
 }

@@ -33,6 +33,7 @@ mod entry;
 mod evidence;
 mod merkle;
 mod note;
+mod pipeline;
 mod replay;
 mod witness;
 

@@ -1,8 +1,9 @@
 //! Rebuilding a log's state from its entries, checking every signature and every rule.
 
-use breakglass_core::{LogState, Refusal, VerifiedEvent};
+use breakglass_core::{Event, LogState, PublicKey, Refusal, VerifiedEvent};
 
 use crate::entry::{verify_signatures, Entry, EntryError};
+use crate::merkle::Hash;
 
 /// The first entry that broke the log, and how.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,17 +93,36 @@ fn apply_all<B: AsRef<[u8]>>(
     first_index: u64,
 ) -> Result<(), Violation> {
     for (i, entry) in entries.iter().enumerate() {
-        let ev = VerifiedEvent {
-            event: entry.event(),
-            signer: entry.key(),
-            leaf_hash: entry.leaf_hash(),
-        };
-        state.apply(ev).map_err(|refusal| Violation::Rule {
-            index: first_index + i as u64,
-            kind: entry.event().body.kind(),
-            actor: entry.event().actor.clone(),
-            refusal: Box::new(refusal),
-        })?;
+        apply_checked(
+            state,
+            entry.event(),
+            entry.key(),
+            entry.leaf_hash(),
+            first_index + i as u64,
+        )?;
     }
     Ok(())
+}
+
+/// Applies the event of entry `index`, whose encoding and signature by `signer` were checked;
+/// on a broken rule `state` is unchanged.
+pub(crate) fn apply_checked(
+    state: &mut LogState,
+    event: &Event,
+    signer: &PublicKey,
+    leaf_hash: &Hash,
+    index: u64,
+) -> Result<(), Violation> {
+    state
+        .apply(VerifiedEvent {
+            event,
+            signer,
+            leaf_hash,
+        })
+        .map_err(|refusal| Violation::Rule {
+            index,
+            kind: event.body.kind(),
+            actor: event.actor.clone(),
+            refusal: Box::new(refusal),
+        })
 }
