@@ -183,8 +183,11 @@ impl<'a> Entry<&'a [u8]> {
             return Err(not_canonical_entry(bytes));
         };
         let event_bytes = &bytes[EVENT_PREFIX.len()..event_end];
-        let event: Event = serde_json::from_slice(event_bytes)
-            .map_err(|e| EntryError::Malformed(e.to_string()))?;
+        // UTF-8 is checked once for the whole event, not string by string as the parser would.
+        let event_text = std::str::from_utf8(event_bytes)
+            .map_err(|e| EntryError::Malformed(format!("the event is not UTF-8: {e}")))?;
+        let event: Event =
+            serde_json::from_str(event_text).map_err(|e| EntryError::Malformed(e.to_string()))?;
         // Plain serde_json output is canonical for the event types (fields are declared in
         // byte order; `Entry::sign` debug-asserts it), so writing what was read must reproduce
         // the input exactly: this rejects whitespace, reordered, duplicate, defaulted or absent
