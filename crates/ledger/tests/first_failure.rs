@@ -75,7 +75,7 @@ fn bad_signature(log: &Log, lines: &mut [Vec<u8>], i: usize) {
 }
 
 /// Entry `i` spelled with a space after its first brace: the same JSON, not canonical.
-fn malformed(lines: &mut [Vec<u8>], i: usize) {
+fn malformed(_: &Log, lines: &mut [Vec<u8>], i: usize) {
     lines[i].insert(1, b' ');
 }
 
@@ -88,6 +88,16 @@ fn breaks_a_rule(log: &Log, lines: &mut [Vec<u8>], i: usize) {
         .bytes()
         .to_vec();
 }
+
+/// A fault put into entry `i` of a bundle's lines.
+type Fault = fn(&Log, &mut [Vec<u8>], usize);
+
+/// Every kind of fault an entry can have, with how a verifier names it.
+const FAULTS: [(Fault, &str); 3] = [
+    (bad_signature, "bad signature"),
+    (malformed, "malformed"),
+    (breaks_a_rule, "rule"),
+];
 
 /// A bundle of `lines` whose checkpoint covers exactly them, so only the entries can fail.
 fn bundle(log: &Log, lines: &[Vec<u8>]) -> Vec<u8> {
@@ -104,54 +114,18 @@ fn assert_first(bundle: &[u8], expected: &str) {
 }
 
 #[test]
-fn an_earlier_bad_signature_comes_before_a_later_malformed_entry() {
+fn of_two_faults_of_any_kinds_the_earlier_is_named() {
     let h = history();
-    for (bad, later) in [(6, 7), (6, 20), (9, 25)] {
-        let mut lines = entry_lines(&h.log);
-        bad_signature(&h.log, &mut lines, bad);
-        malformed(&mut lines, later);
-        assert_first(
-            &bundle(&h.log, &lines),
-            &format!("entry {bad}: bad signature"),
-        );
-    }
-}
-
-#[test]
-fn an_earlier_malformed_entry_comes_before_a_later_bad_signature() {
-    let h = history();
-    for (bad, later) in [(6, 7), (6, 20), (9, 25)] {
-        let mut lines = entry_lines(&h.log);
-        malformed(&mut lines, bad);
-        bad_signature(&h.log, &mut lines, later);
-        assert_first(&bundle(&h.log, &lines), &format!("entry {bad}: malformed"));
-    }
-}
-
-#[test]
-fn an_earlier_broken_rule_comes_before_a_later_bad_entry() {
-    let h = history();
-    for (bad, later) in [(6, 7), (6, 20), (9, 25)] {
-        for spoil in [malformed_at, bad_signature_at] {
-            let mut lines = entry_lines(&h.log);
-            breaks_a_rule(&h.log, &mut lines, bad);
-            spoil(&h.log, &mut lines, later);
-            assert_first(&bundle(&h.log, &lines), &format!("entry {bad}: rule"));
+    // Neighbours (in one batch of 2, 3 or 256 entries), and entries several batches apart.
+    for (first, later) in [(6, 7), (6, 20), (9, 25)] {
+        for (spoil_first, name) in FAULTS {
+            for (spoil_later, _) in FAULTS {
+                let mut lines = entry_lines(&h.log);
+                spoil_first(&h.log, &mut lines, first);
+                spoil_later(&h.log, &mut lines, later);
+                assert_first(&bundle(&h.log, &lines), &format!("entry {first}: {name}"));
+            }
         }
-    }
-}
-
-#[test]
-fn a_bad_entry_comes_before_a_later_broken_rule() {
-    let h = history();
-    for (bad, later) in [(6, 7), (6, 20), (9, 25)] {
-        let mut lines = entry_lines(&h.log);
-        bad_signature(&h.log, &mut lines, bad);
-        breaks_a_rule(&h.log, &mut lines, later);
-        assert_first(
-            &bundle(&h.log, &lines),
-            &format!("entry {bad}: bad signature"),
-        );
     }
 }
 
@@ -174,18 +148,10 @@ fn a_bad_entry_comes_before_the_file_being_cut_short_after_it() {
         let cut = &whole[..last_entry_ends - 10];
         assert_first(cut, &format!("entry {bad}: bad signature"));
     }
-    // Without a bad entry, the same cut is reported as a truncated file.
+    // Without a bad entry, a cut is reported as a truncated file.
     let whole = bundle(&h.log, &entry_lines(&h.log));
     let cut = &whole[..whole.len() / 2];
     for said in refusals(cut) {
         assert!(said.contains("truncated"), "{said}");
     }
-}
-
-fn malformed_at(_: &Log, lines: &mut [Vec<u8>], i: usize) {
-    malformed(lines, i);
-}
-
-fn bad_signature_at(log: &Log, lines: &mut [Vec<u8>], i: usize) {
-    bad_signature(log, lines, i);
 }
