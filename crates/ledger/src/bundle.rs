@@ -23,7 +23,7 @@ use breakglass_core::LogState;
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::{parse_canonical, to_canonical_vec};
-use crate::entry::Checked;
+use crate::entry::Entry;
 use crate::merkle::{Frontier, Hash};
 use crate::note::{Checkpoint, NoteVerifier};
 use crate::pipeline::{check_entries, Stop};
@@ -398,10 +398,16 @@ fn verify_stream<R: BufRead>(
             )),
         }
     };
-    let apply = |index: u64, entry: Checked| {
-        apply_checked(&mut state, &entry.event, &entry.key, &entry.leaf, index)
-            .map_err(BundleError::Violation)?;
-        frontier.push(entry.leaf);
+    let apply = |index: u64, entry: &Entry<&[u8]>| {
+        apply_checked(
+            &mut state,
+            entry.event(),
+            entry.key(),
+            entry.leaf_hash(),
+            index,
+        )
+        .map_err(BundleError::Violation)?;
+        frontier.push(*entry.leaf_hash());
         check_earlier_at(&frontier)?;
         // Requests that ended for good keep only their id and outcome from here on.
         if (index + 1).is_multiple_of(retire_every) {

@@ -179,7 +179,7 @@ impl<'a> Entry<&'a [u8]> {
                 bytes.len()
             )));
         }
-        let Some((event_end, key, sig)) = split_canonical_trailer(bytes) else {
+        let Some((event_end, key, sig)) = signed_parts(bytes) else {
             return Err(not_canonical_entry(bytes));
         };
         let event_bytes = &bytes[EVENT_PREFIX.len()..event_end];
@@ -219,10 +219,14 @@ impl<'a> Entry<&'a [u8]> {
 }
 
 /// Splits canonical entry bytes `{"event":<event>,"key":"<44>","sig":"<88>"}` at the fixed-length
-/// trailer, decoding the key and signature. `None` unless the prefix, the separators and both
-/// base64 texts are exactly canonical (padded standard base64 with zero trailing bits, which is
-/// the only spelling the encoder produces).
-fn split_canonical_trailer(bytes: &[u8]) -> Option<(usize, PublicKey, Sig)> {
+/// trailer, decoding the key and signature: what checking the signature needs, without parsing
+/// the event. `None` if the entry is longer than [`MAX_ENTRY_LEN`] or unless the prefix, the
+/// separators and both base64 texts are exactly canonical (padded standard base64 with zero
+/// trailing bits, which is the only spelling the encoder produces).
+fn signed_parts(bytes: &[u8]) -> Option<(usize, PublicKey, Sig)> {
+    if bytes.len() > MAX_ENTRY_LEN {
+        return None;
+    }
     let end = event_end(bytes).ok()?;
     let trailer = &bytes[end + KEY_MARKER.len()..];
     let (key_text, rest) = trailer.split_at(44);
@@ -307,6 +311,17 @@ impl<B: AsRef<[u8]>> Entry<B> {
             kind: self.event.body.kind(),
         }
     }
+
+    /// The error for this entry when its signature check found `fault`.
+    pub(crate) fn signature_error(&self, fault: SignatureFault) -> EntryError {
+        match fault {
+            SignatureFault::BadKey => EntryError::BadKey,
+            SignatureFault::BadSignature => self.bad_signature(),
+            // The entry decoded, so its layout was readable after all: never reached, as
+            // decoding and the signature check read the layout with the same function.
+            SignatureFault::Unreadable => EntryError::Malformed("unexpected entry layout".into()),
+        }
+    }
 }
 
 fn verifying_key(key: &PublicKey) -> Result<VerifyingKey, EntryError> {
@@ -353,8 +368,8 @@ const SIGNATURE_BATCH: usize = 256;
 ///
 /// Batch verification accepts exactly the signatures that individual verification accepts
 /// except for deliberately crafted small-order components; a failing batch is re-checked entry
-/// by entry with [`Entry::verify_signature`], and weak keys are refused up front, so the first
-/// bad entry is always named precisely.
+/// by entry with strict verification, and weak keys are refused up front, so the first bad
+/// entry is always named precisely.
 pub fn verify_signatures<B: AsRef<[u8]> + Sync>(
     entries: &[Entry<B>],
 ) -> Result<(), (usize, EntryError)> {
@@ -367,8 +382,18 @@ pub fn verify_signatures<B: AsRef<[u8]> + Sync>(
         .par_chunks(SIGNATURE_BATCH)
         .enumerate()
         .filter_map(|(chunk_no, chunk)| {
-            first_bad_signature(chunk, |k| keys.cached(k))
-                .map(|(i, e)| (chunk_no * SIGNATURE_BATCH + i, e))
+            Claims::with(|claims| {
+                for e in chunk {
+                    claims.push(e.event_bytes(), e.key, e.sig);
+                }
+                claims.first_bad(|k| keys.cached(k))
+            })
+            .map(|(i, fault)| {
+                (
+                    chunk_no * SIGNATURE_BATCH + i,
+                    chunk[i].signature_error(fault),
+                )
+            })
         })
         .collect();
     match failures.into_iter().min_by_key(|(i, _)| *i) {
@@ -377,75 +402,137 @@ pub fn verify_signatures<B: AsRef<[u8]> + Sync>(
     }
 }
 
-/// Decodes a run of entry lines and checks their signatures, on the calling thread, with
-/// `keys` caching the signers' decompressed keys from one run to the next. Returns the entries
-/// before the first bad one, as replay needs them, and, if one is bad, its position in the run
-/// and why: the first line that is not a canonical entry, or the first signature that fails
-/// before it.
-pub(crate) fn decode_and_verify<'a>(
+/// Why an entry line's signature check failed. Found without parsing the event, so the caller
+/// names the actor from the decoded entry (see [`Entry::signature_error`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SignatureFault {
+    /// The line's layout is not that of a canonical entry, so there is no signature to check
+    /// (decoding it fails too, and says why).
+    Unreadable,
+    /// The public key is not a valid, strong Ed25519 point.
+    BadKey,
+    /// The signature does not verify.
+    BadSignature,
+}
+
+/// Checks the signatures of a run of entry lines straight from their bytes, with `keys`
+/// caching the signers' decompressed keys from one run to the next. Returns the position in
+/// the run of the first line whose signature fails, or of the first whose layout cannot be read
+/// (every signature before it is checked, as a failing one comes first in log order).
+///
+/// Nothing is parsed or allocated per entry: the signed messages are laid out back to back in
+/// one buffer. Whether each event is canonical is for decoding to say.
+pub(crate) fn first_bad_signature_of_lines<'a>(
     lines: impl IntoIterator<Item = &'a [u8]>,
     keys: &mut KeyCache,
-) -> (Vec<Checked>, Option<BadEntry>) {
-    let lines = lines.into_iter();
-    let mut entries = Vec::with_capacity(lines.size_hint().0);
-    let mut failure = None;
-    for line in lines {
-        match Entry::decode_borrowed(line) {
-            Ok(e) => entries.push(e),
-            Err(e) => {
-                failure = Some((entries.len(), e));
-                break;
+) -> Option<(usize, SignatureFault)> {
+    Claims::with(|claims| {
+        let mut unreadable = None;
+        for (i, line) in lines.into_iter().enumerate() {
+            match signed_parts(line) {
+                Some((end, key, sig)) => {
+                    claims.push(
+                        &line[EVENT_PREFIX.len()..end],
+                        key,
+                        Signature::from_bytes(&sig.0),
+                    );
+                }
+                None => {
+                    unreadable = Some(i);
+                    break;
+                }
             }
         }
+        claims
+            .first_bad(|k| keys.get(k))
+            .or(unreadable.map(|i| (i, SignatureFault::Unreadable)))
+    })
+}
+
+/// Signatures to check together: each signed message ([`EVENT_SIGNATURE_CONTEXT`] and an
+/// event's canonical bytes) laid out back to back in one buffer, with its claimed signer and
+/// signature.
+#[derive(Default)]
+struct Claims {
+    messages: Vec<u8>,
+    /// Where each message ends in `messages`.
+    ends: Vec<usize>,
+    keys: Vec<PublicKey>,
+    sigs: Vec<Signature>,
+}
+
+thread_local! {
+    /// Each thread's claims buffer, reused so that checking a batch allocates nothing once the
+    /// buffer has grown to a batch's size.
+    static CLAIMS: std::cell::RefCell<Claims> = std::cell::RefCell::new(Claims::default());
+}
+
+impl Claims {
+    /// Runs `f` with this thread's claims buffer, emptied.
+    fn with<T>(f: impl FnOnce(&mut Claims) -> T) -> T {
+        CLAIMS.with_borrow_mut(|claims| {
+            claims.messages.clear();
+            claims.ends.clear();
+            claims.keys.clear();
+            claims.sigs.clear();
+            f(claims)
+        })
     }
-    // Every signature before a decoding failure is checked: one that fails comes first.
-    let mut bad_signature = None;
-    for (n, chunk) in entries.chunks(SIGNATURE_BATCH).enumerate() {
-        if let Some((i, error)) = first_bad_signature(chunk, |k| keys.get(k)) {
-            bad_signature = Some((n * SIGNATURE_BATCH + i, error));
-            break;
+
+    fn push(&mut self, event: &[u8], key: PublicKey, sig: Signature) {
+        self.messages.extend_from_slice(EVENT_SIGNATURE_CONTEXT);
+        self.messages.extend_from_slice(event);
+        self.ends.push(self.messages.len());
+        self.keys.push(key);
+        self.sigs.push(sig);
+    }
+
+    fn message(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.messages[start..self.ends[i]]
+    }
+
+    /// The first claim whose signature fails, with why: one batch verification per
+    /// [`SIGNATURE_BATCH`] claims, and claim by claim (strictly) only when a batch fails.
+    fn first_bad(
+        &self,
+        mut key: impl FnMut(&PublicKey) -> Option<VerifyingKey>,
+    ) -> Option<(usize, SignatureFault)> {
+        let n = self.ends.len();
+        (0..n).step_by(SIGNATURE_BATCH).find_map(|start| {
+            let batch = start..n.min(start + SIGNATURE_BATCH);
+            if self.batch_verifies(batch.clone(), &mut key) {
+                return None;
+            }
+            batch.into_iter().find_map(|i| {
+                let fault = match verifying_key(&self.keys[i]) {
+                    Err(_) => SignatureFault::BadKey,
+                    Ok(vk) => match vk.verify_strict(self.message(i), &self.sigs[i]) {
+                        Ok(()) => return None,
+                        Err(_) => SignatureFault::BadSignature,
+                    },
+                };
+                Some((i, fault))
+            })
+        })
+    }
+
+    fn batch_verifies(
+        &self,
+        batch: std::ops::Range<usize>,
+        key: &mut impl FnMut(&PublicKey) -> Option<VerifyingKey>,
+    ) -> bool {
+        let mut messages = Vec::with_capacity(batch.len());
+        let mut vks = Vec::with_capacity(batch.len());
+        for i in batch.clone() {
+            messages.push(self.message(i));
+            match key(&self.keys[i]) {
+                Some(vk) => vks.push(vk),
+                None => return false,
+            }
         }
+        ed25519_dalek::verify_batch(&messages, &self.sigs[batch], &vks).is_ok()
     }
-    if let Some((at, error)) = bad_signature {
-        entries.truncate(at);
-        failure = Some((at, error));
-    }
-    let checked = entries.into_iter().map(Entry::into_checked).collect();
-    (checked, failure)
-}
-
-/// The position of a bad entry, and why it is bad.
-pub(crate) type BadEntry = (usize, EntryError);
-
-/// The first entry of `chunk` whose signature fails, with why: one batch verification, and
-/// entry by entry only when the batch fails.
-fn first_bad_signature<B: AsRef<[u8]>>(
-    chunk: &[Entry<B>],
-    key: impl FnMut(&PublicKey) -> Option<VerifyingKey>,
-) -> Option<(usize, EntryError)> {
-    match batch(chunk, key) {
-        Ok(()) => None,
-        Err(()) => chunk
-            .iter()
-            .enumerate()
-            .find_map(|(i, e)| e.verify_signature().err().map(|err| (i, err))),
-    }
-}
-
-fn batch<B: AsRef<[u8]>>(
-    chunk: &[Entry<B>],
-    mut key: impl FnMut(&PublicKey) -> Option<VerifyingKey>,
-) -> Result<(), ()> {
-    let mut messages = Vec::with_capacity(chunk.len());
-    let mut vks = Vec::with_capacity(chunk.len());
-    let mut sigs = Vec::with_capacity(chunk.len());
-    for e in chunk {
-        messages.push(e.signed_message());
-        vks.push(key(&e.key).ok_or(())?);
-        sigs.push(e.sig);
-    }
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    ed25519_dalek::verify_batch(&refs, &sigs, &vks).map_err(|_| ())
 }
 
 /// Signers' Ed25519 keys, decompressed once each (a log has few signers; decompressing is the
@@ -489,24 +576,5 @@ impl KeyCache {
     /// The verifying key of `key` if it was cached and is valid.
     fn cached(&self, key: &PublicKey) -> Option<VerifyingKey> {
         self.keys.get(key).copied().flatten()
-    }
-}
-
-/// What replaying an entry needs once its encoding and signature have been checked: its event,
-/// signer and leaf hash, without the bytes they were read from.
-pub(crate) struct Checked {
-    pub(crate) event: Event,
-    pub(crate) key: PublicKey,
-    pub(crate) leaf: Hash,
-}
-
-impl<B> Entry<B> {
-    /// The parts replay needs, letting go of the bytes.
-    pub(crate) fn into_checked(self) -> Checked {
-        Checked {
-            event: self.event,
-            key: self.key,
-            leaf: self.leaf,
-        }
     }
 }

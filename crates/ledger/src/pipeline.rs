@@ -1,17 +1,20 @@
 //! Checking a log's entries on every core while they are read and replayed in order.
 //!
-//! The caller's thread reads entry lines into batches and replays the checked entries in log
-//! order; it and a worker thread for each other core check batches: decode every entry
-//! (canonical parse, leaf hash) and verify their signatures (one Ed25519 batch verification).
-//! Reading, checking and replaying overlap, no thread waits for a whole phase to end, and only
-//! a few batches are held at once, so the verifier's memory does not grow with the log.
+//! The caller's thread reads entry lines into batches; it and a worker thread for each other
+//! core check the signatures of whole batches (one Ed25519 batch verification each, straight
+//! from the lines' bytes). The caller's thread then decodes each checked batch (canonical
+//! parse, leaf hash) and replays it in log order. Signature checking, by far the largest part,
+//! runs on every core; decoding and replaying stay on the one thread that needs the decoded
+//! events, so no decoded event is handed from one core to another. Reading, checking and
+//! replaying overlap, no thread waits for a whole phase to end, and only a few batches are held
+//! at once, so the verifier's memory does not grow with the log.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::entry::{decode_and_verify, BadEntry, Checked, EntryError, KeyCache};
+use crate::entry::{first_bad_signature_of_lines, Entry, EntryError, KeyCache, SignatureFault};
 
 /// Consecutive entry lines, read by the caller's thread and checked by any thread.
 struct Batch {
@@ -33,13 +36,12 @@ impl Batch {
     }
 }
 
-/// A checked batch: its entries up to the first bad one, and that one.
+/// A batch whose signatures were checked, and the first line whose signature fails, if one
+/// does.
 struct Verdict {
-    /// The batch, handed back so its buffers are reused.
     batch: Batch,
-    entries: Vec<Checked>,
-    /// Position in the batch of the first bad entry, and why.
-    failure: Option<BadEntry>,
+    /// Position in the batch of the first line whose signature fails, and why.
+    fault: Option<(usize, SignatureFault)>,
 }
 
 /// How [`check_entries`] stopped early.
@@ -53,18 +55,21 @@ pub(crate) enum Stop<E> {
 }
 
 /// Reads `count` entry lines with `read` (which appends the line for log index `i` to a buffer,
-/// without its newline), has them decoded and their signatures checked on every core, `batch`
-/// lines at a time, and hands each checked entry with its index to `apply`, in log order, on
-/// the calling thread. Stops at the first failure in log order: a bad entry, a line that could
-/// not be read, or an error from `apply`; entries after it are never applied.
+/// without its newline), has their signatures checked on every core, `batch` lines at a time,
+/// and decodes each entry and hands it with its index to `apply`, in log order, on the calling
+/// thread. Stops at the first failure in log order: a line that is not a canonical entry, a
+/// signature that fails, a line that could not be read, or an error from `apply`; entries after
+/// it are never applied. A line that is both not canonical and badly signed is reported as not
+/// canonical.
 ///
-/// The calling thread checks batches too whenever it has nothing to apply, so exactly one
-/// thread per core works (more would only take turns on the cores and spoil their caches).
+/// The calling thread checks signatures too whenever it has nothing to decode and apply, so
+/// exactly one thread per core works (more would only take turns on the cores and spoil their
+/// caches).
 pub(crate) fn check_entries<E>(
     count: u64,
     batch: usize,
     mut read: impl FnMut(&mut Vec<u8>, u64) -> Result<(), E>,
-    mut apply: impl FnMut(u64, Checked) -> Result<(), E>,
+    mut apply: impl FnMut(u64, &Entry<&[u8]>) -> Result<(), E>,
 ) -> Result<(), Stop<E>> {
     let batch = batch.max(1);
     let cores = rayon::current_num_threads().max(1);
@@ -170,14 +175,10 @@ impl Drop for CloseOnDrop<'_> {
     }
 }
 
-/// Decodes a batch and checks its signatures.
+/// Checks the signatures of a batch.
 fn check(batch: Batch, keys: &mut KeyCache) -> Verdict {
-    let (entries, failure) = decode_and_verify(batch.lines(), keys);
-    Verdict {
-        batch,
-        entries,
-        failure,
-    }
+    let fault = first_bad_signature_of_lines(batch.lines(), keys);
+    Verdict { batch, fault }
 }
 
 /// A worker: checks batches until the queue closes.
@@ -191,7 +192,7 @@ fn worker(queue: &Queue, done: &Sender<Verdict>) {
 }
 
 /// The reader and replayer: keeps up to `in_flight_max` batches read and not yet applied, and
-/// applies their verdicts in log order as `next_verdict` gives them.
+/// decodes and applies the batches in log order as `next_verdict` gives them checked.
 fn coordinate<E>(
     count: u64,
     batch: usize,
@@ -199,7 +200,7 @@ fn coordinate<E>(
     queue: &Queue,
     next_verdict: &mut impl FnMut() -> Result<Verdict, Stop<E>>,
     read: &mut impl FnMut(&mut Vec<u8>, u64) -> Result<(), E>,
-    apply: &mut impl FnMut(u64, Checked) -> Result<(), E>,
+    apply: &mut impl FnMut(u64, &Entry<&[u8]>) -> Result<(), E>,
 ) -> Result<(), Stop<E>> {
     let mut spare: Vec<Batch> = Vec::new();
     let mut ready: BTreeMap<u64, Verdict> = BTreeMap::new();
@@ -239,19 +240,21 @@ fn coordinate<E>(
         let verdict = next_verdict()?;
         in_flight -= 1;
         ready.insert(verdict.batch.first, verdict);
-        while let Some(verdict) = ready.remove(&applied_to) {
-            let first = verdict.batch.first;
-            for (i, entry) in verdict.entries.into_iter().enumerate() {
-                apply(first + i as u64, entry).map_err(Stop::Other)?;
+        while let Some(Verdict { batch, fault }) = ready.remove(&applied_to) {
+            for (i, line) in batch.lines().enumerate() {
+                let index = batch.first + i as u64;
+                let entry =
+                    Entry::decode_borrowed(line).map_err(|error| Stop::Entry { index, error })?;
+                if let Some((_, fault)) = fault.filter(|(at, _)| *at == i) {
+                    return Err(Stop::Entry {
+                        index,
+                        error: entry.signature_error(fault),
+                    });
+                }
+                apply(index, &entry).map_err(Stop::Other)?;
             }
-            if let Some((i, error)) = verdict.failure {
-                return Err(Stop::Entry {
-                    index: first + i as u64,
-                    error,
-                });
-            }
-            applied_to += verdict.batch.ends.len() as u64;
-            spare.push(verdict.batch);
+            applied_to += batch.ends.len() as u64;
+            spare.push(batch);
         }
     }
     match read_failure {

@@ -1,9 +1,10 @@
 //! A bundle with more than one fault is refused at its first bad entry in log order, whatever
-//! kind each fault is (an entry that is not canonical, a signature that fails, a rule that is
-//! broken, a file cut short) and however the verifier splits the work: in memory, streamed, and
-//! in batches of one, two, three and seven entries, so the faults fall in one batch or in
-//! different ones. The verifier checks batches on several threads at once and replays them in
-//! order; none of that may change which fault is named.
+//! kind each fault is (an entry that is not canonical, a signature that fails, a key that is
+//! not a strong point, a rule that is broken, a file cut short) and however the verifier splits
+//! the work: in memory, streamed, and in batches of one, two, three and seven entries, so the
+//! faults fall in one batch or in different ones. The verifier checks the signatures of batches
+//! on several threads at once and decodes and replays them in order; none of that may change
+//! which fault is named.
 
 mod support;
 
@@ -79,6 +80,20 @@ fn malformed(_: &Log, lines: &mut [Vec<u8>], i: usize) {
     lines[i].insert(1, b' ');
 }
 
+/// Entry `i` with a space inside its event: still laid out as an entry, so its signature is
+/// checked (over bytes nobody signed) and fails, but it is named for not being canonical.
+fn malformed_and_badly_signed(_: &Log, lines: &mut [Vec<u8>], i: usize) {
+    let event = b"{\"event\":{".len();
+    lines[i].insert(event, b' ');
+}
+
+/// Entry `i` claiming a signer whose key is a weak point (all zeros, of small order).
+fn bad_key(_: &Log, lines: &mut [Vec<u8>], i: usize) {
+    let key_at = lines[i].len() - 2 - 88 - b"\",\"sig\":\"".len() - 44;
+    let zero_key = format!("{}=", "A".repeat(43));
+    lines[i][key_at..key_at + 44].copy_from_slice(zero_key.as_bytes());
+}
+
 /// Entry `i` re-signed by its own actor with a time before the previous entry's: a valid
 /// signature on an event that breaks the rule that time never goes back.
 fn breaks_a_rule(log: &Log, lines: &mut [Vec<u8>], i: usize) {
@@ -93,9 +108,11 @@ fn breaks_a_rule(log: &Log, lines: &mut [Vec<u8>], i: usize) {
 type Fault = fn(&Log, &mut [Vec<u8>], usize);
 
 /// Every kind of fault an entry can have, with how a verifier names it.
-const FAULTS: [(Fault, &str); 3] = [
+const FAULTS: [(Fault, &str); 5] = [
     (bad_signature, "bad signature"),
     (malformed, "malformed"),
+    (malformed_and_badly_signed, "malformed"),
+    (bad_key, "bad key"),
     (breaks_a_rule, "rule"),
 ];
 
