@@ -137,7 +137,14 @@ impl BrokerLease {
 
     /// Gives the lease up now (dropping it does the same, less promptly for PostgreSQL).
     pub async fn release(self) {
-        if let Hold::Postgres(conn) = self.hold {
+        if let Hold::Postgres(mut conn) = self.hold {
+            // Unlocked first: closing alone frees the lock only once the server has seen the
+            // connection end, and a standby trying right after this returns could be refused.
+            // If the unlock fails (the connection is gone), the server frees the lock anyway.
+            let unlock = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+                .bind(BROKER_LOCK)
+                .fetch_one(&mut conn);
+            let _ = tokio::time::timeout(CHECK_TIMEOUT, unlock).await;
             let _ = conn.close().await;
         }
     }
