@@ -14,7 +14,7 @@ use breakglass_core::{
     VerifiedEvent, EVENT_FORMAT,
 };
 use breakglass_ledger::{
-    decode_all, replay_onto, Checkpoint, Entry, Frontier, Hash, NoteSigner, NoteVerifier,
+    decode_all, replay_lines, Checkpoint, Entry, Frontier, Hash, NoteSigner, NoteVerifier,
 };
 use breakglass_store::{Store, StoredCheckpoint};
 use ed25519_dalek::SigningKey;
@@ -588,32 +588,16 @@ impl Engine {
                 )));
             }
         }
-        let bytes: Vec<&[u8]> = stored.iter().map(|s| s.bytes.as_slice()).collect();
-        let entries =
-            decode_all(&bytes).map_err(|(i, error)| breakglass_ledger::Violation::Entry {
-                index: from + i as u64,
-                error,
-            })?;
-        replay_onto(&mut self.state, &entries, from)?;
+        let lines: Vec<&[u8]> = stored.iter().map(|s| s.bytes.as_slice()).collect();
         let covers = checkpoint.as_ref().map_or(0, |c| c.size);
-        for (index, (e, s)) in (from..).zip(entries.iter().zip(&stored)) {
-            if self
-                .own
-                .iter()
-                .any(|(i, leaf)| *i == index && leaf != e.leaf_hash())
-            {
-                self.own.clear();
-                return Err(EngineError::Tampered(format!(
-                    "entry {index}, which this app appended, was replaced in the shared \
-                     database before the broker covered it"
-                )));
-            }
-            self.push_leaf(*e.leaf_hash(), covers);
-            if let Some(replica) = &mut self.replica {
-                replica.check(&self.frontier)?;
-                replica.hold(index, &s.bytes);
-            }
-        }
+        // The state is taken out while the entries are replayed onto it, so that each entry's
+        // own checks (`absorb_one`) may borrow the engine.
+        let mut state = std::mem::replace(&mut self.state, LogState::new());
+        let replayed = replay_lines(&mut state, &lines, from, |index, e| {
+            self.absorb_one(index, e, covers)
+        });
+        self.state = state;
+        replayed?;
         if !self.members_append() && covers != self.size() {
             // Embedded: every append carries its checkpoint, so an entry none covers was written
             // past the engine.
@@ -623,6 +607,29 @@ impl Engine {
             )));
         }
         self.check_checkpoint(checkpoint)
+    }
+
+    /// The checks and bookkeeping of entry `index` read from the store, once it has been
+    /// verified and replayed: it must be the entry this app appended there, if it did, and the
+    /// tree (and a team member's local copy) grows by it.
+    fn absorb_one(&mut self, index: u64, e: &Entry<&[u8]>, covers: u64) -> Result<(), EngineError> {
+        if self
+            .own
+            .iter()
+            .any(|(i, leaf)| *i == index && leaf != e.leaf_hash())
+        {
+            self.own.clear();
+            return Err(EngineError::Tampered(format!(
+                "entry {index}, which this app appended, was replaced in the shared \
+                 database before the broker covered it"
+            )));
+        }
+        self.push_leaf(*e.leaf_hash(), covers);
+        if let Some(replica) = &mut self.replica {
+            replica.check(&self.frontier)?;
+            replica.hold(index, e.bytes());
+        }
+        Ok(())
     }
 
     /// Adds a leaf to the tree, keeping the root of every size from `keep_from` on (the sizes a

@@ -291,7 +291,7 @@ fn check_checkpoint(
 }
 
 /// Entries a worker of [`verify_bundle_stream`] checks at a time (one signature batch).
-const STREAM_BATCH: usize = 256;
+pub(crate) const STREAM_BATCH: usize = 256;
 
 /// Entries [`verify_bundle_stream`] replays between two retirements of ended requests.
 const RETIRE_EVERY: u64 = 2048;

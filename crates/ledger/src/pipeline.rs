@@ -72,7 +72,12 @@ pub(crate) fn check_entries<E>(
     mut apply: impl FnMut(u64, &Entry<&[u8]>) -> Result<(), E>,
 ) -> Result<(), Stop<E>> {
     let batch = batch.max(1);
-    let cores = rayon::current_num_threads().max(1);
+    // One batch or none is checked on this thread alone: a worker would only cost its start.
+    let cores = if count > batch as u64 {
+        rayon::current_num_threads().max(1)
+    } else {
+        1
+    };
     // Batches read but not yet applied: enough to keep every core busy while the oldest is
     // still being checked.
     let in_flight_max = 2 * cores + 2;

@@ -2,8 +2,10 @@
 
 use breakglass_core::{Event, LogState, PublicKey, Refusal, VerifiedEvent};
 
+use crate::bundle::STREAM_BATCH;
 use crate::entry::{verify_signatures, Entry, EntryError};
 use crate::merkle::Hash;
+use crate::pipeline::{check_entries, Stop};
 
 /// The first entry that broke the log, and how.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +74,42 @@ pub fn replay_onto<B: AsRef<[u8]> + Sync>(
             }
         }
     }
+}
+
+/// Checks entry lines (log indexes `first_index..`) on every core — that each is a canonical
+/// entry whose signature verifies — and replays them onto `state` in log order, calling `each`
+/// with every entry right after it is applied. Stops at the first failure in log order: a bad
+/// entry or a broken rule (as a [`Violation`]) or an error from `each`. The work is split as
+/// in the streamed bundle verifier: signatures a batch at a time on every core, each entry
+/// decoded just before it is replayed, so the decoded log is never held whole. On error
+/// `state` is unspecified; callers discard it.
+pub fn replay_lines<E: From<Violation>>(
+    state: &mut LogState,
+    lines: &[&[u8]],
+    first_index: u64,
+    mut each: impl FnMut(u64, &Entry<&[u8]>) -> Result<(), E>,
+) -> Result<(), E> {
+    let read = |buf: &mut Vec<u8>, i: u64| {
+        // `check_entries` reads exactly the indexes below the count it is given.
+        let line = usize::try_from(i).ok().and_then(|i| lines.get(i));
+        buf.extend_from_slice(line.copied().unwrap_or_default());
+        Ok::<(), E>(())
+    };
+    let apply = |i: u64, entry: &Entry<&[u8]>| {
+        let index = first_index + i;
+        apply_checked(state, entry.event(), entry.key(), entry.leaf_hash(), index)?;
+        each(index, entry)
+    };
+    check_entries(lines.len() as u64, STREAM_BATCH, read, apply).map_err(|stop| match stop {
+        Stop::Entry { index, error } => E::from(Violation::Entry {
+            index: first_index + index,
+            error,
+        }),
+        Stop::Other(e) => e,
+        // `check_entries` runs its workers in a `std::thread::scope`, which raises a worker's
+        // panic again once every worker is joined, before this could be returned.
+        Stop::WorkerPanicked => unreachable!("a checking thread's panic is raised again"),
+    })
 }
 
 /// Checks one entry's signature and then its rules, and applies it; on error `state` is
