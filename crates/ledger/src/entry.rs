@@ -467,6 +467,11 @@ thread_local! {
     static CLAIMS: std::cell::RefCell<Claims> = std::cell::RefCell::new(Claims::default());
 }
 
+/// The most message bytes a thread keeps room for between batches: a batch of ordinary entries
+/// needs about 120 KB; one of large entries (a policy's source, up to [`MAX_ENTRY_LEN`]) gets
+/// its room back once it is checked.
+const CLAIMS_KEPT: usize = 1 << 20;
+
 impl Claims {
     /// Runs `f` with this thread's claims buffer, emptied.
     fn with<T>(f: impl FnOnce(&mut Claims) -> T) -> T {
@@ -475,7 +480,11 @@ impl Claims {
             claims.ends.clear();
             claims.keys.clear();
             claims.sigs.clear();
-            f(claims)
+            let out = f(claims);
+            if claims.messages.capacity() > CLAIMS_KEPT {
+                claims.messages = Vec::new();
+            }
+            out
         })
     }
 
