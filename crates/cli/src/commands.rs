@@ -1453,6 +1453,7 @@ async fn broker(ctx: &Ctx, interval: &str) -> Result<()> {
     // A wall clock stepped back never delays an expiry: the broker's time never runs slower
     // than the monotonic clock.
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new(ctx.clock.clone()));
+    let stop = shutdown();
     let mut engine = home.engine(clock).await?;
     eprintln!(
         "breakglass broker: started; once it holds the broker lease it ends whatever came due \
@@ -1517,27 +1518,43 @@ async fn broker(ctx: &Ctx, interval: &str) -> Result<()> {
                 }
                 first.set(false);
             },
-            shutdown(),
+            stop,
         )
         .await;
     eprintln!("breakglass broker: stopped");
     Ok(())
 }
 
-/// Completes on Ctrl-C or SIGTERM (how service managers stop the broker).
-async fn shutdown() {
+/// Completes on Ctrl-C or SIGTERM (how service managers stop the broker). Both are caught from
+/// the moment this is called, not from when the future is first awaited: a signal that comes
+/// while the broker is still opening the log or in a pass stops it cleanly once it gets there,
+/// instead of killing the process.
+fn shutdown() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+        let caught = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        );
+        async move {
+            match caught {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {

@@ -40,7 +40,13 @@ fn recording_program(
 
 /// [`timed_target`] whose grant program is `grant`.
 fn timed_target_granting_with(w: &World, grant: &str) -> std::path::PathBuf {
-    let (script, calls) = recording_program(w, "revokes", "0");
+    timed_target_with(w, grant, "0")
+}
+
+/// [`timed_target`] whose grant program is `grant` and whose revoke program first waits
+/// `revoke_pause` seconds.
+fn timed_target_with(w: &World, grant: &str, revoke_pause: &str) -> std::path::PathBuf {
+    let (script, calls) = recording_program(w, "revokes", revoke_pause);
     let policy = format!(
         r#"{}
 [targets.timed]
@@ -231,6 +237,28 @@ fn signal(child: &Child, signal: &str) {
         .status()
         .expect("kill runs");
     assert!(sent.success(), "kill -{signal}");
+}
+
+#[test]
+fn a_broker_told_to_stop_during_its_first_pass_finishes_it_and_stops_cleanly() {
+    let w = World::sqlite();
+    // Revoking takes two seconds, so the signal comes while the first pass revokes.
+    let calls = timed_target_with(&w, "/bin/true", "2");
+    let id = break_glass_granted(&w, "1s");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut broker = w.cli.spawn(&["broker", "--interval", "1s"]);
+    let rx = lines(&mut broker);
+    until(&rx, "breakglass broker: started");
+    signal(&broker, "TERM");
+    let status = broker.wait().expect("the broker exits");
+    assert!(status.success(), "SIGTERM stops it cleanly: {status:?}");
+    let seen = until(&rx, "breakglass broker: stopped");
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with(&format!("revoked {id} ("))),
+        "the pass under way ended the overdue grant: {seen:#?}"
+    );
+    assert_revoked_once(&calls, &[id]);
 }
 
 #[test]
