@@ -55,5 +55,5 @@ pub use merkle::{
 pub use note::{
     Checkpoint, CosignatureVerifier, Cosigner, NoteError, NoteSigner, NoteVerifier, MAX_SIGNATURES,
 };
-pub use replay::{replay, replay_lines, replay_one, replay_onto, Violation};
+pub use replay::{replay_lines, replay_one, Violation};
 pub use witness::{check_cosignatures, with_cosignatures, witness_name};

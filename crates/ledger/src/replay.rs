@@ -42,40 +42,6 @@ impl Violation {
     }
 }
 
-/// Verifies all signatures (batched, on every core) and then replays the events in order.
-pub fn replay<B: AsRef<[u8]> + Sync>(entries: &[Entry<B>]) -> Result<LogState, Violation> {
-    let mut state = LogState::new();
-    replay_onto(&mut state, entries, 0)?;
-    Ok(state)
-}
-
-/// Like [`replay`], continuing from `state`, where `entries[0]` sits at `first_index`.
-/// On error `state` is unspecified (it may hold events up to a rule failure); callers discard it.
-pub fn replay_onto<B: AsRef<[u8]> + Sync>(
-    state: &mut LogState,
-    entries: &[Entry<B>],
-    first_index: u64,
-) -> Result<(), Violation> {
-    // Signatures (on the worker threads) and rules (sequential) run at the same time; the
-    // earliest failure of either is the one reported. Before that index every signature held,
-    // so a rule failure there is genuine, and `state` stops just before the offending entry.
-    let (sig_failure, rule_failure) = rayon::join(
-        || verify_signatures(entries).err(),
-        || apply_all(state, entries, first_index).err(),
-    );
-    match (sig_failure, rule_failure) {
-        (None, None) => Ok(()),
-        (None, Some(rule)) => Err(rule),
-        (Some((i, error)), rule) => {
-            let index = first_index + i as u64;
-            match rule {
-                Some(rule) if rule.index() < index => Err(rule),
-                _ => Err(Violation::Entry { index, error }),
-            }
-        }
-    }
-}
-
 /// Checks entry lines (log indexes `first_index..`) on every core — that each is a canonical
 /// entry whose signature verifies — and replays them onto `state` in log order, calling `each`
 /// with every entry right after it is applied. Stops at the first failure in log order: a bad
@@ -120,26 +86,9 @@ pub fn replay_one<B: AsRef<[u8]> + Sync>(
     entry: &Entry<B>,
     index: u64,
 ) -> Result<(), Violation> {
-    let one = std::slice::from_ref(entry);
-    verify_signatures(one).map_err(|(_, error)| Violation::Entry { index, error })?;
-    apply_all(state, one, index)
-}
-
-fn apply_all<B: AsRef<[u8]>>(
-    state: &mut LogState,
-    entries: &[Entry<B>],
-    first_index: u64,
-) -> Result<(), Violation> {
-    for (i, entry) in entries.iter().enumerate() {
-        apply_checked(
-            state,
-            entry.event(),
-            entry.key(),
-            entry.leaf_hash(),
-            first_index + i as u64,
-        )?;
-    }
-    Ok(())
+    verify_signatures(std::slice::from_ref(entry))
+        .map_err(|(_, error)| Violation::Entry { index, error })?;
+    apply_checked(state, entry.event(), entry.key(), entry.leaf_hash(), index)
 }
 
 /// Applies the event of entry `index`, whose encoding and signature by `signer` were checked;
