@@ -302,14 +302,14 @@ const MAX_LINE: u64 = 16 * 1024 * 1024;
 
 /// Verifies a bundle read from `input`: its header, every entry's canonical encoding,
 /// signature and rules, the Merkle root, the signed checkpoint, the first administrator's
-/// log key, any earlier checkpoint it must extend and any witnesses' cosignatures. Entries are
-/// decoded and their signatures checked on every core while they are read, and replayed in
-/// order as their checks come in (see `pipeline`); what it holds at once is a few batches of
-/// entries, the Merkle tree's frontier and the replayed state of the requests still open
-/// (ended ones are retired to their id and outcome, [`LogState::retire_ended`]), never the whole
-/// bundle, so memory stays flat as the log grows. The first failure in log order is reported;
-/// the checkpoint is read last, so a bundle whose entries fail is reported at the first bad
-/// entry before its checkpoint is looked at.
+/// log key, any earlier checkpoint it must extend and any witnesses' cosignatures. The entries'
+/// signatures are checked on every core while they are read, and each entry is decoded and
+/// replayed in order once its batch is checked (see `pipeline`); what it holds at once is a
+/// few batches of entry lines, the Merkle tree's frontier and the replayed state of the
+/// requests still open (ended ones are retired to their id and outcome,
+/// [`LogState::retire_ended`]), never the whole bundle, so memory stays flat as the log grows.
+/// The first failure in log order is reported; the checkpoint is read last, so a bundle whose
+/// entries fail is reported at the first bad entry before its checkpoint is looked at.
 pub fn verify_bundle_stream<R: BufRead>(
     input: R,
     opts: &VerifyOptions,
@@ -399,14 +399,7 @@ fn verify_stream<R: BufRead>(
         }
     };
     let apply = |index: u64, entry: &Entry<&[u8]>| {
-        apply_checked(
-            &mut state,
-            entry.event(),
-            entry.key(),
-            entry.leaf_hash(),
-            index,
-        )
-        .map_err(BundleError::Violation)?;
+        apply_checked(&mut state, entry, index).map_err(BundleError::Violation)?;
         frontier.push(*entry.leaf_hash());
         check_earlier_at(&frontier)?;
         // Requests that ended for good keep only their id and outcome from here on.
@@ -418,9 +411,6 @@ fn verify_stream<R: BufRead>(
     check_entries(size, batch, read, apply).map_err(|stop| match stop {
         Stop::Entry { index, error } => BundleError::Violation(Violation::Entry { index, error }),
         Stop::Other(e) => e,
-        Stop::WorkerPanicked => BundleError::Io(io::Error::other(
-            "a thread checking the entries stopped unexpectedly",
-        )),
     })?;
     let at = usize::try_from(header.size)
         .unwrap_or(usize::MAX)

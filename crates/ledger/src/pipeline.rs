@@ -50,8 +50,6 @@ pub(crate) enum Stop<E> {
     Entry { index: u64, error: EntryError },
     /// Reading a line or applying an entry failed.
     Other(E),
-    /// A worker thread panicked (a bug); the panic is raised again when the workers are joined.
-    WorkerPanicked,
 }
 
 /// Reads `count` entry lines with `read` (which appends the line for log index `i` to a buffer,
@@ -92,12 +90,13 @@ pub(crate) fn check_entries<E>(
             .collect();
         drop(done_tx);
         // Workers end only once the queue closes: one that ended before means it panicked, and
-        // waiting for its verdict would wait forever.
+        // waiting for its verdict would wait forever. The coordinator stops by panicking too;
+        // the scope then joins the workers and raises the panic in the caller.
         let receive = || loop {
             match done_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(verdict) => return Ok(verdict),
+                Ok(verdict) => return verdict,
                 Err(RecvTimeoutError::Timeout) if !handles.iter().any(|h| h.is_finished()) => {}
-                Err(_) => return Err(Stop::WorkerPanicked),
+                Err(_) => panic!("a thread checking entries stopped early (it panicked)"),
             }
         };
         // Closes the queue however the coordinator ends (even by a panic), so that the
@@ -106,11 +105,8 @@ pub(crate) fn check_entries<E>(
         let mut keys = KeyCache::default();
         let mut check_one = || queue.try_pop().map(|b| check(b, &mut keys));
         let mut ready = || match done_rx.try_recv() {
-            Ok(verdict) => Ok(verdict),
-            Err(_) => match check_one() {
-                Some(verdict) => Ok(verdict),
-                None => receive(),
-            },
+            Ok(verdict) => verdict,
+            Err(_) => check_one().unwrap_or_else(receive),
         };
         coordinate(
             count,
@@ -203,7 +199,7 @@ fn coordinate<E>(
     batch: usize,
     in_flight_max: usize,
     queue: &Queue,
-    next_verdict: &mut impl FnMut() -> Result<Verdict, Stop<E>>,
+    next_verdict: &mut impl FnMut() -> Verdict,
     read: &mut impl FnMut(&mut Vec<u8>, u64) -> Result<(), E>,
     apply: &mut impl FnMut(u64, &Entry<&[u8]>) -> Result<(), E>,
 ) -> Result<(), Stop<E>> {
@@ -242,7 +238,7 @@ fn coordinate<E>(
         if applied_to == read_to {
             break;
         }
-        let verdict = next_verdict()?;
+        let verdict = next_verdict();
         in_flight -= 1;
         ready.insert(verdict.batch.first, verdict);
         while let Some(Verdict { batch, fault }) = ready.remove(&applied_to) {

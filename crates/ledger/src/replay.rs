@@ -1,10 +1,9 @@
 //! Rebuilding a log's state from its entries, checking every signature and every rule.
 
-use breakglass_core::{Event, LogState, PublicKey, Refusal, VerifiedEvent};
+use breakglass_core::{LogState, Refusal, VerifiedEvent};
 
 use crate::bundle::STREAM_BATCH;
 use crate::entry::{verify_signatures, Entry, EntryError};
-use crate::merkle::Hash;
 use crate::pipeline::{check_entries, Stop};
 
 /// The first entry that broke the log, and how.
@@ -63,7 +62,7 @@ pub fn replay_lines<E: From<Violation>>(
     };
     let apply = |i: u64, entry: &Entry<&[u8]>| {
         let index = first_index + i;
-        apply_checked(state, entry.event(), entry.key(), entry.leaf_hash(), index)?;
+        apply_checked(state, entry, index)?;
         each(index, entry)
     };
     check_entries(lines.len() as u64, STREAM_BATCH, read, apply).map_err(|stop| match stop {
@@ -72,9 +71,6 @@ pub fn replay_lines<E: From<Violation>>(
             error,
         }),
         Stop::Other(e) => e,
-        // `check_entries` runs its workers in a `std::thread::scope`, which raises a worker's
-        // panic again once every worker is joined, before this could be returned.
-        Stop::WorkerPanicked => unreachable!("a checking thread's panic is raised again"),
     })
 }
 
@@ -88,23 +84,22 @@ pub fn replay_one<B: AsRef<[u8]> + Sync>(
 ) -> Result<(), Violation> {
     verify_signatures(std::slice::from_ref(entry))
         .map_err(|(_, error)| Violation::Entry { index, error })?;
-    apply_checked(state, entry.event(), entry.key(), entry.leaf_hash(), index)
+    apply_checked(state, entry, index)
 }
 
-/// Applies the event of entry `index`, whose encoding and signature by `signer` were checked;
-/// on a broken rule `state` is unchanged.
-pub(crate) fn apply_checked(
+/// Applies the event of entry `index`, whose encoding and signature were checked; on a broken
+/// rule `state` is unchanged.
+pub(crate) fn apply_checked<B: AsRef<[u8]>>(
     state: &mut LogState,
-    event: &Event,
-    signer: &PublicKey,
-    leaf_hash: &Hash,
+    entry: &Entry<B>,
     index: u64,
 ) -> Result<(), Violation> {
+    let event = entry.event();
     state
         .apply(VerifiedEvent {
             event,
-            signer,
-            leaf_hash,
+            signer: entry.key(),
+            leaf_hash: entry.leaf_hash(),
         })
         .map_err(|refusal| Violation::Rule {
             index,
