@@ -300,9 +300,8 @@ impl<B: AsRef<[u8]>> Entry<B> {
 
     /// Checks the signature strictly (RFC 8032 with canonical encodings, no weak keys).
     pub fn verify_signature(&self) -> Result<(), EntryError> {
-        let vk = verifying_key(&self.key)?;
-        vk.verify_strict(&self.signed_message(), &self.sig)
-            .map_err(|_| self.bad_signature())
+        verify_strictly(&self.key, &self.signed_message(), &self.sig)
+            .map_err(|fault| self.signature_error(fault))
     }
 
     fn bad_signature(&self) -> EntryError {
@@ -322,6 +321,13 @@ impl<B: AsRef<[u8]>> Entry<B> {
             SignatureFault::Unreadable => EntryError::Malformed("unexpected entry layout".into()),
         }
     }
+}
+
+/// Checks one signature strictly (RFC 8032 with canonical encodings, no weak keys).
+fn verify_strictly(key: &PublicKey, message: &[u8], sig: &Signature) -> Result<(), SignatureFault> {
+    let vk = verifying_key(key).map_err(|_| SignatureFault::BadKey)?;
+    vk.verify_strict(message, sig)
+        .map_err(|_| SignatureFault::BadSignature)
 }
 
 fn verifying_key(key: &PublicKey) -> Result<VerifyingKey, EntryError> {
@@ -514,14 +520,9 @@ impl Claims {
                 return None;
             }
             batch.into_iter().find_map(|i| {
-                let fault = match verifying_key(&self.keys[i]) {
-                    Err(_) => SignatureFault::BadKey,
-                    Ok(vk) => match vk.verify_strict(self.message(i), &self.sigs[i]) {
-                        Ok(()) => return None,
-                        Err(_) => SignatureFault::BadSignature,
-                    },
-                };
-                Some((i, fault))
+                verify_strictly(&self.keys[i], self.message(i), &self.sigs[i])
+                    .err()
+                    .map(|fault| (i, fault))
             })
         })
     }
